@@ -1,0 +1,343 @@
+"""Luigi tasks whose output is a versioned, manifest-committed artifact.
+
+``VersionedTask`` is one stage: its version is a Merkle key over its code version, resolved
+parameters and upstream versions, computed before anything runs; it is complete when that
+version's manifest exists. ``StageWork`` is one unit of a stage's work (a shard, a bucket):
+it writes into the stage's version folder and commits a marker, so ``--workers N`` and several
+hosts sharing ``luigid`` split a stage; the stage task then commits the manifest over them.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import time
+import uuid
+from functools import cached_property
+from typing import Any, ClassVar, Iterable
+
+import luigi
+import luigi.util
+
+from . import manifest as mf
+from .progress import Progress
+from .store import AlreadyCommitted, ArtifactStore, WORK_DIR
+from .versioning import version_key
+
+# One id per `luigi` invocation; forked workers inherit it. Hosts that share one central
+# scheduler and use --rerun set DEEPRECIPE_RUN_ID to the same value so they agree on the salt.
+RUN_ID = os.environ.get("DEEPRECIPE_RUN_ID") or uuid.uuid4().hex[:12]
+GLOBAL_PARAMS = ("profile", "store", "source", "rerun")
+
+
+def snake_case(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+class PipelineTask(luigi.Task):
+    """The user-facing options every deeprecipe task carries, so a root task passes them
+    to all of its upstream tasks through ``clone``."""
+    profile = luigi.Parameter(default="tiny", description="profile: tiny | small | cluster")
+    store = luigi.Parameter(default="", description="artifact store URL (default: "
+                            "$DEEPRECIPE_STORE, luigi.cfg [deeprecipe] store, ./artifacts)")
+    source = luigi.Parameter(default="", description="crawl source: path, glob or s3:// URI "
+                             "of WARC/WET/JSONL/Parquet files (default: the generated crawl)")
+    rerun = luigi.Parameter(default="", description="comma-separated stages to run again "
+                            "as a fresh attempt (their downstream re-keys too)")
+
+    @cached_property
+    def artifact_store(self) -> ArtifactStore:
+        return ArtifactStore(self.store or None)
+
+
+class ManifestTarget(luigi.Target):
+    """Exists when the version's manifest is committed."""
+
+    def __init__(self, store: ArtifactStore, stage: str, version: str):
+        self.store, self.stage, self.version = store, stage, version
+
+    def exists(self) -> bool:
+        return self.store.is_committed(self.stage, self.version)
+
+    @property
+    def path(self) -> str:
+        return self.store.uri(self.stage, self.version)
+
+    def manifest(self) -> dict:
+        return self.store.read_manifest(self.stage, self.version)
+
+
+class Artifact:
+    """A committed upstream artifact, read through its manifest (never by globbing)."""
+
+    def __init__(self, store: ArtifactStore, manifest: dict):
+        self.store, self.manifest = store, manifest
+        self.stage, self.version = manifest["stage"], manifest["version"]
+
+    def path(self, name: str) -> str:
+        return self.store.path(self.stage, self.version, name)
+
+    def files(self, pattern: str = "*") -> list[str]:
+        import fnmatch
+        return [f["name"] for f in self.manifest["outputs"]["files"]
+                if fnmatch.fnmatch(f["name"], pattern)]
+
+    def parts(self) -> list[str]:
+        """Data shard names (``part-*.parquet``) in shard order."""
+        return sorted(self.files("part-*.parquet"))
+
+    def read_table(self, name: str, columns: list[str] | None = None):
+        import pyarrow.parquet as pq
+        with self.store.fs.open(self.path(name), "rb") as f:
+            return pq.read_table(f, columns=columns)
+
+
+class StageContext:
+    """What a stage's code gets: where to write, what it wrote, upstream artifacts, progress."""
+
+    def __init__(self, task: "PipelineTask", stage: str, version: str):
+        self.task, self.stage, self.version = task, stage, version
+        self.store: ArtifactStore = task.artifact_store
+        self.fs = self.store.fs
+        self.outputs: list[str] = []
+        self.store.makedirs(self.store.version_dir(stage, version))
+
+    def output_path(self, name: str) -> str:
+        """Path of a file that becomes part of the artifact (listed and digested)."""
+        if name not in self.outputs:
+            self.outputs.append(name)
+        return self.store.path(self.stage, self.version, name)
+
+    def scratch_path(self, *parts: str) -> str:
+        """Path of a scratch file of this attempt (removed after the commit)."""
+        path = self.store.path(self.stage, self.version, WORK_DIR, *parts)
+        self.store.makedirs(os.path.dirname(path))
+        return path
+
+    def write_table(self, table, name: str) -> str:
+        import pyarrow.parquet as pq
+        path = self.output_path(name)
+        with self.fs.open(path, "wb") as f:
+            pq.write_table(table, f, compression="zstd")
+        return path
+
+    def input(self, name: str) -> Artifact:
+        return Artifact(self.store, self.task.input()[name].manifest())
+
+    def progress(self, iterable: Iterable | None = None, total: int | None = None,
+                 desc: str = "") -> Progress:
+        return Progress(self.task, iterable, total=total, desc=desc or self.stage)
+
+
+class VersionedTask(PipelineTask):
+    """One stage. Subclasses set ``code_version``, declare tunable parameters (default None:
+    the profile's value is used), and implement ``upstream()``, optionally ``work()``
+    (the stage's shard tasks) and ``build(ctx) -> metrics``."""
+    stage: ClassVar[str] = ""
+    code_version: ClassVar[str] = "1"
+    source_objects: ClassVar[tuple] = ()  # stage modules whose source the manifest hashes
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if not cls.__dict__.get("stage"):
+            cls.stage = snake_case(cls.__name__)
+
+    # -- what a stage declares ---------------------------------------------------------
+    def upstream(self) -> dict[str, "VersionedTask"]:
+        return {}
+
+    def work(self) -> list[luigi.Task]:
+        return []
+
+    def build(self, ctx: StageContext) -> dict:
+        return {}
+
+    def profile_defaults(self) -> dict:
+        """This stage's parameter values in the chosen profile."""
+        return {}
+
+    def key_extras(self) -> dict:
+        """Facts besides parameters that identify the inputs (e.g. a source listing digest)."""
+        return {}
+
+    def num_shards(self) -> int:
+        return 1
+
+    # -- version -----------------------------------------------------------------------
+    def tunable_param_names(self) -> list[str]:
+        return [name for name, p in self.get_params()
+                if name not in GLOBAL_PARAMS and p.significant]
+
+    @cached_property
+    def stage_params(self) -> dict:
+        defaults = self.profile_defaults()
+        out = {}
+        for name in self.tunable_param_names():
+            value = getattr(self, name)
+            out[name] = defaults.get(name) if value is None else value
+        return out
+
+    @cached_property
+    def rerun_stages(self) -> set[str]:
+        return {s.strip() for s in self.rerun.split(",") if s.strip()}
+
+    @cached_property
+    def key(self) -> dict:
+        inputs = {name: t.version for name, t in sorted(self.upstream().items())}
+        params = {**self.stage_params, **self.key_extras()}
+        salt = f"rerun-{RUN_ID}" if self.stage in self.rerun_stages else None
+        return version_key(self.stage, self.code_version, params, inputs, salt)
+
+    @property
+    def version(self) -> str:
+        return self.key["version"]
+
+    @cached_property
+    def code_source(self) -> tuple[str, list[str]]:
+        return mf.source_digest([type(self), *self.source_objects])
+
+    # -- luigi -------------------------------------------------------------------------
+    def requires(self):
+        return {**self.upstream(), "_work": self.work()}
+
+    def output(self) -> ManifestTarget:
+        return ManifestTarget(self.artifact_store, self.stage, self.version)
+
+    def run(self):
+        start, t0 = mf.utc_now(), time.time()
+        ctx = StageContext(self, self.stage, self.version)
+        self.set_status_message(f"{self.stage} {self.version}: building")
+        metrics = dict(self.build(ctx) or {})
+        outputs = list(ctx.outputs)
+        for marker in read_markers(self.artifact_store, self.stage, self.version):
+            outputs.extend(n for n in marker["outputs"] if n not in outputs)
+        files = []
+        for name in sorted(outputs):
+            digest, size = self.artifact_store.file_digest(ctx.store.path(self.stage, self.version, name))
+            files.append({"name": name, "bytes": size, "sha256": digest})
+        manifest = self.make_manifest(start, time.time() - t0, files, metrics)
+        try:
+            self.artifact_store.commit_manifest(self.stage, self.version, manifest)
+        except AlreadyCommitted:
+            return  # another worker committed the same version; theirs stands
+        self.artifact_store.remove(self.artifact_store.work_dir(self.stage, self.version))
+        self.set_progress_percentage(100)
+        self.set_status_message(f"{self.stage} {self.version}: committed")
+
+    def make_manifest(self, start: str, seconds: float, files: list[dict], metrics: dict) -> dict:
+        store = self.artifact_store
+        upstream = {}
+        for name, t in sorted(self.upstream().items()):
+            digest, _ = store.file_digest(store.manifest_path(t.stage, t.version))
+            upstream[name] = {"stage": t.stage, "version": t.version, "manifest_sha256": digest}
+        source_sha, source_files = self.code_source
+        rows = metrics.pop("rows", None)
+        return {
+            "schema": mf.SCHEMA,
+            "stage": self.stage,
+            "version": self.version,
+            "key": self.key["key"],
+            "key_sha256": self.key["digest"],
+            "params": self.stage_params,
+            "profile": self.profile,
+            "upstream": upstream,
+            "code": {"code_version": self.code_version, "source_sha256": source_sha,
+                     "source_files": source_files, **mf.git_state(),
+                     "packages": mf.package_versions()},
+            "run": {"id": RUN_ID, "task_id": self.task_id, "start": start, "end": mf.utc_now(),
+                    "seconds": round(seconds, 3), **mf.run_environment()},
+            "outputs": {"files": files, "rows": rows, "metrics": metrics},
+        }
+
+
+def marker_dir(store: ArtifactStore, stage: str, version: str) -> str:
+    return store.path(stage, version, WORK_DIR, "markers")
+
+
+def read_markers(store: ArtifactStore, stage: str, version: str, phase: str | None = None) -> list[dict]:
+    """Committed work markers of an attempt, in name order (optionally of one phase)."""
+    d = marker_dir(store, stage, version)
+    if not store.fs.exists(d):
+        return []
+    names = sorted(p for p in store.fs.ls(d, detail=False) if p.endswith(".json"))
+    out = [store.read_json(p) for p in names]
+    return [m for m in out if phase is None or m["phase"] == phase]
+
+
+class MarkerTarget(luigi.Target):
+    def __init__(self, store: ArtifactStore, path: str):
+        self.store, self.path = store, path
+
+    def exists(self) -> bool:
+        return self.store.fs.exists(self.path)
+
+
+class StageWork(PipelineTask):
+    """One unit of a stage's work. Decorate subclasses with ``@work_of(StageClass)`` so they
+    carry the stage's parameters; set ``phase`` and give a ``unit`` (shard or bucket index)."""
+    stage_cls: ClassVar[type[VersionedTask]]
+    phase: ClassVar[str] = "shard"
+    unit = luigi.IntParameter(description="shard or bucket index")
+
+    @cached_property
+    def stage_task(self) -> VersionedTask:
+        return self.clone(self.stage_cls)
+
+    @property
+    def params(self) -> dict:
+        return self.stage_task.stage_params
+
+    def requires(self):
+        return self.stage_task.upstream()
+
+    def do(self, ctx: StageContext) -> dict:
+        """Write this unit's files through ``ctx``; return its stats."""
+        raise NotImplementedError
+
+    def marker_path(self) -> str:
+        s = self.stage_task
+        return f"{marker_dir(self.artifact_store, s.stage, s.version)}/{self.phase}-{self.unit:06d}.json"
+
+    def output(self) -> MarkerTarget:
+        return MarkerTarget(self.artifact_store, self.marker_path())
+
+    def run(self):
+        s = self.stage_task
+        ctx = StageContext(self, s.stage, s.version)
+        self.set_status_message(f"{s.stage} {s.version}: {self.phase} {self.unit}")
+        stats = self.do(ctx) or {}
+        marker = {"phase": self.phase, "unit": self.unit, "outputs": ctx.outputs, "stats": stats}
+        data = json.dumps(marker, sort_keys=True).encode()
+        try:
+            self.artifact_store.create_exclusive(self.marker_path(), data)
+        except AlreadyCommitted:
+            pass
+
+
+def work_of(stage_cls: type[VersionedTask]):
+    """Class decorator: the work task carries every parameter of ``stage_cls``."""
+    def wrap(cls):
+        cls = luigi.util.inherits(stage_cls)(cls)
+        cls.stage_cls = stage_cls
+        return cls
+    return wrap
+
+
+def sum_stats(markers: list[dict]) -> dict:
+    """Add up numeric stats (nested dicts too) over work markers."""
+    total: dict[str, Any] = {}
+
+    def add(into: dict, d: dict):
+        for k, v in d.items():
+            if isinstance(v, dict):
+                add(into.setdefault(k, {}), v)
+            elif isinstance(v, (int, float)) and not isinstance(v, bool):
+                into[k] = into.get(k, 0) + v
+    for m in markers:
+        add(total, m["stats"])
+    return total
+
+
+def short_hash(text: str, digits: int = 16) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:digits]

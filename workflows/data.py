@@ -1,0 +1,183 @@
+"""Data stages as thin Luigi tasks: synthetic_crawl → crawl_ingest → url_dedup."""
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import luigi
+
+from pipeline.sources import list_source_files, listing_digest
+from stages import crawl_ingest, synthetic_crawl, url_dedup
+
+from .base import StageTask, StageWork, work_of
+
+
+def part_name(shard: int) -> str:
+    return f"part-{shard:05d}.parquet"
+
+
+# -- synthetic_crawl: the built-in default source -----------------------------------------
+class SyntheticCrawl(StageTask):
+    """A generated crawl written as real WARC.gz files, deterministic from the seed."""
+    code_version = "1"
+    source_objects = (synthetic_crawl,)
+    seed = luigi.OptionalIntParameter(default=None)
+    num_files = luigi.OptionalIntParameter(default=None)
+    pages_per_file = luigi.OptionalIntParameter(default=None)
+
+    def config(self) -> synthetic_crawl.SyntheticCrawlConfig:
+        p = self.stage_params
+        return synthetic_crawl.SyntheticCrawlConfig(seed=p["seed"], num_files=p["num_files"],
+                                                    pages_per_file=p["pages_per_file"])
+
+    def build(self, ctx):
+        config, truth = self.config(), []
+        for i in ctx.progress(range(config.num_files), desc="synthetic_crawl"):
+            with ctx.fs.open(ctx.output_path(f"crawl-{i:05d}.warc.gz"), "wb") as f:
+                truth.extend(synthetic_crawl.write_warc_file(f, config, i))
+        ctx.write_table(pa.Table.from_pylist(truth), "ground_truth.parquet")
+        return {"records": len(truth)}
+
+
+# -- crawl_ingest ----------------------------------------------------------------------------
+class CrawlIngest(StageTask):
+    """WARC/WET/JSONL/Parquet source files → documents (id, url, domain, lang, text, source)."""
+    code_version = "1"
+    source_objects = (crawl_ingest,)
+    files_per_shard = luigi.OptionalIntParameter(default=None)
+    max_chars = luigi.OptionalIntParameter(default=None)
+
+    def upstream(self):
+        return {} if self.source else {"crawl": self.clone(SyntheticCrawl)}
+
+    def source_files(self) -> list[dict]:
+        """The files to read: the user's --source listing, or the generated crawl's files."""
+        if not hasattr(self, "_source_files"):
+            if self.source:
+                self._source_files = list_source_files(self.source)
+            else:
+                crawl = self.clone(SyntheticCrawl)
+                n = crawl.stage_params["num_files"]
+                self._source_files = [
+                    {"uri": crawl.artifact_store.uri(crawl.stage, crawl.version, f"crawl-{i:05d}.warc.gz"),
+                     "stage_file": f"crawl-{i:05d}.warc.gz"} for i in range(n)]
+        return self._source_files
+
+    def key_extras(self):
+        if not self.source:
+            return {}
+        return {"source": self.source, "source_listing_sha256": listing_digest(self.source_files())}
+
+    def num_shards(self) -> int:
+        per = self.stage_params["files_per_shard"]
+        return -(-len(self.source_files()) // per)
+
+    def work(self):
+        return [self.clone(CrawlIngestShard, unit=i) for i in range(self.num_shards())]
+
+    def build(self, ctx):
+        stats = sum_phase(ctx, "shard")
+        return {"rows": stats.get("docs_out", 0), **stats,
+                "source_files": [{k: v for k, v in f.items() if k != "stage_file"}
+                                 for f in self.source_files()]}
+
+
+@work_of(CrawlIngest)
+class CrawlIngestShard(StageWork):
+    def do(self, ctx):
+        from pipeline.store import open_filesystem
+        s: CrawlIngest = self.stage_task
+        per = self.params["files_per_shard"]
+        files = s.source_files()[self.unit * per:(self.unit + 1) * per]
+        tables, total = [], crawl_ingest.IngestStats()
+        for f in ctx.progress(files, desc=f"ingest shard {self.unit}"):
+            fs, path = open_filesystem(f["uri"])
+            name = f["uri"].rsplit("/", 1)[-1]
+            with fs.open(path, "rb") as fh:
+                table, stats = crawl_ingest.ingest_file(fh, f["uri"], max_chars=self.params["max_chars"])
+            tables.append(table)
+            total.merge(stats)
+            del name
+        table = pa.concat_tables(tables) if tables else crawl_ingest.DOC_SCHEMA.empty_table()
+        ctx.write_table(table, part_name(self.unit))
+        return total.as_dict()
+
+
+# -- url_dedup: keys (map) → duplicates per bucket (reduce) → filter each shard -------------
+class UrlDedup(StageTask):
+    """Exact dedup on normalised URLs; one deterministic survivor (first by shard, row)."""
+    code_version = "1"
+    source_objects = (url_dedup,)
+    num_buckets = luigi.OptionalIntParameter(default=None)
+
+    def upstream(self):
+        return {"docs": self.clone(CrawlIngest)}
+
+    def num_shards(self) -> int:
+        return self.clone(CrawlIngest).num_shards()
+
+    def work(self):
+        return [self.clone(UrlDedupFilter, unit=i) for i in range(self.num_shards())]
+
+    def build(self, ctx):
+        stats = sum_phase(ctx, "filter")
+        return {"rows": stats.get("docs_out", 0), **stats}
+
+
+@work_of(UrlDedup)
+class UrlDedupKeys(StageWork):
+    phase = "keys"
+
+    def do(self, ctx):
+        docs = ctx.input("docs")
+        table = docs.read_table(part_name(self.unit), columns=["url"])
+        keys = url_dedup.url_keys(table, self.unit, self.params["num_buckets"])
+        for b in range(self.params["num_buckets"]):
+            part = keys.filter(pa.compute.equal(keys["bucket"], b))
+            with ctx.fs.open(ctx.scratch_path("keys", f"b{b:05d}", f"s{self.unit:06d}.parquet"), "wb") as f:
+                pq.write_table(part, f)
+        return {"docs_in": table.num_rows}
+
+
+@work_of(UrlDedup)
+class UrlDedupReduce(StageWork):
+    phase = "reduce"
+
+    def requires(self):
+        return [self.clone(UrlDedupKeys, unit=i) for i in range(self.stage_task.num_shards())]
+
+    def do(self, ctx):
+        tables = []
+        for i in range(self.stage_task.num_shards()):
+            with ctx.fs.open(ctx.scratch_path("keys", f"b{self.unit:05d}", f"s{i:06d}.parquet"), "rb") as f:
+                tables.append(pq.read_table(f))
+        drops = url_dedup.duplicate_rows(pa.concat_tables(tables))
+        with ctx.fs.open(ctx.scratch_path("drops", f"b{self.unit:05d}.parquet"), "wb") as f:
+            pq.write_table(drops, f)
+        return {"duplicates": drops.num_rows}
+
+
+@work_of(UrlDedup)
+class UrlDedupFilter(StageWork):
+    phase = "filter"
+
+    def requires(self):
+        return {**self.stage_task.upstream(),
+                "reduce": [self.clone(UrlDedupReduce, unit=b) for b in range(self.params["num_buckets"])]}
+
+    def do(self, ctx):
+        import pyarrow.compute as pc
+        drops = []
+        for b in range(self.params["num_buckets"]):
+            with ctx.fs.open(ctx.scratch_path("drops", f"b{b:05d}.parquet"), "rb") as f:
+                t = pq.read_table(f)
+            drops.append(t.filter(pc.equal(t["shard"], self.unit)))
+        table = ctx.input("docs").read_table(part_name(self.unit))
+        kept = url_dedup.drop_rows(table, self.unit, pa.concat_tables(drops))
+        ctx.write_table(kept, part_name(self.unit))
+        return {"docs_in": table.num_rows, "docs_out": kept.num_rows,
+                "duplicates_removed": table.num_rows - kept.num_rows}
+
+
+def sum_phase(ctx, phase: str) -> dict:
+    from pipeline.task import read_markers, sum_stats
+    return sum_stats(read_markers(ctx.store, ctx.stage, ctx.version, phase))

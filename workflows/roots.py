@@ -1,0 +1,15 @@
+"""Root tasks: take the user-facing options once and pass them to every upstream task."""
+from __future__ import annotations
+
+import luigi
+
+from pipeline.task import PipelineTask
+
+from .data import UrlDedup
+
+
+class RunDataPipeline(PipelineTask, luigi.WrapperTask):
+    """Every data-curation stage, crawl to curated documents."""
+
+    def requires(self):
+        return self.clone(UrlDedup)
