@@ -1,11 +1,14 @@
 """Data stages as thin Luigi tasks: synthetic_crawl → crawl_ingest → url_dedup."""
 from __future__ import annotations
 
+from functools import cached_property
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 import luigi
 
 from pipeline.sources import list_source_files, listing_digest
+from pipeline.store import open_filesystem
 from stages import crawl_ingest, synthetic_crawl, url_dedup
 
 from .base import StageTask, StageWork, work_of
@@ -13,6 +16,10 @@ from .base import StageTask, StageWork, work_of
 
 def part_name(shard: int) -> str:
     return f"part-{shard:05d}.parquet"
+
+
+def warc_name(i: int) -> str:
+    return f"crawl-{i:05d}.warc.gz"
 
 
 # -- synthetic_crawl: the built-in default source -----------------------------------------
@@ -32,7 +39,7 @@ class SyntheticCrawl(StageTask):
     def build(self, ctx):
         config, truth = self.config(), []
         for i in ctx.progress(range(config.num_files), desc="synthetic_crawl"):
-            with ctx.fs.open(ctx.output_path(f"crawl-{i:05d}.warc.gz"), "wb") as f:
+            with ctx.fs.open(ctx.output_path(warc_name(i)), "wb") as f:
                 truth.extend(synthetic_crawl.write_warc_file(f, config, i))
         ctx.write_table(pa.Table.from_pylist(truth), "ground_truth.parquet")
         return {"records": len(truth)}
@@ -49,54 +56,50 @@ class CrawlIngest(StageTask):
     def upstream(self):
         return {} if self.source else {"crawl": self.clone(SyntheticCrawl)}
 
+    @cached_property
     def source_files(self) -> list[dict]:
         """The files to read: the user's --source listing, or the generated crawl's files."""
-        if not hasattr(self, "_source_files"):
-            if self.source:
-                self._source_files = list_source_files(self.source)
-            else:
-                crawl = self.clone(SyntheticCrawl)
-                n = crawl.stage_params["num_files"]
-                self._source_files = [
-                    {"uri": crawl.artifact_store.uri(crawl.stage, crawl.version, f"crawl-{i:05d}.warc.gz"),
-                     "stage_file": f"crawl-{i:05d}.warc.gz"} for i in range(n)]
-        return self._source_files
+        if self.source:
+            return list_source_files(self.source)
+        crawl = self.clone(SyntheticCrawl)
+        return [{"uri": crawl.artifact_store.uri(crawl.stage, crawl.version, warc_name(i))}
+                for i in range(crawl.stage_params["num_files"])]
 
     def key_extras(self):
         if not self.source:
             return {}
-        return {"source": self.source, "source_listing_sha256": listing_digest(self.source_files())}
+        return {"source": self.source, "source_listing_sha256": listing_digest(self.source_files)}
 
     def num_shards(self) -> int:
         per = self.stage_params["files_per_shard"]
-        return -(-len(self.source_files()) // per)
+        return -(-len(self.source_files) // per)
 
     def work(self):
         return [self.clone(CrawlIngestShard, unit=i) for i in range(self.num_shards())]
 
     def build(self, ctx):
         stats = sum_phase(ctx, "shard")
-        return {"rows": stats.get("docs_out", 0), **stats,
-                "source_files": [{k: v for k, v in f.items() if k != "stage_file"}
-                                 for f in self.source_files()]}
+        files = self.source_files
+        if not self.source:  # the generated crawl: sizes and digests from its manifest
+            recorded = {f["name"]: f for f in ctx.input("crawl").manifest["outputs"]["files"]}
+            files = [{**f, "bytes": recorded[n]["bytes"], "sha256": recorded[n]["sha256"]}
+                     for f in files for n in [f["uri"].rsplit("/", 1)[-1]]]
+        return {"rows": stats.get("docs_out", 0), **stats, "source_files": files}
 
 
 @work_of(CrawlIngest)
 class CrawlIngestShard(StageWork):
     def do(self, ctx):
-        from pipeline.store import open_filesystem
         s: CrawlIngest = self.stage_task
         per = self.params["files_per_shard"]
-        files = s.source_files()[self.unit * per:(self.unit + 1) * per]
+        files = s.source_files[self.unit * per:(self.unit + 1) * per]
         tables, total = [], crawl_ingest.IngestStats()
         for f in ctx.progress(files, desc=f"ingest shard {self.unit}"):
             fs, path = open_filesystem(f["uri"])
-            name = f["uri"].rsplit("/", 1)[-1]
             with fs.open(path, "rb") as fh:
                 table, stats = crawl_ingest.ingest_file(fh, f["uri"], max_chars=self.params["max_chars"])
             tables.append(table)
-            total.merge(stats)
-            del name
+            total = total.merge(stats)
         table = pa.concat_tables(tables) if tables else crawl_ingest.DOC_SCHEMA.empty_table()
         ctx.write_table(table, part_name(self.unit))
         return total.as_dict()
@@ -120,7 +123,8 @@ class UrlDedup(StageTask):
 
     def build(self, ctx):
         stats = sum_phase(ctx, "filter")
-        return {"rows": stats.get("docs_out", 0), **stats}
+        stats = url_dedup.dedup_stats(stats.get("docs_in", 0), stats.get("docs_out", 0))
+        return {"rows": stats["docs_out"], **stats}
 
 
 @work_of(UrlDedup)
@@ -131,8 +135,9 @@ class UrlDedupKeys(StageWork):
         docs = ctx.input("docs")
         table = docs.read_table(part_name(self.unit), columns=["url"])
         keys = url_dedup.url_keys(table, self.unit, self.params["num_buckets"])
+        parts = url_dedup.split_by_bucket(keys)
         for b in range(self.params["num_buckets"]):
-            part = keys.filter(pa.compute.equal(keys["bucket"], b))
+            part = parts.get(b, url_dedup.KEYS_SCHEMA.empty_table())
             with ctx.fs.open(ctx.scratch_path("keys", f"b{b:05d}", f"s{self.unit:06d}.parquet"), "wb") as f:
                 pq.write_table(part, f)
         return {"docs_in": table.num_rows}
@@ -174,8 +179,7 @@ class UrlDedupFilter(StageWork):
         table = ctx.input("docs").read_table(part_name(self.unit))
         kept = url_dedup.drop_rows(table, self.unit, pa.concat_tables(drops))
         ctx.write_table(kept, part_name(self.unit))
-        return {"docs_in": table.num_rows, "docs_out": kept.num_rows,
-                "duplicates_removed": table.num_rows - kept.num_rows}
+        return url_dedup.dedup_stats(table.num_rows, kept.num_rows)
 
 
 def sum_phase(ctx, phase: str) -> dict:

@@ -1,0 +1,486 @@
+"""Crawl ingest: one source file (WARC, WET, JSONL, Parquet) -> documents with main text and language.
+
+Formats are recognised by content (magic bytes, looking through gzip) and, failing that, by
+extension:
+
+* WARC / WARC.gz (``warcio``): ``response`` records with a 2xx status and an HTML content type
+  become documents (HTML -> main text with resiliparse); other records are counted by reason.
+* WET (a WARC of ``conversion`` records): the text is taken as it is.
+* JSONL / JSONL.gz: one JSON object per line, ``text`` required, ``id`` and ``url`` kept.
+* Parquet: columns as for JSONL (``text`` required).
+
+Bad input: corrupt records are counted and skipped (see ``SKIP_REASONS``); a file that is no known
+format, or that cannot be opened at all, raises ``SourceFileError`` naming the file and the fix.
+
+Text longer than ``max_chars`` characters is cut to ``max_chars`` (at the last line break in its
+second half, if any) and counted in ``IngestStats.truncated_docs``: the document is kept, because
+its head is usually fine and later quality filters judge it. A WARC payload larger than
+``max_record_bytes`` is skipped as ``too_large`` without being parsed (HTML parsing cost grows
+with size; Common Crawl already truncates payloads at 1 MiB).
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import unicodedata
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import BinaryIO
+from urllib.parse import urlsplit
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from resiliparse.extract.html2text import extract_plain_text
+from resiliparse.parse.encoding import bytes_to_str, detect_encoding, detect_mime, map_encoding_to_html5
+from resiliparse.parse.html import HTMLTree
+from resiliparse.parse.lang import detect_fast
+from warcio.archiveiterator import ArchiveIterator
+from warcio.exceptions import ArchiveLoadFailed
+from warcio.statusandheaders import StatusAndHeadersParser, StatusAndHeadersParserException
+
+DOC_SCHEMA = pa.schema([
+    ("id", pa.string()),             # from the input when present, else sha1(source_name:offset)[:16]
+    ("url", pa.string()),            # null when the input has none
+    ("domain", pa.string()),         # lower-case host without port and leading 'www.'
+    ("lang", pa.string()),           # ISO 639-1 code from resiliparse detect_fast, or 'unknown'
+    ("text", pa.string()),
+    ("source_file", pa.string()),    # source_name as given to ingest
+    ("source_offset", pa.int64()),   # WARC: byte offset of the record; JSONL: line index; Parquet: row index (0-based)
+])
+
+SKIP_REASONS = {
+    "non_response": "WARC record that is not a response/conversion (warcinfo, request, metadata, ...)",
+    "http_status": "HTTP status outside 2xx (404, redirects, ...)",
+    "non_html": "response whose content type is not HTML",
+    "empty_text": "no text left after extraction (or an empty 'text' field)",
+    "decode_error": "bytes that do not decode to text",
+    "html_parse_error": "HTML the parser rejects",
+    "too_large": "WARC payload over max_record_bytes",
+    "bad_json": "JSONL line that is not a JSON object",
+    "missing_text": "JSONL/Parquet row without a string 'text'",
+    "truncated": "file ends (or breaks) inside a record; counted once per file, reading stops there",
+    "empty_file": "file without any record; counted once per file",
+}
+HTML_MIME_TYPES = frozenset({"text/html", "application/xhtml+xml"})
+DEFAULT_MAX_CHARS = 1_000_000
+DEFAULT_MAX_RECORD_BYTES = 16 * 2 ** 20
+LANG_SAMPLE_CHARS = 10_000      # language id looks at the first 10k characters
+MAX_CONTROL_CHAR_FRACTION = 0.05  # decoded HTML with more C0 controls than this is binary junk
+
+_WARC_EXTENSIONS = (".warc", ".warc.gz", ".wet", ".wet.gz", ".warc.wet", ".warc.wet.gz")
+_JSONL_EXTENSIONS = (".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz", ".json.gz")
+_PARQUET_EXTENSIONS = (".parquet", ".pq")
+
+
+class SourceFileError(ValueError):
+    """A source file that cannot be read at all (unknown format, unreadable container)."""
+
+
+@dataclass
+class IngestStats:
+    """Counters of one or more ingested files. ``records_read`` counts WARC records / non-blank
+    JSONL lines / Parquet rows; ``skipped`` maps a ``SKIP_REASONS`` key to a count;
+    ``truncated_docs`` counts kept documents whose text was cut to ``max_chars``."""
+    records_read: int = 0
+    docs_out: int = 0
+    truncated_docs: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+
+    def skip(self, reason: str, count: int = 1) -> None:
+        if reason not in SKIP_REASONS:
+            raise KeyError(f"unknown skip reason {reason!r}")
+        self.skipped[reason] = self.skipped.get(reason, 0) + count
+
+    def merge(self, other: "IngestStats") -> "IngestStats":
+        """A new IngestStats holding the sums of ``self`` and ``other``."""
+        skipped = dict(self.skipped)
+        for reason, count in other.skipped.items():
+            skipped[reason] = skipped.get(reason, 0) + count
+        return IngestStats(self.records_read + other.records_read, self.docs_out + other.docs_out,
+                           self.truncated_docs + other.truncated_docs, skipped)
+
+    def as_dict(self) -> dict:
+        return {"records_read": self.records_read, "docs_out": self.docs_out,
+                "truncated_docs": self.truncated_docs, "skipped": dict(sorted(self.skipped.items()))}
+
+
+# ------------------------------------------------------------------------------ small helpers
+
+def document_id(source_name: str, offset: int) -> str:
+    """Deterministic id of the record at ``offset`` of ``source_name``: 16 hex digits of sha1.
+    Pass a location-independent ``source_name`` (e.g. the path relative to the source root)."""
+    return hashlib.sha1(f"{source_name}:{offset}".encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+def url_domain(url: str | None) -> str | None:
+    """Lower-case host of ``url`` without port and leading ``www.``; None if it has none."""
+    if not url:
+        return None
+    try:
+        host = urlsplit(url.strip()).hostname
+    except ValueError:
+        return None
+    if not host:
+        return None
+    host = host.rstrip(".")
+    return host[4:] if host.startswith("www.") else host
+
+
+def detect_language(text: str) -> str:
+    """ISO 639-1 code of ``text`` (first ``LANG_SAMPLE_CHARS`` characters, NFC) by resiliparse's
+    ``detect_fast``; 'unknown' when no profile is within its default rank cutoff."""
+    lang, _rank = detect_fast(unicodedata.normalize("NFC", text[:LANG_SAMPLE_CHARS]))
+    return lang
+
+
+def cap_text(text: str, max_chars: int) -> tuple[str, bool]:
+    """(text cut to at most ``max_chars`` characters, whether it was cut). Cuts at the last line
+    break in the second half of the limit when there is one, so lines stay whole."""
+    if len(text) <= max_chars:
+        return text, False
+    head = text[:max_chars]
+    newline = head.rfind("\n")
+    return (head[:newline] if newline >= max_chars // 2 else head).rstrip(), True
+
+
+def _clean_str(value: str) -> str:
+    """``value`` made encodable as UTF-8 (lone surrogates from JSON escapes become U+FFFD)."""
+    try:
+        value.encode("utf-8")
+        return value
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "replace").decode("utf-8")
+
+
+def decode_html(body: bytes, http_charset: str | None) -> str | None:
+    """HTML bytes -> str: the HTTP charset if it names a known encoding, else the ``<meta>``
+    charset, else uchardet's guess (resiliparse), with UTF-8 / windows-1252 fallbacks. None when
+    the result is binary junk (over ``MAX_CONTROL_CHAR_FRACTION`` C0 control characters)."""
+    encoding = map_encoding_to_html5(http_charset, fallback_utf8=False) if http_charset else None
+    if not encoding:
+        encoding = detect_encoding(body, from_html_meta=True)
+    text = bytes_to_str(body, encoding, errors="replace")
+    if text:
+        controls = sum(text.count(c) for c in ("\x00", "\x01", "\x02", "\x03", "\x04", "\x05", "\x06",
+                                               "\x07", "\x08", "\x0b", "\x0e", "\x0f", "\x10", "\x1a",
+                                               "\x1b", "\x1f", "\ufffd"))
+        if controls > MAX_CONTROL_CHAR_FRACTION * len(text):
+            return None
+    return text
+
+
+def html_main_text(html: str) -> str:
+    """Main-content plain text of an HTML page (resiliparse: boilerplate such as navigation,
+    footers, cookie banners and sidebars removed; paragraphs kept as lines; alt texts, form fields
+    and user comment sections dropped)."""
+    tree = HTMLTree.parse(html)
+    return extract_plain_text(tree, main_content=True, preserve_formatting=True, alt_texts=False,
+                              links=False, form_fields=False, comments=False).strip()
+
+
+def _content_type(http_headers) -> tuple[str, str | None]:
+    """(mime type, charset or None) from an HTTP Content-Type header value."""
+    value = http_headers.get_header("Content-Type") or ""
+    mime, *params = [p.strip() for p in value.split(";")]
+    charset = None
+    for param in params:
+        key, _, val = param.partition("=")
+        if key.strip().lower() == "charset":
+            charset = val.strip().strip("\"'") or None
+    return mime.lower(), charset
+
+
+def _document(source_name: str, offset: int, url: str | None, text: str, doc_id: str | None,
+              max_chars: int, stats: IngestStats) -> dict:
+    text, was_cut = cap_text(text, max_chars)
+    stats.truncated_docs += was_cut
+    stats.docs_out += 1
+    url = _clean_str(url) if url else None
+    return {"id": doc_id if doc_id is not None else document_id(source_name, offset), "url": url,
+            "domain": url_domain(url), "lang": detect_language(text), "text": text,
+            "source_file": source_name, "source_offset": offset}
+
+
+# -------------------------------------------------------------------------- format detection
+
+def _peek(fileobj: BinaryIO, size: int) -> bytes:
+    position = fileobj.tell()
+    try:
+        return fileobj.read(size)
+    finally:
+        fileobj.seek(position)
+
+
+def _sniff(head: bytes) -> str | None:
+    if head.startswith(b"WARC/"):
+        return "warc"
+    if head.startswith(b"PAR1"):
+        return "parquet"
+    if head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{"):
+        return "jsonl"
+    return None
+
+
+def detect_format(fileobj: BinaryIO, source_name: str) -> str:
+    """'warc' | 'jsonl' | 'parquet' | 'empty' for a seekable binary file. Content (magic bytes,
+    looking inside gzip) decides; the extension only rescues a ``.jsonl`` whose first line is bad.
+    Raises ``SourceFileError`` otherwise."""
+    head = _peek(fileobj, 4096)
+    if not head:
+        return "empty"
+    gzipped = head.startswith(b"\x1f\x8b")
+    if gzipped:
+        decompressor = zlib.decompressobj(zlib.MAX_WBITS | 16)
+        try:  # partial output is fine: a truncated file is still recognised
+            head = decompressor.decompress(_peek(fileobj, 1 << 16), 4096)
+        except zlib.error as e:
+            raise SourceFileError(f"{source_name}: gzip data is corrupt from the start ({e}). "
+                                  "Re-download or re-compress the file, or remove it from --source.") from e
+        if not head and decompressor.eof:
+            return "empty"
+    found = _sniff(head)
+    if found == "parquet" and gzipped:
+        found = None
+    if found:
+        return found
+    name = source_name.lower()
+    if name.endswith(_JSONL_EXTENSIONS):
+        return "jsonl"
+    expected = ("WARC" if name.endswith(_WARC_EXTENSIONS) else "Parquet" if name.endswith(_PARQUET_EXTENSIONS)
+                else None)
+    what = f"is named like a {expected} file but its content is not" if expected else "is not a known format"
+    raise SourceFileError(
+        f"{source_name}: {what} (first bytes {head[:16]!r}). Supported: WARC/WET (.warc, .warc.gz, "
+        ".wet.gz), JSONL with a 'text' field (.jsonl, .jsonl.gz) and Parquet with a 'text' column "
+        "(.parquet). Convert the file or remove it from --source.")
+
+
+# ------------------------------------------------------------------------------------ readers
+
+def _warc_record_text(record, max_record_bytes: int) -> tuple[str | None, str | None]:
+    """(text, None) for a record that is a document, else (None, skip reason). Reads the payload
+    (at most ``max_record_bytes`` + 1 bytes) only for HTML responses and conversion records."""
+    if record.rec_type not in ("response", "conversion"):
+        return None, "non_response"
+    charset = mime = None
+    if record.rec_type == "response":
+        if record.http_headers is None:
+            return None, "non_html"  # e.g. a DNS or other non-HTTP response
+        status = record.http_headers.get_statuscode() or ""
+        if not (len(status) == 3 and status.startswith("2")):
+            return None, "http_status"
+        mime, charset = _content_type(record.http_headers)
+        if mime and mime not in HTML_MIME_TYPES:
+            return None, "non_html"
+    body = record.content_stream().read(max_record_bytes + 1)
+    if len(body) > max_record_bytes:
+        return None, "too_large"
+    if record.rec_type == "conversion":
+        text = bytes_to_str(body, "utf-8", errors="replace")
+    else:
+        if not mime and detect_mime(body) != "text/html":
+            return None, "non_html"
+        html = decode_html(body, charset)
+        if html is None:
+            return None, "decode_error"
+        try:
+            text = html_main_text(html)
+        except Exception:  # noqa: BLE001 - resiliparse's HTMLParserException and friends
+            return None, "html_parse_error"
+    return (text, None) if text.strip() else (None, "empty_text")
+
+
+def _gzip_member_complete(fileobj: BinaryIO, start: int) -> bool:
+    """Whether the gzip member starting at byte ``start`` ends within the file."""
+    fileobj.seek(start)
+    decompressor = zlib.decompressobj(zlib.MAX_WBITS | 16)
+    while not decompressor.eof:
+        chunk = fileobj.read(1 << 20)
+        if not chunk:
+            return False
+        try:
+            decompressor.decompress(chunk)
+        except zlib.error:
+            return False
+    return True
+
+
+def _ends_cleanly(fileobj: BinaryIO, last_start: int, last_end: int) -> bool:
+    """Whether a WARC file ends with its last complete record (``last_start`` .. ``last_end``, byte
+    offsets from warcio): no bytes of a further, broken record follow, and that record's gzip
+    member (.gz) or declared Content-Length (uncompressed) lies within the file. warcio alone
+    ends iteration quietly on some truncations."""
+    size = fileobj.seek(0, io.SEEK_END)
+    fileobj.seek(last_end)
+    if fileobj.read(min(max(size - last_end, 0), 1 << 16)).strip():
+        return False
+    fileobj.seek(last_start)
+    if fileobj.read(2) == b"\x1f\x8b":
+        return _gzip_member_complete(fileobj, last_start)
+    fileobj.seek(last_start)
+    try:
+        headers = StatusAndHeadersParser(["WARC/1.0", "WARC/1.1", "WARC/0.18", "WARC/0.17"]).parse(fileobj)
+        block_length = int(headers.get_header("Content-Length"))
+    except (StatusAndHeadersParserException, TypeError, ValueError, EOFError):
+        return False
+    return fileobj.tell() + block_length <= size
+
+
+def iter_warc_documents(fileobj: BinaryIO, source_name: str, stats: IngestStats,
+                        max_chars: int = DEFAULT_MAX_CHARS,
+                        max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> Iterator[dict]:
+    """Documents of a WARC / WARC.gz / WET file; ``source_offset`` is the record's byte offset
+    (of its gzip member for .gz). At the first record that ends early or cannot be parsed, reading
+    stops and ``truncated`` is counted once; documents before it are kept."""
+    iterator = ArchiveIterator(fileobj)
+    records = iter(iterator)
+    record_start = record_end = 0  # byte range of the last complete record
+    records_seen = False
+    while True:
+        try:
+            record = next(records)
+        except StopIteration:
+            break
+        except ArchiveLoadFailed as e:
+            if "recompress" in str(e) and _gzip_member_complete(fileobj, record_start):
+                raise SourceFileError(
+                    f"{source_name}: gzip-compressed as one member instead of one member per record. "
+                    "Fix it with `warcio recompress IN OUT` and ingest OUT.") from e
+            stats.skip("truncated")
+            return
+        except (EOFError, zlib.error, OSError, ValueError, AttributeError):
+            # warcio raises these (AttributeError included) when the stream stops mid-record
+            stats.skip("truncated")
+            return
+        stats.records_read += 1
+        if record.rec_type is None or record.rec_headers.get_header("Content-Length") is None:
+            stats.skip("truncated")  # the file ends inside the WARC headers
+            return
+        try:
+            text, reason = _warc_record_text(record, max_record_bytes)
+            record_start = iterator.get_record_offset()  # reads the rest of the record
+            record_end = record_start + iterator.get_record_length()
+            records_seen = True
+        except (EOFError, zlib.error, OSError):
+            stats.skip("truncated")
+            return
+        if getattr(record.raw_stream, "limit", 0) > 0:
+            stats.skip("truncated")  # fewer bytes than the WARC Content-Length promised
+            return
+        if reason:
+            stats.skip(reason)
+            continue
+        url = record.rec_headers.get_header("WARC-Target-URI")
+        yield _document(source_name, record_start, url, text, None, max_chars, stats)
+    if records_seen and fileobj.seekable() and not _ends_cleanly(fileobj, record_start, record_end):
+        stats.skip("truncated")
+
+
+def iter_jsonl_documents(fileobj: BinaryIO, source_name: str, stats: IngestStats,
+                         max_chars: int = DEFAULT_MAX_CHARS) -> Iterator[dict]:
+    """Documents of a JSONL / JSONL.gz file; ``source_offset`` is the 0-based line index."""
+    stream = gzip.GzipFile(fileobj=fileobj) if _peek(fileobj, 2) == b"\x1f\x8b" else fileobj
+    line_index = -1
+    lines = iter(stream)
+    while True:
+        try:
+            raw = next(lines)
+        except StopIteration:
+            break
+        except (EOFError, zlib.error, OSError):
+            stats.skip("truncated")
+            return
+        line_index += 1
+        if not raw.strip():
+            continue
+        stats.records_read += 1
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            stats.skip("decode_error")
+            continue
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            stats.skip("bad_json")
+            continue
+        if not isinstance(obj, dict):
+            stats.skip("bad_json")
+            continue
+        doc = _row_document(obj, source_name, line_index, stats, max_chars)
+        if doc is not None:
+            yield doc
+
+
+def iter_parquet_documents(fileobj: BinaryIO, source_name: str, stats: IngestStats,
+                           max_chars: int = DEFAULT_MAX_CHARS, batch_size: int = 4096) -> Iterator[dict]:
+    """Documents of a Parquet file with a ``text`` column (``id``, ``url`` optional);
+    ``source_offset`` is the 0-based row index."""
+    try:
+        parquet = pq.ParquetFile(fileobj)
+    except (pa.ArrowException, OSError) as e:
+        raise SourceFileError(f"{source_name}: not a readable Parquet file ({e}). Re-export it, or "
+                              "remove it from --source.") from e
+    names = parquet.schema_arrow.names
+    if "text" not in names:
+        raise SourceFileError(f"{source_name}: Parquet file has no 'text' column (columns: {names}). "
+                              "Rename the text column to 'text' or remove the file from --source.")
+    columns = [c for c in ("id", "url", "text") if c in names]
+    row_index = 0
+    try:
+        for batch in parquet.iter_batches(batch_size=batch_size, columns=columns):
+            for obj in batch.to_pylist():
+                stats.records_read += 1
+                doc = _row_document(obj, source_name, row_index, stats, max_chars)
+                row_index += 1
+                if doc is not None:
+                    yield doc
+    except (pa.ArrowException, OSError) as e:
+        raise SourceFileError(f"{source_name}: Parquet data is corrupt after row {row_index} ({e}). "
+                              "Re-export the file or remove it from --source.") from e
+
+
+def _row_document(obj: dict, source_name: str, offset: int, stats: IngestStats, max_chars: int) -> dict | None:
+    """A document from a JSONL object / Parquet row, or None (counted) when it has no usable text."""
+    text = obj.get("text")
+    if not isinstance(text, str):
+        stats.skip("missing_text")
+        return None
+    if not text.strip():
+        stats.skip("empty_text")
+        return None
+    doc_id = obj.get("id")
+    url = obj.get("url")
+    return _document(source_name, offset, url if isinstance(url, str) else None, _clean_str(text),
+                     None if doc_id is None else _clean_str(str(doc_id)), max_chars, stats)
+
+
+def iter_documents(fileobj: BinaryIO, source_name: str, stats: IngestStats,
+                   max_chars: int = DEFAULT_MAX_CHARS,
+                   max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> Iterator[dict]:
+    """Documents (dicts with the ``DOC_SCHEMA`` fields) of one seekable binary source file, in
+    file order; ``stats`` is updated as they are read. Raises ``SourceFileError`` for a file of no
+    known format; counts an empty file as ``empty_file``."""
+    fmt = detect_format(fileobj, source_name)
+    if fmt == "empty":
+        stats.skip("empty_file")
+        return iter(())
+    if fmt == "warc":
+        return iter_warc_documents(fileobj, source_name, stats, max_chars, max_record_bytes)
+    if fmt == "jsonl":
+        return iter_jsonl_documents(fileobj, source_name, stats, max_chars)
+    return iter_parquet_documents(fileobj, source_name, stats, max_chars)
+
+
+def ingest_file(fileobj: BinaryIO, source_name: str, max_chars: int = DEFAULT_MAX_CHARS,
+                max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> tuple[pa.Table, IngestStats]:
+    """All documents of one source file as a ``DOC_SCHEMA`` table, with its counters.
+    ``fileobj`` must be binary and seekable (local files, fsspec files, BytesIO)."""
+    if not fileobj.seekable():
+        fileobj = io.BytesIO(fileobj.read())
+    stats = IngestStats()
+    rows = list(iter_documents(fileobj, source_name, stats, max_chars, max_record_bytes))
+    return pa.Table.from_pylist(rows, schema=DOC_SCHEMA), stats
