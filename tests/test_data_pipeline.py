@@ -138,3 +138,13 @@ def test_unreadable_source_file_fails_clearly(store, tmp_path):
 def test_source_matching_nothing_is_a_clear_error(store, tmp_path):
     r = run(luigi_cmd(*DATA, "--store", store, "--source", str(tmp_path / "nothing-*.warc.gz")), check=False)
     assert r.returncode != 0 and "matches no files" in r.stderr
+
+
+def test_profiles_rekey_and_unknown_profile_is_clear(store):
+    tiny = deeprecipe("--store", store, "status", "RunDataPipeline").stdout
+    small = deeprecipe("--store", store, "status", "RunDataPipeline", "--profile", "small").stdout
+    ver = lambda out: {line.split()[1]: line.split()[2] for line in out.splitlines()}
+    assert set(ver(tiny)) == set(DATA_STAGES)
+    assert all(ver(tiny)[s] != ver(small)[s] for s in DATA_STAGES)
+    r = run(luigi_cmd(*DATA, "--store", store, "--profile", "huge"), check=False)
+    assert r.returncode != 0 and "unknown profile 'huge'" in r.stderr
