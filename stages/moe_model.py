@@ -1,0 +1,462 @@
+"""A DeepSeekMoE decoder (DeepSeek-V3 style), readable in one sitting.
+
+    idx_BT -> Embedding -> [Block] x n_layers -> RMSNorm -> head -> logits_BTV
+    Block  = x + Attn(RMSNorm(x));  x + FFN(RMSNorm(x))
+    Attn   = MHA with RoPE, or MLA (latent KV: only c_kv and the shared RoPE key are cached)
+    FFN    = dense SwiGLU for the first `n_dense_layers`, then MoE:
+             always-on shared experts + top-k of fine-grained routed experts.
+
+Router (V3): s = sigmoid(x . e_i); experts chosen by top-k of s + b, where b is a per-expert
+bias *buffer* used only for the choice; gate = chosen raw s normalised over the k, times
+route_scale. Balancing is auxiliary-loss-free (`update_router_bias` after the optimiser step)
+plus a small sequence-wise loss alpha * sum_i f_i P_i and an optional router z-loss.
+MTP (depth 1): shared embedding and head + one block over proj([RMSNorm(h_t); RMSNorm(Emb(t+1))]),
+predicting token t+2, weighted by mtp_weight.
+
+Shape suffixes: B batch, T time, D d_model, H heads, V vocab, E routed experts, K top-k,
+N = B*T tokens, F expert hidden. Norms, SwiGLU and the expert GEMMs go through `kernels`.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+import torch.nn.functional as F
+
+from kernels import moe_experts, rms_norm, swiglu
+
+
+@dataclass
+class MoEConfig:
+    vocab_size: int = 4096
+    d_model: int = 128
+    n_layers: int = 4
+    n_heads: int = 4
+    head_dim: int = 32                 # MHA head dim
+    n_dense_layers: int = 1            # first k layers use a dense FFN
+    d_ff_dense: int = 512
+    n_shared_experts: int = 1
+    n_routed_experts: int = 8
+    top_k: int = 2
+    d_ff_expert: int = 128
+    route_scale: float = 1.0
+    bias_update_speed: float = 1e-3    # gamma of the aux-loss-free balancing
+    seq_aux_alpha: float = 1e-4        # alpha of the sequence-wise balance loss
+    router_z_loss: float = 0.0         # weight of mean(logsumexp(router logits)^2)
+    mtp_depth: int = 0                 # 0 or 1
+    mtp_weight: float = 0.3            # lambda
+    max_seq_len: int = 256
+    rope_theta: float = 10000.0
+    attention: str = "mha"             # 'mha' | 'mla'
+    # MLA dims (used when attention == 'mla'); q_lora_rank 0 = no query compression
+    q_lora_rank: int = 0
+    kv_lora_rank: int = 64
+    qk_nope_head_dim: int = 32
+    qk_rope_head_dim: int = 16
+    v_head_dim: int = 32
+    norm_eps: float = 1e-6
+    init_std: float = 0.02
+    moe_backend: str | None = None     # None = kernels' dispatcher decides
+
+    def __post_init__(self):
+        if self.attention not in ("mha", "mla"):
+            raise ValueError(f"MoEConfig.attention={self.attention!r}; use 'mha' or 'mla'")
+        if self.mtp_depth not in (0, 1):
+            raise ValueError(f"MoEConfig.mtp_depth={self.mtp_depth}; only 0 or 1 is implemented")
+        if not 0 < self.top_k <= self.n_routed_experts:
+            raise ValueError(f"MoEConfig.top_k={self.top_k} must be in 1..n_routed_experts="
+                             f"{self.n_routed_experts}")
+        if not 0 <= self.n_dense_layers <= self.n_layers:
+            raise ValueError(f"MoEConfig.n_dense_layers={self.n_dense_layers} > n_layers")
+        rope_dim = self.head_dim if self.attention == "mha" else self.qk_rope_head_dim
+        if rope_dim % 2:
+            raise ValueError(f"RoPE dim {rope_dim} must be even")
+
+
+MOE_CONFIGS: dict[str, MoEConfig] = {
+    # ~2.7M params (1.5M active); trains on 2 CPU cores in minutes.
+    "tiny": MoEConfig(vocab_size=4096, d_model=128, n_layers=4, n_heads=4, head_dim=32,
+                      n_dense_layers=1, d_ff_dense=512, n_shared_experts=1, n_routed_experts=8,
+                      top_k=2, d_ff_expert=128, max_seq_len=256, mtp_depth=0),
+    # V2-Lite shape at hidden 1024: ~0.7B params, ~0.2B active; one H100/H200.
+    "small": MoEConfig(vocab_size=32768, d_model=1024, n_layers=12, n_heads=16, head_dim=64,
+                       n_dense_layers=1, d_ff_dense=2816, n_shared_experts=2,
+                       n_routed_experts=64, top_k=6, d_ff_expert=256, max_seq_len=2048,
+                       rope_theta=10000.0, mtp_depth=1, mtp_weight=0.3, attention="mla",
+                       q_lora_rank=0, kv_lora_rank=256, qk_nope_head_dim=64,
+                       qk_rope_head_dim=32, v_head_dim=64),
+}
+
+
+# ----------------------------------------------------------------------------- building blocks
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):
+        return rms_norm(x, self.weight, self.eps)
+
+
+def rope_tables(dim: int, max_len: int, theta: float):
+    """cos_TR, sin_TR with R = dim/2 (fp32)."""
+    inv_freq_R = 1.0 / theta ** (torch.arange(0, dim, 2, dtype=torch.float32) / dim)
+    ang_TR = torch.outer(torch.arange(max_len, dtype=torch.float32), inv_freq_R)
+    return ang_TR.cos(), ang_TR.sin()
+
+
+def apply_rope(x_BHTd: torch.Tensor, cos_TR: torch.Tensor, sin_TR: torch.Tensor):
+    """Rotate-half RoPE on the last dim (d = 2R)."""
+    x1, x2 = x_BHTd.chunk(2, dim=-1)
+    cos, sin = cos_TR.to(x_BHTd.dtype), sin_TR.to(x_BHTd.dtype)
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+
+
+class KVCache:
+    """Per-layer cache for generation: each entry is a pair of tensors with time on dim -2
+    (MHA: k, v as B,H,T,d; MLA: c_kv as B,T,C and k_pe as B,1,T,R)."""
+
+    def __init__(self):
+        self.layers: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def update(self, layer: int, a: torch.Tensor, b: torch.Tensor):
+        if layer in self.layers:
+            pa, pb = self.layers[layer]
+            a, b = torch.cat([pa, a], dim=-2), torch.cat([pb, b], dim=-2)
+        self.layers[layer] = (a, b)
+        return a, b
+
+    def seq_len(self) -> int:
+        return next(iter(self.layers.values()))[0].shape[-2] if self.layers else 0
+
+
+def causal_attention(q_BHTd, k_BHSd, v_BHSe, scale: float):
+    """SDPA with the causal mask aligned to the end (queries are the last T of S positions)."""
+    T, S = q_BHTd.shape[-2], k_BHSd.shape[-2]
+    if T == S:
+        return F.scaled_dot_product_attention(q_BHTd, k_BHSd, v_BHSe, is_causal=True, scale=scale)
+    if T == 1:
+        return F.scaled_dot_product_attention(q_BHTd, k_BHSd, v_BHSe, scale=scale)
+    pos_T = torch.arange(S - T, S, device=q_BHTd.device)
+    mask_TS = torch.arange(S, device=q_BHTd.device)[None, :] <= pos_T[:, None]
+    return F.scaled_dot_product_attention(q_BHTd, k_BHSd, v_BHSe, attn_mask=mask_TS, scale=scale)
+
+
+class MHA(nn.Module):
+    def __init__(self, cfg: MoEConfig, layer_idx: int):
+        super().__init__()
+        self.layer_idx, self.H, self.hd = layer_idx, cfg.n_heads, cfg.head_dim
+        D, HD = cfg.d_model, cfg.n_heads * cfg.head_dim
+        self.wq = nn.Linear(D, HD, bias=False)
+        self.wk = nn.Linear(D, HD, bias=False)
+        self.wv = nn.Linear(D, HD, bias=False)
+        self.wo = nn.Linear(HD, D, bias=False)
+
+    def forward(self, x_BTD, cos_TR, sin_TR, kv_cache: KVCache | None = None):
+        B, T, _ = x_BTD.shape
+        q = self.wq(x_BTD).view(B, T, self.H, self.hd).transpose(1, 2)
+        k = self.wk(x_BTD).view(B, T, self.H, self.hd).transpose(1, 2)
+        v = self.wv(x_BTD).view(B, T, self.H, self.hd).transpose(1, 2)
+        q, k = apply_rope(q, cos_TR, sin_TR), apply_rope(k, cos_TR, sin_TR)
+        if kv_cache is not None:
+            k, v = kv_cache.update(self.layer_idx, k, v)
+        o_BHTd = causal_attention(q, k, v, scale=self.hd ** -0.5)
+        return self.wo(o_BHTd.transpose(1, 2).reshape(B, T, -1))
+
+
+class MLA(nn.Module):
+    """Multi-head latent attention (V2/V3): K and V are up-projected from a normalised latent
+    c_kv (kv_lora_rank); a single RoPE key of qk_rope_head_dim is shared by all heads."""
+
+    def __init__(self, cfg: MoEConfig, layer_idx: int):
+        super().__init__()
+        self.layer_idx, self.H = layer_idx, cfg.n_heads
+        self.dn, self.dr, self.dv, self.C = (cfg.qk_nope_head_dim, cfg.qk_rope_head_dim,
+                                             cfg.v_head_dim, cfg.kv_lora_rank)
+        D, H, dq = cfg.d_model, cfg.n_heads, cfg.qk_nope_head_dim + cfg.qk_rope_head_dim
+        if cfg.q_lora_rank > 0:
+            self.wq_a = nn.Linear(D, cfg.q_lora_rank, bias=False)
+            self.q_norm = RMSNorm(cfg.q_lora_rank, cfg.norm_eps)
+            self.wq_b = nn.Linear(cfg.q_lora_rank, H * dq, bias=False)
+        else:
+            self.wq = nn.Linear(D, H * dq, bias=False)
+        self.wkv_a = nn.Linear(D, self.C + self.dr, bias=False)
+        self.kv_norm = RMSNorm(self.C, cfg.norm_eps)
+        self.wkv_b = nn.Linear(self.C, H * (self.dn + self.dv), bias=False)
+        self.wo = nn.Linear(H * self.dv, D, bias=False)
+
+    def forward(self, x_BTD, cos_TR, sin_TR, kv_cache: KVCache | None = None):
+        B, T, _ = x_BTD.shape
+        H, dn, dr, dv = self.H, self.dn, self.dr, self.dv
+        q = self.wq_b(self.q_norm(self.wq_a(x_BTD))) if hasattr(self, "wq_a") else self.wq(x_BTD)
+        q_nope, q_pe = q.view(B, T, H, dn + dr).transpose(1, 2).split([dn, dr], dim=-1)
+        q_pe = apply_rope(q_pe, cos_TR, sin_TR)
+        c_kv_BTC, k_pe = self.wkv_a(x_BTD).split([self.C, dr], dim=-1)
+        c_kv_BTC = self.kv_norm(c_kv_BTC)
+        k_pe_B1TR = apply_rope(k_pe.unsqueeze(1), cos_TR, sin_TR)
+        if kv_cache is not None:
+            c_kv_BTC, k_pe_B1TR = kv_cache.update(self.layer_idx, c_kv_BTC, k_pe_B1TR)
+        S = c_kv_BTC.shape[1]
+        k_nope, v = self.wkv_b(c_kv_BTC).view(B, S, H, dn + dv).transpose(1, 2).split([dn, dv], -1)
+        k = torch.cat([k_nope, k_pe_B1TR.expand(B, H, S, dr)], dim=-1)
+        q = torch.cat([q_nope, q_pe], dim=-1)
+        o_BHTv = causal_attention(q, k, v, scale=(dn + dr) ** -0.5)
+        return self.wo(o_BHTv.transpose(1, 2).reshape(B, T, H * dv))
+
+
+class FFN(nn.Module):
+    """Dense SwiGLU: w2(silu(w1 x) * w3 x)."""
+
+    def __init__(self, d_model: int, d_ff: int):
+        super().__init__()
+        self.w1 = nn.Linear(d_model, d_ff, bias=False)
+        self.w3 = nn.Linear(d_model, d_ff, bias=False)
+        self.w2 = nn.Linear(d_ff, d_model, bias=False)
+
+    def forward(self, x):
+        return self.w2(swiglu(self.w1(x), self.w3(x)))
+
+
+# ----------------------------------------------------------------------------- MoE
+
+class Router(nn.Module):
+    """Sigmoid affinities, bias-for-selection-only top-k, normalised gates (all fp32)."""
+
+    def __init__(self, cfg: MoEConfig):
+        super().__init__()
+        self.top_k, self.route_scale = cfg.top_k, cfg.route_scale
+        self.weight = nn.Parameter(torch.empty(cfg.n_routed_experts, cfg.d_model))
+        # b_i: a buffer (checkpointed, never trained by the optimiser), only used to choose.
+        self.register_buffer("expert_bias", torch.zeros(cfg.n_routed_experts))
+
+    def forward(self, x_ND: torch.Tensor):
+        """x_ND -> topk_idx_NK (int64), gates_NK, scores_NE (sigmoid), logits_NE (fp32)."""
+        with torch.autocast(device_type=x_ND.device.type, enabled=False):
+            logits_NE = F.linear(x_ND.float(), self.weight.float())
+        scores_NE = torch.sigmoid(logits_NE)
+        topk_idx_NK = torch.topk(scores_NE.detach() + self.expert_bias, self.top_k, dim=-1).indices
+        s_NK = scores_NE.gather(1, topk_idx_NK)
+        gates_NK = s_NK / s_NK.sum(-1, keepdim=True) * self.route_scale
+        return topk_idx_NK, gates_NK, scores_NE, logits_NE
+
+
+class MoE(nn.Module):
+    """Shared experts (one SwiGLU of n_shared*d_ff_expert) + routed experts on stacked weights.
+
+    Keeps `tokens_per_expert` (E,), the routed-assignment counts of the current step (summed
+    over micro-batches while training) for `update_router_bias`.
+    """
+
+    def __init__(self, cfg: MoEConfig):
+        super().__init__()
+        E, D, Fe = cfg.n_routed_experts, cfg.d_model, cfg.d_ff_expert
+        self.cfg = cfg
+        self.router = Router(cfg)
+        self.w_gate_EDF = nn.Parameter(torch.empty(E, D, Fe))
+        self.w_up_EDF = nn.Parameter(torch.empty(E, D, Fe))
+        self.w_down_EFD = nn.Parameter(torch.empty(E, Fe, D))
+        self.shared = FFN(D, cfg.n_shared_experts * Fe) if cfg.n_shared_experts > 0 else None
+        self.register_buffer("tokens_per_expert", torch.zeros(E), persistent=False)
+
+    def forward(self, x_BTD: torch.Tensor):
+        """x_BTD -> y_BTD, {'aux': seq-wise balance loss (x alpha), 'z': router z-loss (x w)}."""
+        B, T, D = x_BTD.shape
+        E, K = self.cfg.n_routed_experts, self.cfg.top_k
+        x_ND = x_BTD.reshape(-1, D)
+        topk_idx_NK, gates_NK, scores_NE, logits_NE = self.router(x_ND)
+        if self.training:
+            with torch.no_grad():
+                self.tokens_per_expert += torch.bincount(topk_idx_NK.flatten(), minlength=E)
+        dev = x_ND.device.type
+        if torch.is_autocast_enabled(dev):  # autocast does not reach custom kernels: cast here
+            x_ND = x_ND.to(torch.get_autocast_dtype(dev))
+        y_ND = moe_experts(x_ND, topk_idx_NK, gates_NK, self.w_gate_EDF, self.w_up_EDF,
+                           self.w_down_EFD, backend=self.cfg.moe_backend)
+        if self.shared is not None:
+            y_ND = y_ND + self.shared(x_ND)
+        # Sequence-wise balance loss (V3 eq. 17-20): f_i = E/(K T) * #tokens of the sequence
+        # choosing i; P_i = mean over the sequence of s_i / sum_j s_j.
+        sel_BE = torch.zeros(B, E, device=x_BTD.device).scatter_add_(
+            1, topk_idx_NK.view(B, T * K), torch.ones(B, T * K, device=x_BTD.device))
+        f_BE = sel_BE * (E / (K * T))
+        scores_BTE = scores_NE.view(B, T, E)
+        P_BE = (scores_BTE / scores_BTE.sum(-1, keepdim=True)).mean(1)
+        aux = self.cfg.seq_aux_alpha * (f_BE * P_BE).sum(-1).mean()
+        z = self.cfg.router_z_loss * torch.logsumexp(logits_NE, dim=-1).pow(2).mean()
+        return y_ND.view(B, T, D), {"aux": aux, "z": z}
+
+
+@torch.no_grad()
+def update_router_bias(model: nn.Module, gamma: float, all_reduce=None) -> dict[str, float]:
+    """Aux-loss-free balancing, to call after the optimiser step (outside the loss).
+
+    For every MoE layer: load_i = tokens routed to expert i this step (summed over ranks: by
+    `all_reduce(tensor)` -- an in-place SUM -- if given, else torch.distributed when it is
+    initialised); b_i -= gamma * sign(load_i - mean load); b re-centred to zero mean; the
+    counts reset. Returns {layer name: max load / mean load} (before the update).
+    """
+    named = [(n, m) for n, m in model.named_modules() if isinstance(m, MoE)]
+    if not named:
+        return {}
+    loads_LE = torch.stack([m.tokens_per_expert for _, m in named]).float()
+    if all_reduce is not None:
+        all_reduce(loads_LE)
+    elif dist.is_available() and dist.is_initialized():
+        dist.all_reduce(loads_LE)
+    mean_L1 = loads_LE.mean(-1, keepdim=True)
+    step_LE = gamma * torch.sign(loads_LE - mean_L1)
+    stats = {}
+    for l, (name, m) in enumerate(named):
+        b = m.router.expert_bias
+        b -= step_LE[l].to(b)
+        b -= b.mean()
+        m.tokens_per_expert.zero_()
+        mean = mean_L1[l, 0].item()
+        stats[name] = loads_LE[l].max().item() / mean if mean > 0 else 0.0
+    return stats
+
+
+# ----------------------------------------------------------------------------- model
+
+class Block(nn.Module):
+    def __init__(self, cfg: MoEConfig, layer_idx: int, moe: bool):
+        super().__init__()
+        self.attn_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
+        self.attn = (MLA if cfg.attention == "mla" else MHA)(cfg, layer_idx)
+        self.ffn_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
+        self.ffn = MoE(cfg) if moe else FFN(cfg.d_model, cfg.d_ff_dense)
+
+    def forward(self, x_BTD, cos_TR, sin_TR, kv_cache=None):
+        x_BTD = x_BTD + self.attn(self.attn_norm(x_BTD), cos_TR, sin_TR, kv_cache)
+        h = self.ffn(self.ffn_norm(x_BTD))
+        if isinstance(h, tuple):
+            h, aux = h
+        else:
+            zero = x_BTD.new_zeros((), dtype=torch.float32)
+            aux = {"aux": zero, "z": zero}
+        return x_BTD + h, aux
+
+
+class MTP(nn.Module):
+    """Depth-1 multi-token prediction: h'_t = Block(W [RMSNorm(h_t); RMSNorm(Emb(x_{t+1}))])
+    predicts x_{t+2} through the shared head (with its own final norm)."""
+
+    def __init__(self, cfg: MoEConfig):
+        super().__init__()
+        self.norm_h = RMSNorm(cfg.d_model, cfg.norm_eps)
+        self.norm_e = RMSNorm(cfg.d_model, cfg.norm_eps)
+        self.proj = nn.Linear(2 * cfg.d_model, cfg.d_model, bias=False)
+        self.block = Block(cfg, layer_idx=cfg.n_layers, moe=cfg.n_layers > cfg.n_dense_layers)
+        self.norm = RMSNorm(cfg.d_model, cfg.norm_eps)
+
+
+class MoETransformer(nn.Module):
+    def __init__(self, cfg: MoEConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.layers = nn.ModuleList(
+            Block(cfg, i, moe=i >= cfg.n_dense_layers) for i in range(cfg.n_layers))
+        self.norm = RMSNorm(cfg.d_model, cfg.norm_eps)
+        self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        self.mtp = MTP(cfg) if cfg.mtp_depth else None
+        rope_dim = cfg.head_dim if cfg.attention == "mha" else cfg.qk_rope_head_dim
+        cos_TR, sin_TR = rope_tables(rope_dim, cfg.max_seq_len, cfg.rope_theta)
+        self.register_buffer("rope_cos", cos_TR, persistent=False)
+        self.register_buffer("rope_sin", sin_TR, persistent=False)
+        self.init_weights()
+
+    @torch.no_grad()
+    def init_weights(self):
+        """N(0, init_std) for matrices; output projections (attn wo, FFN w2, expert w_down, MTP
+        proj) scaled by 1/sqrt(2 n_layers); norm weights 1; router bias 0."""
+        std = self.cfg.init_std
+        out_std = std / math.sqrt(2 * self.cfg.n_layers)
+        for name, p in self.named_parameters():
+            if p.dim() == 1:
+                p.fill_(1.0)
+            elif name.endswith(("wo.weight", "w2.weight", "w_down_EFD")):
+                p.normal_(0.0, out_std)
+            else:
+                p.normal_(0.0, std)
+        for m in self.modules():
+            if isinstance(m, Router):
+                m.expert_bias.zero_()
+
+    def forward(self, idx_BT: torch.Tensor, targets_BT: torch.Tensor | None = None,
+                kv_cache: KVCache | None = None, start_pos: int = 0):
+        """idx_BT (int64) -> (logits_BTV fp32, losses).
+
+        losses (only with targets_BT; -1 targets are ignored): 'lm' cross-entropy, 'aux'
+        seq-wise balance (already x alpha, summed over MoE layers), 'z' router z-loss (x weight),
+        'mtp' (0 without MTP), 'total' = lm + aux + z + mtp_weight * mtp.
+        kv_cache/start_pos: incremental decoding (positions start_pos..start_pos+T-1); MTP is
+        skipped when a cache is given.
+        """
+        B, T = idx_BT.shape
+        if start_pos + T > self.cfg.max_seq_len:
+            raise ValueError(f"sequence end {start_pos + T} > max_seq_len {self.cfg.max_seq_len}")
+        cos_TR = self.rope_cos[start_pos:start_pos + T]
+        sin_TR = self.rope_sin[start_pos:start_pos + T]
+        h_BTD = self.embed(idx_BT)
+        aux = h_BTD.new_zeros((), dtype=torch.float32)
+        z = aux.clone()
+        for layer in self.layers:
+            h_BTD, a = layer(h_BTD, cos_TR, sin_TR, kv_cache)
+            aux, z = aux + a["aux"], z + a["z"]
+        logits_BTV = self.head(self.norm(h_BTD)).float()
+        if targets_BT is None:
+            return logits_BTV, {}
+        V = self.cfg.vocab_size
+        lm = F.cross_entropy(logits_BTV.view(-1, V), targets_BT.reshape(-1), ignore_index=-1)
+        mtp = aux.new_zeros(())
+        if self.mtp is not None and kv_cache is None and T > 1:
+            # position t (< T-1) sees h_t and Emb(x_{t+1}) and predicts targets[t+1] = x_{t+2}
+            e_BTD = self.embed(idx_BT[:, 1:])
+            m_BTD = self.mtp.proj(torch.cat([self.mtp.norm_h(h_BTD[:, :-1]),
+                                             self.mtp.norm_e(e_BTD)], dim=-1))
+            m_BTD, a = self.mtp.block(m_BTD, cos_TR[:-1], sin_TR[:-1])
+            aux, z = aux + a["aux"], z + a["z"]
+            mtp_logits = self.head(self.mtp.norm(m_BTD)).float()
+            mtp = F.cross_entropy(mtp_logits.reshape(-1, V), targets_BT[:, 1:].reshape(-1),
+                                  ignore_index=-1)
+        total = lm + aux + z + self.cfg.mtp_weight * mtp
+        return logits_BTV, {"lm": lm, "aux": aux, "z": z, "mtp": mtp, "total": total}
+
+    # ------------------------------------------------------------------ accounting
+
+    def _routed_params(self) -> int:
+        return sum(m.w_gate_EDF.numel() + m.w_up_EDF.numel() + m.w_down_EFD.numel()
+                   for m in self.modules() if isinstance(m, MoE))
+
+    def num_params(self, active_only: bool = False) -> int:
+        """All parameters (embedding, head and MTP included); active_only: those a token
+        touches, i.e. routed experts counted at top_k / n_routed_experts."""
+        total = sum(p.numel() for p in self.parameters())
+        if not active_only:
+            return total
+        inactive = 1 - self.cfg.top_k / self.cfg.n_routed_experts
+        return int(total - self._routed_params() * inactive)
+
+    def flops_per_token(self, seq_len: int | None = None) -> float:
+        """Training FLOPs per token (fwd+bwd), RECIPE.md's MFU formula:
+        6 * active matmul params + 6 * L * n_h * (d_qk + d_v) * T.
+        Active matmul params: all matrices touched per token (attention projections, dense and
+        shared FFNs, top-k routed experts, router, head, MTP) -- not the embedding lookup, not
+        norm weights. L counts the MTP block when present; T = seq_len or max_seq_len."""
+        cfg = self.cfg
+        T = seq_len or cfg.max_seq_len
+        matmul = sum(p.numel() for n, p in self.named_parameters()
+                     if p.dim() >= 2 and not n.startswith("embed."))
+        matmul -= self._routed_params() * (1 - cfg.top_k / cfg.n_routed_experts)
+        if cfg.attention == "mha":
+            d_qk = d_v = cfg.head_dim
+        else:
+            d_qk, d_v = cfg.qk_nope_head_dim + cfg.qk_rope_head_dim, cfg.v_head_dim
+        L = cfg.n_layers + cfg.mtp_depth
+        return 6 * matmul + 6 * L * cfg.n_heads * (d_qk + d_v) * T
