@@ -1,0 +1,222 @@
+"""The losses of post-training: GRPO (DeepSeekMath §4.1 / R1), SFT with packing, Bradley-Terry.
+
+Shape suffixes: B sequences (for GRPO: prompts x G outputs, flattened), G outputs per prompt,
+T tokens, V vocab. Log-probs are per token, fp32. Masks are 1 on the tokens a loss covers.
+
+GRPO, per output i of a group and token t of it:
+    rho_t  = exp(logp_new - logp_old)
+    KL_t   = exp(logp_ref - logp_new) - (logp_ref - logp_new) - 1          (k3 estimator, >= 0)
+    L      = -mean_i (1/|o_i|) sum_t [ min(rho_t A_i, clip(rho_t, 1-eps, 1+eps) A_i) - beta KL_t ]
+with A_i = (r_i - mean_group r) / (std_group r + eps).
+"""
+from __future__ import annotations
+
+import bisect
+import copy
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+# ----------------------------------------------------------------------------- GRPO
+
+
+def group_advantages(rewards_BG: torch.Tensor, eps: float = 1e-6,
+                     unbiased: bool = True) -> torch.Tensor:
+    """A_BG = (r - mean_G r) / (std_G r + eps) within each group of G outputs of one prompt.
+
+    `unbiased` uses the sample std (Bessel, as TRL and verl do); a group whose rewards are all
+    equal gets advantage 0 everywhere (it carries no learning signal).
+    """
+    if rewards_BG.dim() != 2 or rewards_BG.shape[1] < 2:
+        raise ValueError(f"group_advantages: rewards must be (B, G) with G >= 2, "
+                         f"got {tuple(rewards_BG.shape)}")
+    r = rewards_BG.float()
+    mean_B1 = r.mean(dim=1, keepdim=True)
+    std_B1 = r.std(dim=1, keepdim=True, unbiased=unbiased)
+    return (r - mean_B1) / (std_B1 + eps)
+
+
+def k3_kl(logp_new: torch.Tensor, logp_ref: torch.Tensor) -> torch.Tensor:
+    """Per-token k3 estimator of KL(pi_new || pi_ref): exp(d) - d - 1 with d = ref - new (>= 0)."""
+    d = logp_ref - logp_new
+    return torch.exp(d) - d - 1.0
+
+
+def token_logprobs(logits_BTV: torch.Tensor, tokens_BT: torch.Tensor) -> torch.Tensor:
+    """logp_BT[b, t] = log softmax(logits_BTV[b, t])[tokens_BT[b, t]] in fp32.
+
+    No shift here: pass logits[:, :-1] with tokens[:, 1:] for next-token log-probs.
+    """
+    logits = logits_BTV.float()
+    picked_BT = logits.gather(-1, tokens_BT.long().unsqueeze(-1)).squeeze(-1)
+    return picked_BT - torch.logsumexp(logits, dim=-1)
+
+
+def _masked_sequence_mean(x_BT: torch.Tensor, mask_BT: torch.Tensor) -> torch.Tensor:
+    """mean over sequences of (1/|o_i|) sum_t x * mask; sequences with an empty mask count 0."""
+    m = mask_BT.to(x_BT.dtype)
+    per_seq_B = (x_BT * m).sum(-1) / m.sum(-1).clamp(min=1.0)
+    return per_seq_B.mean()
+
+
+def grpo_loss(logp_new_BT: torch.Tensor, logp_old_BT: torch.Tensor, logp_ref_BT: torch.Tensor,
+              advantages_B: torch.Tensor, mask_BT: torch.Tensor, clip_eps: float = 0.2,
+              beta: float = 0.04) -> tuple[torch.Tensor, dict[str, float]]:
+    """GRPO loss (module docstring) -> (scalar loss, stats).
+
+    logp_new_BT carries the gradient; logp_old_BT (the sampling policy) and logp_ref_BT are
+    treated as constants. Token averaging is per sequence (1/|o_i|), then a mean over sequences.
+    stats: 'clip_fraction' (share of masked tokens where the clipped term is the one taken, i.e.
+    rho > 1+eps with A > 0 or rho < 1-eps with A < 0), 'kl' (mean k3 KL, averaged like the
+    loss), 'ratio' (mean rho over masked tokens), 'policy_objective' (the clipped term alone).
+    """
+    logp_old_BT, logp_ref_BT = logp_old_BT.detach(), logp_ref_BT.detach()
+    A_B1 = advantages_B.detach().float().reshape(-1, 1)
+    ratio_BT = torch.exp(logp_new_BT - logp_old_BT)
+    unclipped_BT = ratio_BT * A_B1
+    clipped_BT = torch.clamp(ratio_BT, 1.0 - clip_eps, 1.0 + clip_eps) * A_B1
+    objective_BT = torch.minimum(unclipped_BT, clipped_BT)
+    kl_BT = k3_kl(logp_new_BT, logp_ref_BT)
+    policy_objective = _masked_sequence_mean(objective_BT, mask_BT)
+    kl = _masked_sequence_mean(kl_BT, mask_BT)
+    loss = -(policy_objective - beta * kl)
+    with torch.no_grad():
+        m = mask_BT.bool()
+        n = m.sum().clamp(min=1)
+        is_clipped = clipped_BT < unclipped_BT
+        stats = {"clip_fraction": ((is_clipped & m).sum() / n).item(),
+                 "kl": kl.item(),
+                 "ratio": (ratio_BT * m).sum().div(n).item(),
+                 "policy_objective": policy_objective.item()}
+    return loss, stats
+
+
+def make_reference_model(policy: nn.Module, ref: nn.Module | None = None) -> nn.Module:
+    """A frozen, eval-mode copy of `policy` (into `ref` when given, else a deep copy)."""
+    if ref is None:
+        ref = copy.deepcopy(policy)
+    else:
+        ref.load_state_dict(policy.state_dict())
+    ref.eval()
+    for p in ref.parameters():
+        p.requires_grad_(False)
+    return ref
+
+
+def maybe_reset_reference(policy: nn.Module, ref: nn.Module, step: int, every: int) -> bool:
+    """R1: reset the reference model to the policy every `every` steps (400 in R1).
+
+    Copies the policy's state dict into `ref` when step > 0 and step % every == 0 (every <= 0
+    never resets). Returns whether it reset.
+    """
+    if every <= 0 or step <= 0 or step % every:
+        return False
+    with torch.no_grad():
+        ref.load_state_dict(policy.state_dict())
+    return True
+
+
+# ----------------------------------------------------------------------------- SFT
+
+
+def sft_loss(logits_BTV: torch.Tensor, targets_BT: torch.Tensor,
+             loss_mask_BT: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy over the tokens where loss_mask_BT is 1 (response tokens).
+
+    logits_BTV[b, t] predicts targets_BT[b, t] (already shifted, as PackedSFT gives them).
+    """
+    V = logits_BTV.shape[-1]
+    ce_N = F.cross_entropy(logits_BTV.float().reshape(-1, V), targets_BT.reshape(-1).long(),
+                           reduction="none")
+    m_N = loss_mask_BT.reshape(-1).to(ce_N.dtype)
+    return (ce_N * m_N).sum() / m_N.sum().clamp(min=1.0)
+
+
+@dataclass
+class PackedSFT:
+    """Rows of packed prompt+response samples, T = seq_len.
+
+    inputs_BT / targets_BT: the row and the row shifted by one (targets_BT[b, t] is the token
+    after inputs_BT[b, t]); loss_mask_BT: 1 where targets_BT is a response token of the same
+    sample as inputs_BT (never a prompt token, never across a sample boundary, never padding);
+    position_ids_BT restart at 0 for each sample; segment_ids_BT number the samples of a row from
+    1 (0 = padding). Packed samples can attend to each other when the model has no document
+    mask (stages.moe_model has none); position/segment ids are for models that take them.
+    """
+    inputs_BT: torch.Tensor
+    targets_BT: torch.Tensor
+    loss_mask_BT: torch.Tensor
+    position_ids_BT: torch.Tensor
+    segment_ids_BT: torch.Tensor
+    n_truncated: int = 0
+    n_dropped: int = 0
+
+
+def pack_sft_examples(examples: Sequence[tuple[Sequence[int], Sequence[int]]], seq_len: int,
+                      pad_id: int) -> PackedSFT:
+    """Pack (prompt_ids, response_ids) pairs into rows of seq_len (+1 for the shift) tokens.
+
+    Best-fit decreasing (deterministic): longest samples first, each into the fullest row with
+    room. A sample longer than seq_len + 1 keeps its prompt and a truncated response
+    (n_truncated); one whose prompt alone leaves no response token is dropped (n_dropped).
+    Put EOS at the end of each response yourself.
+    """
+    cap = seq_len + 1
+    samples: list[tuple[list[int], int]] = []  # (tokens, prompt length)
+    n_truncated = n_dropped = 0
+    for prompt, response in examples:
+        prompt, response = list(prompt), list(response)
+        if not response or len(prompt) >= cap:
+            n_dropped += 1
+            continue
+        if len(prompt) + len(response) > cap:
+            response = response[:cap - len(prompt)]
+            n_truncated += 1
+        samples.append((prompt + response, len(prompt)))
+
+    order = sorted(range(len(samples)), key=lambda i: (-len(samples[i][0]), i))
+    rows: list[list[int]] = []                 # sample indices per row
+    free: list[tuple[int, int]] = []           # sorted (room left, row index)
+    for i in order:
+        need = len(samples[i][0])
+        j = bisect.bisect_left(free, (need, -1))
+        if j < len(free):
+            room, r = free.pop(j)
+        else:
+            room, r = cap, len(rows)
+            rows.append([])
+        rows[r].append(i)
+        if room - need > 0:
+            bisect.insort(free, (room - need, r))
+
+    B = len(rows)
+    row_BC = torch.full((B, cap), pad_id, dtype=torch.long)
+    resp_BC = torch.zeros((B, cap), dtype=torch.bool)
+    pos_BC = torch.zeros((B, cap), dtype=torch.long)
+    seg_BC = torch.zeros((B, cap), dtype=torch.long)
+    for b, members in enumerate(rows):
+        at = 0
+        for s, i in enumerate(members, start=1):
+            toks, n_prompt = samples[i]
+            n = len(toks)
+            row_BC[b, at:at + n] = torch.tensor(toks, dtype=torch.long)
+            resp_BC[b, at + n_prompt:at + n] = True
+            pos_BC[b, at:at + n] = torch.arange(n)
+            seg_BC[b, at:at + n] = s
+            at += n
+    same_sample_BT = (seg_BC[:, 1:] == seg_BC[:, :-1]) & (seg_BC[:, :-1] > 0)
+    return PackedSFT(inputs_BT=row_BC[:, :-1], targets_BT=row_BC[:, 1:],
+                     loss_mask_BT=(resp_BC[:, 1:] & same_sample_BT).float(),
+                     position_ids_BT=pos_BC[:, :-1], segment_ids_BT=seg_BC[:, :-1],
+                     n_truncated=n_truncated, n_dropped=n_dropped)
+
+
+# ----------------------------------------------------------------------------- reward model
+
+
+def bradley_terry_loss(r_chosen_B: torch.Tensor, r_rejected_B: torch.Tensor) -> torch.Tensor:
+    """Mean of -log sigmoid(r_chosen - r_rejected) over the pairs (pairwise reward model)."""
+    return -F.logsigmoid(r_chosen_B.float() - r_rejected_B.float()).mean()
