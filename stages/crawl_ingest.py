@@ -24,6 +24,7 @@ import gzip
 import hashlib
 import io
 import json
+import re
 import unicodedata
 import zlib
 from collections.abc import Iterator
@@ -69,6 +70,7 @@ DEFAULT_MAX_CHARS = 1_000_000
 DEFAULT_MAX_RECORD_BYTES = 16 * 2 ** 20
 LANG_SAMPLE_CHARS = 10_000      # language id looks at the first 10k characters
 MAX_CONTROL_CHAR_FRACTION = 0.05  # decoded HTML with more C0 controls than this is binary junk
+_JUNK_CHARS = re.compile("[\x00-\x08\x0b\x0e-\x1f\ufffd]")  # C0 controls but tab/LF/FF/CR; U+FFFD
 
 _WARC_EXTENSIONS = (".warc", ".warc.gz", ".wet", ".wet.gz", ".warc.wet", ".warc.wet.gz")
 _JSONL_EXTENSIONS = (".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz", ".json.gz")
@@ -152,23 +154,21 @@ def _clean_str(value: str) -> str:
         value.encode("utf-8")
         return value
     except UnicodeEncodeError:
-        return value.encode("utf-8", "replace").decode("utf-8")
+        return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
 
 
 def decode_html(body: bytes, http_charset: str | None) -> str | None:
     """HTML bytes -> str: the HTTP charset if it names a known encoding, else the ``<meta>``
     charset, else uchardet's guess (resiliparse), with UTF-8 / windows-1252 fallbacks. None when
-    the result is binary junk (over ``MAX_CONTROL_CHAR_FRACTION`` C0 control characters)."""
+    the result is binary junk (over ``MAX_CONTROL_CHAR_FRACTION`` C0 control or replacement
+    characters in its first 64 Ki characters)."""
     encoding = map_encoding_to_html5(http_charset, fallback_utf8=False) if http_charset else None
     if not encoding:
         encoding = detect_encoding(body, from_html_meta=True)
     text = bytes_to_str(body, encoding, errors="replace")
-    if text:
-        controls = sum(text.count(c) for c in ("\x00", "\x01", "\x02", "\x03", "\x04", "\x05", "\x06",
-                                               "\x07", "\x08", "\x0b", "\x0e", "\x0f", "\x10", "\x1a",
-                                               "\x1b", "\x1f", "\ufffd"))
-        if controls > MAX_CONTROL_CHAR_FRACTION * len(text):
-            return None
+    sample = text[:65536]
+    if sample and len(_JUNK_CHARS.findall(sample)) > MAX_CONTROL_CHAR_FRACTION * len(sample):
+        return None
     return text
 
 
@@ -179,6 +179,17 @@ def html_main_text(html: str) -> str:
     tree = HTMLTree.parse(html)
     return extract_plain_text(tree, main_content=True, preserve_formatting=True, alt_texts=False,
                               links=False, form_fields=False, comments=False).strip()
+
+
+_HTML_SNIFF_PREFIXES = (b"<!doctype html", b"<html", b"<head", b"<body", b"<script", b"<title",
+                        b"<div", b"<p", b"<!--")  # a subset of the WHATWG MIME-sniffing HTML patterns
+
+
+def _sniffs_as_html(body: bytes) -> bool:
+    """Whether a payload without Content-Type is HTML (resiliparse ``detect_mime``, which knows
+    only a doctype start, or a leading HTML tag)."""
+    return (detect_mime(body) == "text/html"
+            or body[:512].lstrip(b"\xef\xbb\xbf \t\r\n").lower().startswith(_HTML_SNIFF_PREFIXES))
 
 
 def _content_type(http_headers) -> tuple[str, str | None]:
@@ -249,6 +260,8 @@ def detect_format(fileobj: BinaryIO, source_name: str) -> str:
     name = source_name.lower()
     if name.endswith(_JSONL_EXTENSIONS):
         return "jsonl"
+    if gzipped and not head and name.endswith(_WARC_EXTENSIONS):
+        return "warc"  # cut inside its first gzip member: the reader counts it as truncated
     expected = ("WARC" if name.endswith(_WARC_EXTENSIONS) else "Parquet" if name.endswith(_PARQUET_EXTENSIONS)
                 else None)
     what = f"is named like a {expected} file but its content is not" if expected else "is not a known format"
@@ -281,7 +294,7 @@ def _warc_record_text(record, max_record_bytes: int) -> tuple[str | None, str | 
     if record.rec_type == "conversion":
         text = bytes_to_str(body, "utf-8", errors="replace")
     else:
-        if not mime and detect_mime(body) != "text/html":
+        if not mime and not _sniffs_as_html(body):
             return None, "non_html"
         html = decode_html(body, charset)
         if html is None:
@@ -375,7 +388,9 @@ def iter_warc_documents(fileobj: BinaryIO, source_name: str, stats: IngestStats,
             continue
         url = record.rec_headers.get_header("WARC-Target-URI")
         yield _document(source_name, record_start, url, text, None, max_chars, stats)
-    if records_seen and fileobj.seekable() and not _ends_cleanly(fileobj, record_start, record_end):
+    if not records_seen:
+        stats.skip("truncated")  # non-empty (see detect_format) yet not one complete record
+    elif fileobj.seekable() and not _ends_cleanly(fileobj, record_start, record_end):
         stats.skip("truncated")
 
 

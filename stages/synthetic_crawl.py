@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import html
+import os
 import random
 import re
 import unicodedata
@@ -464,10 +465,16 @@ def make_cookie_banner(site: Site, pack: LanguagePack) -> tuple[str, list[str]]:
     return markup, [text, accept, settings]
 
 
-def make_sidebar(rng: random.Random, site: Site, pack: LanguagePack) -> tuple[str, list[str]]:
-    """'Most read' box with headlines of other (fictitious) pages of the site."""
+def make_sidebar(rng: random.Random, site: Site, pack: LanguagePack, page_title: str
+                 ) -> tuple[str, list[str]]:
+    """'Most read' box with four headlines of other (fictitious) pages of the site, all different
+    from ``page_title`` (so boilerplate and article never share a string)."""
     heading = pack.sidebar_heading.format(site=site.name)
-    titles = [make_title(rng, pack) for _ in range(4)]
+    titles: list[str] = []
+    while len(titles) < 4:
+        title = make_title(rng, pack)
+        if title != page_title and title not in titles:
+            titles.append(title)
     items = "".join(f'<li><a href="/{pack.section_slug}/{_slugify(t)}">{html.escape(t)}</a></li>'
                     for t in titles)
     markup = (f'<aside class="sidebar widget-popular"><h3>{html.escape(heading)}</h3>'
@@ -532,7 +539,7 @@ def render_page(config: SyntheticCrawlConfig, page_id: int) -> Page:
     byline = pack.byline.format(name=rng.choice(pack.names), date=date[3])
     nav, nav_lines = make_nav(site, pack)
     cookie, cookie_lines = make_cookie_banner(site, pack)
-    sidebar, sidebar_lines = make_sidebar(rng, site, pack)
+    sidebar, sidebar_lines = make_sidebar(rng, site, pack, title)
     share, share_lines = make_share_bar(pack)
     footer, footer_lines = make_footer(site, pack, date[0])
 
@@ -794,7 +801,6 @@ def _non_document_record(writer, kind, config, file_index, slot, headers, http_r
 
 def write_crawl(folder: str, config: SyntheticCrawlConfig) -> list[str]:
     """Write all ``config.num_files`` WARC files into a local folder; return their paths."""
-    import os
     os.makedirs(folder, exist_ok=True)
     paths = []
     for i in range(config.num_files):

@@ -1,11 +1,71 @@
-"""The workflow-side base: stages take their parameter defaults from the chosen profile."""
+"""The workflow-side base: stages take their parameter defaults from the chosen profile;
+per-shard stages map each upstream shard to one output shard."""
 from __future__ import annotations
 
-from pipeline.task import StageWork, VersionedTask, work_of  # noqa: F401  (re-exported)
+from typing import ClassVar
+
+import pyarrow as pa
+
+from pipeline.task import StageContext, StageWork, VersionedTask, read_markers, sum_stats, work_of
 
 from .profiles import profile_params
+
+
+def part_name(shard: int) -> str:
+    return f"part-{shard:05d}.parquet"
+
+
+def sum_phase(ctx: StageContext, phase: str) -> dict:
+    """Stats of one phase's work units, added up."""
+    return sum_stats(read_markers(ctx.store, ctx.stage, ctx.version, phase))
 
 
 class StageTask(VersionedTask):
     def profile_defaults(self) -> dict:
         return profile_params(self.profile, self.stage)
+
+
+class ShardMapStage(StageTask):
+    """A stage that turns upstream shard i (``docs``) into its own shard i, one Luigi task per
+    shard. Subclasses set ``input_stage``, may add ``side_inputs()`` (trained models, eval
+    sets) and implement ``map_shard(table, ctx, shard) -> (table, stats)``; extra files a
+    shard writes go through ``ctx.output_path``. Stats with ``docs_in``/``docs_out`` add up
+    into the manifest."""
+    input_stage: ClassVar[type[VersionedTask]]
+    shard_cls: ClassVar[type[StageWork]]
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "input_stage" in cls.__dict__:  # a concrete stage: give it its own shard task class
+            shard = type(f"{cls.__name__}Shard", (MapShard,), {"__module__": cls.__module__})
+            cls.shard_cls = work_of(cls)(shard)
+
+    def side_inputs(self) -> dict[str, VersionedTask]:
+        return {}
+
+    def upstream(self):
+        return {"docs": self.clone(self.input_stage), **self.side_inputs()}
+
+    def num_shards(self) -> int:
+        return self.clone(self.input_stage).num_shards()
+
+    def work(self):
+        return [self.clone(self.shard_cls, unit=i) for i in range(self.num_shards())]
+
+    def map_shard(self, table: pa.Table, ctx: StageContext, shard: int) -> tuple[pa.Table, dict]:
+        raise NotImplementedError
+
+    def build(self, ctx):
+        stats = sum_phase(ctx, "shard")
+        return {"rows": stats.get("docs_out"), **stats}
+
+
+class MapShard(StageWork):
+    """One shard of a ShardMapStage."""
+
+    def do(self, ctx):
+        stage = self.stage_task
+        table = ctx.input("docs").read_table(part_name(self.unit))
+        out, stats = stage.map_shard(table, ctx, self.unit)
+        ctx.write_table(out, part_name(self.unit))
+        return {"docs_in": table.num_rows, "docs_out": out.num_rows, **stats}

@@ -1,6 +1,7 @@
 """Data stages as thin Luigi tasks: synthetic_crawl → crawl_ingest → url_dedup."""
 from __future__ import annotations
 
+import posixpath
 from functools import cached_property
 
 import pyarrow as pa
@@ -11,11 +12,16 @@ from pipeline.sources import list_source_files, listing_digest
 from pipeline.store import open_filesystem
 from stages import crawl_ingest, synthetic_crawl, url_dedup
 
-from .base import StageTask, StageWork, work_of
+from .base import StageTask, StageWork, part_name, sum_phase, work_of
 
 
-def part_name(shard: int) -> str:
-    return f"part-{shard:05d}.parquet"
+def source_root(files: list[dict]) -> str:
+    """The folder all source files share (the part of the URI that may differ by store)."""
+    parents = [f["uri"].rsplit("/", 1)[0] for f in files]
+    root = parents[0]
+    while any(p != root and not p.startswith(root + "/") for p in parents):
+        root = root.rsplit("/", 1)[0]
+    return root
 
 
 def warc_name(i: int) -> str:
@@ -93,11 +99,15 @@ class CrawlIngestShard(StageWork):
         s: CrawlIngest = self.stage_task
         per = self.params["files_per_shard"]
         files = s.source_files[self.unit * per:(self.unit + 1) * per]
+        root = source_root(s.source_files)
         tables, total = [], crawl_ingest.IngestStats()
         for f in ctx.progress(files, desc=f"ingest shard {self.unit}"):
             fs, path = open_filesystem(f["uri"])
             with fs.open(path, "rb") as fh:
-                table, stats = crawl_ingest.ingest_file(fh, f["uri"], max_chars=self.params["max_chars"])
+                # ids and source_file are relative to the source root, so they stay the same
+                # whichever folder or bucket the files are read from
+                table, stats = crawl_ingest.ingest_file(fh, posixpath.relpath(f["uri"], root),
+                                                        max_chars=self.params["max_chars"])
             tables.append(table)
             total = total.merge(stats)
         table = pa.concat_tables(tables) if tables else crawl_ingest.DOC_SCHEMA.empty_table()
@@ -181,7 +191,3 @@ class UrlDedupFilter(StageWork):
         ctx.write_table(kept, part_name(self.unit))
         return url_dedup.dedup_stats(table.num_rows, kept.num_rows)
 
-
-def sum_phase(ctx, phase: str) -> dict:
-    from pipeline.task import read_markers, sum_stats
-    return sum_stats(read_markers(ctx.store, ctx.stage, ctx.version, phase))
