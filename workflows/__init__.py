@@ -1,5 +1,6 @@
 """Luigi workflows: ``luigi --module workflows RunDataPipeline --local-scheduler``."""
 from .data import CrawlIngest, CrawlIngestShard, SyntheticCrawl, UrlDedup  # noqa: F401
-from .roots import RunDataPipeline  # noqa: F401
+from .pretrain import TokenizePack, TokenizerTrain  # noqa: F401
+from .roots import RunDataPipeline, RunPretrainPipeline  # noqa: F401
 
-ROOTS = {"RunDataPipeline": RunDataPipeline}
+ROOTS = {"RunDataPipeline": RunDataPipeline, "RunPretrainPipeline": RunPretrainPipeline}

@@ -191,3 +191,7 @@ class UrlDedupFilter(StageWork):
         ctx.write_table(kept, part_name(self.unit))
         return url_dedup.dedup_stats(table.num_rows, kept.num_rows)
 
+
+
+# The last data stage: what the tokenizer and pretraining consume.
+CuratedDocs = UrlDedup

@@ -29,3 +29,16 @@ def profile_params(profile: str, stage: str) -> dict:
     if profile not in PROFILES:
         raise ProfileError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
     return dict(PROFILES[profile].get(stage, {}))
+
+for _name, _stages in {
+    "tiny": {"tokenizer_train": {"vocab_size": 2048, "min_frequency": 2, "max_docs": 20000},
+             "tokenize_pack": {"seq_len": 128, "val_fraction": 0.05, "temperature": 2.0,
+                               "fim_rate": 0.1, "source_column": "domain", "seed": 0}},
+    "small": {"tokenizer_train": {"vocab_size": 32768, "min_frequency": 2, "max_docs": 500000},
+              "tokenize_pack": {"seq_len": 2048, "val_fraction": 0.01, "temperature": 2.0,
+                                "fim_rate": 0.1, "source_column": "domain", "seed": 0}},
+    "cluster": {"tokenizer_train": {"vocab_size": 129280, "min_frequency": 2, "max_docs": 5000000},
+                "tokenize_pack": {"seq_len": 4096, "val_fraction": 0.001, "temperature": 2.0,
+                                  "fim_rate": 0.1, "source_column": "domain", "seed": 0}},
+}.items():
+    PROFILES[_name].update(_stages)

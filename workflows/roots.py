@@ -5,11 +5,19 @@ import luigi
 
 from pipeline.task import PipelineTask
 
-from .data import UrlDedup
+from .data import CuratedDocs
+from .pretrain import TokenizePack
 
 
 class RunDataPipeline(PipelineTask, luigi.WrapperTask):
     """Every data-curation stage, crawl to curated documents."""
 
     def requires(self):
-        return self.clone(UrlDedup)
+        return self.clone(CuratedDocs)
+
+
+class RunPretrainPipeline(PipelineTask, luigi.WrapperTask):
+    """Data stages, tokenizer, packed token shards and the pretrained MoE."""
+
+    def requires(self):
+        return self.clone(TokenizePack)

@@ -1,0 +1,142 @@
+"""Tokenizer and pretraining stages: tokenizer_train → tokenize_pack → pretrain_moe."""
+from __future__ import annotations
+
+import json
+from functools import cached_property
+
+import luigi
+from tokenizers import Tokenizer
+
+from stages import tokenize_pack, tokenizer_train
+
+from .base import StageTask, StageWork, part_name, sum_phase, work_of
+from .data import CuratedDocs
+
+
+def read_tokenizer(artifact) -> Tokenizer:
+    with artifact.store.fs.open(artifact.path(tokenizer_train.TOKENIZER_FILE), "rb") as f:
+        return Tokenizer.from_str(f.read().decode("utf-8"))
+
+
+class TokenizerTrain(StageTask):
+    """Byte-level BPE trained on (a sample of) the curated corpus; tokenizer.json + HF configs."""
+    code_version = "1"
+    source_objects = (tokenizer_train,)
+    vocab_size = luigi.OptionalIntParameter(default=None)
+    min_frequency = luigi.OptionalIntParameter(default=None)
+    max_docs = luigi.OptionalIntParameter(default=None, description="documents to train on (first N by shard order)")
+
+    def upstream(self):
+        return {"docs": self.clone(CuratedDocs)}
+
+    def build(self, ctx):
+        docs, p = ctx.input("docs"), self.stage_params
+
+        def texts():
+            n = 0
+            for part in docs.parts():
+                for text in docs.read_table(part, columns=["text"])["text"].to_pylist():
+                    if n >= p["max_docs"]:
+                        return
+                    n += 1
+                    yield text
+        tok = tokenizer_train.train_tokenizer(texts(), p["vocab_size"], p["min_frequency"])
+        written = tokenizer_train.save_tokenizer(tok, ctx.store.uri(self.stage, self.version))
+        for path in written:
+            ctx.output_path(path.rsplit("/", 1)[-1])
+        return {"vocab_size": tok.get_vocab_size(), "trained_on_docs": min(docs.manifest["outputs"]["rows"] or 0, p["max_docs"])}
+
+
+class TokenizePack(StageTask):
+    """Curated documents → packed uint32 token rows (seq_len + 1), train/validation, with a
+    temperature mixture over sources and FIM; count (per shard) → pack (per shard)."""
+    code_version = "1"
+    source_objects = (tokenize_pack,)
+    seq_len = luigi.OptionalIntParameter(default=None)
+    val_fraction = luigi.OptionalFloatParameter(default=None)
+    temperature = luigi.OptionalFloatParameter(default=None)
+    fim_rate = luigi.OptionalFloatParameter(default=None)
+    source_column = luigi.OptionalParameter(default=None)
+    seed = luigi.OptionalIntParameter(default=None)
+
+    def upstream(self):
+        return {"docs": self.clone(CuratedDocs), "tokenizer": self.clone(TokenizerTrain)}
+
+    def num_shards(self) -> int:
+        return self.clone(CuratedDocs).num_shards()
+
+    def work(self):
+        return [self.clone(TokenizePackShard, unit=i) for i in range(self.num_shards())]
+
+    def build(self, ctx):
+        markers = sum_phase(ctx, "pack")
+        index = {}
+        for split in ("train", "validation"):
+            entries = [e for m in read_pack_markers(ctx) for e in m["stats"]["index"][split]]
+            index[split] = tokenize_pack.build_index(entries, seq_len=self.stage_params["seq_len"],
+                                                     fmt="npy", split=split)
+            with ctx.fs.open(ctx.output_path(f"index-{split}.json"), "w") as f:
+                tokenize_pack.write_index(index[split], f)
+        return {"rows": index["train"]["sequences"], "validation_sequences": index["validation"]["sequences"],
+                "train_tokens": index["train"]["tokens"], "validation_tokens": index["validation"]["tokens"],
+                "tokens_per_source": index["train"]["tokens_per_source"],
+                "sampling_rates": self.sampling_rates(ctx), **{k: v for k, v in markers.items() if k != "index"}}
+
+    def sampling_rates(self, ctx) -> dict:
+        totals: dict[str, int] = {}
+        for m in read_markers_phase(ctx, "count"):
+            for source, n in m["stats"]["tokens_per_source"].items():
+                totals[source] = totals.get(source, 0) + n
+        return tokenize_pack.sampling_rates(totals, self.stage_params["temperature"])
+
+
+def read_markers_phase(ctx, phase):
+    from pipeline.task import read_markers
+    return read_markers(ctx.store, ctx.stage, ctx.version, phase)
+
+
+def read_pack_markers(ctx):
+    return read_markers_phase(ctx, "pack")
+
+
+@work_of(TokenizePack)
+class TokenizeCount(StageWork):
+    """Training-split tokens per source of one shard (for the global mixture rates)."""
+    phase = "count"
+
+    def do(self, ctx):
+        p = self.params
+        tok = read_tokenizer(ctx.input("tokenizer"))
+        table = ctx.input("docs").read_table(part_name(self.unit), columns=["text", p["source_column"]])
+        counts = tokenize_pack.count_source_tokens(tok, table, val_fraction=p["val_fraction"], seed=p["seed"],
+                                                   source_column=p["source_column"])
+        return {"tokens_per_source": counts}
+
+
+@work_of(TokenizePack)
+class TokenizePackShard(StageWork):
+    phase = "pack"
+
+    def requires(self):
+        s = self.stage_task
+        return {**s.upstream(), "count": [self.clone(TokenizeCount, unit=i) for i in range(s.num_shards())]}
+
+    def do(self, ctx):
+        p, s = self.params, self.stage_task
+        tok = read_tokenizer(ctx.input("tokenizer"))
+        table = ctx.input("docs").read_table(part_name(self.unit), columns=["text", p["source_column"]])
+        rates = s.sampling_rates(ctx)
+        index, stats = {}, tokenize_pack.PackStats()
+        for split in ("train", "validation"):
+            packed = tokenize_pack.pack_table(
+                tok, table, seq_len=p["seq_len"], split=split, val_fraction=p["val_fraction"], seed=p["seed"],
+                source_rates=rates if split == "train" else None, fim_rate=p["fim_rate"],
+                source_column=p["source_column"])
+            name = f"{split}-{self.unit:05d}.npy"
+            with ctx.fs.open(ctx.output_path(name), "wb") as f:
+                tokenize_pack.write_npy_shard(packed.tokens_NL, f)
+            index[split] = [tokenize_pack.shard_index_entry(name, packed)]
+            if split == "train":
+                stats = packed.stats
+        return {"index": index, **{k: v for k, v in stats.to_dict().items()
+                                   if not isinstance(v, dict)}}
