@@ -48,8 +48,8 @@ def open_filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
     so a manifest committed by another process or host is seen at once. S3 credentials and
     endpoint come from the environment (AWS_* variables), never from the URL or a manifest."""
     protocol = url.split("://", 1)[0] if "://" in url else "file"
-    options = {} if protocol in ("file", "local") else {"use_listings_cache": False,
-                                                          "skip_instance_cache": True}
+    # fsspec caches instances per process and thread, so forked workers get their own client
+    options = {} if protocol in ("file", "local") else {"use_listings_cache": False}
     fs, root = fsspec.core.url_to_fs(url, **options)
     return fs, root.rstrip("/") or root
 
@@ -59,8 +59,17 @@ class ArtifactStore:
 
     def __init__(self, url: str | None = None):
         self.url = resolve_store_url(url).rstrip("/")
-        self.fs, self.root = open_filesystem(self.url)
-        self.is_local = isinstance(self.fs, LocalFileSystem)
+        self._fs, self.root = open_filesystem(self.url)
+        self._pid = os.getpid()
+        self.is_local = isinstance(self._fs, LocalFileSystem)
+
+    @property
+    def fs(self) -> fsspec.AbstractFileSystem:
+        """The filesystem, opened anew in a forked worker (s3fs clients are not fork-safe)."""
+        if self._pid != os.getpid():
+            self._fs, _ = open_filesystem(self.url)
+            self._pid = os.getpid()
+        return self._fs
 
     # -- paths -------------------------------------------------------------------------
     def path(self, *parts: str) -> str:

@@ -31,6 +31,17 @@ RUN_ID = os.environ.get("DEEPRECIPE_RUN_ID") or uuid.uuid4().hex[:12]
 GLOBAL_PARAMS = ("profile", "store", "source", "rerun")
 
 
+_STORES: dict[tuple, ArtifactStore] = {}
+
+
+def shared_store(url: str | None) -> ArtifactStore:
+    """One ArtifactStore per URL and process (tasks are many; clients are costly to open)."""
+    key = (url, os.getpid())
+    if key not in _STORES:
+        _STORES[key] = ArtifactStore(url)
+    return _STORES[key]
+
+
 def snake_case(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
@@ -46,9 +57,9 @@ class PipelineTask(luigi.Task):
     rerun = luigi.Parameter(default="", description="comma-separated stages to run again "
                             "as a fresh attempt (their downstream re-keys too)")
 
-    @cached_property
+    @property
     def artifact_store(self) -> ArtifactStore:
-        return ArtifactStore(self.store or None)
+        return shared_store(self.store or None)
 
 
 class ManifestTarget(luigi.Target):

@@ -1,19 +1,39 @@
-"""A generated web crawl written as a real WARC.gz: the built-in default source.
+"""A generated web crawl written as real WARC.gz: the built-in default source, and a labelled
+benchmark for the data-curation stages.
 
-Every page is a pure function of ``(config.seed, page_id)`` and is assembled from parts (one
-function each: article, navigation, cookie banner, sidebar, footer, HTML shell, encoding), so a
-later benchmark generator can swap or add parts (near-duplicates, spam, PII). Each WARC file
+Every page is a pure function of ``(config, page_id)`` and is assembled from parts (one function
+each: article, navigation, cookie banner, sidebar, footer, HTML shell, encoding). Each WARC file
 holds ``pages_per_file`` HTML page responses, of which some are exact duplicates (the same bytes
 under another URL of the same site) or URL variants (the same page under a URL that
 ``url_dedup.normalize_url`` folds to the canonical one), plus records that ingest must skip: a
 ``warcinfo`` record first, ``request`` and ``metadata`` records, a 404, a 301 redirect, a PNG
 image and a CSS stylesheet. Output is byte-identical for the same config (no wall clock, no
 random UUIDs: dates and record ids derive from the seed).
+
+Labelled pages. A share of the original page slots of every file carries a labelled document
+from ``stages.labelled_corpus`` as its article body (counts per file = ``rate * pages_per_file``,
+rounded; see ``SyntheticCrawlConfig``):
+
+* ``near_dup`` / ``far_pair``: pairs of pages at a measured word-5-gram Jaccard of their article
+  text (J >= 0.9, 0.6-0.9, and <= 0.5). The first page of a pair lives in file f, the second in
+  file f+1 (mod ``num_files``) on another site of the same language: dedup has to be global.
+* ``spam:<kind>``: the ``labelled_corpus.SPAM_GENERATORS`` kinds in turn, on spam sites.
+* ``pii``: news articles with planted PII and PII look-alikes (each in a sentence of its own).
+* ``code`` (on code sites, in ``<pre><code>``) and ``math`` (on ``math_domains`` dedicated math
+  sites, one URL section each, so a URL-prefix loop can find them).
+* ``boilerplate``: news articles carrying 1-2 of ``boilerplate_pool`` cross-site sentences.
+* ``contaminated``: news articles with one of ``eval_items(seed, eval_pool)`` as a paragraph.
+
+All other pages are ``natural`` news articles (>= 60 % of the documents). Duplicates and URL
+variants only copy natural pages, so every labelled document occurs exactly once. Ground truth:
+``write_warc_file`` returns one row per record with the labels (``GROUND_TRUTH_SCHEMA``);
+``ground_truth_table(config)`` collects them for the whole crawl.
 """
 from __future__ import annotations
 
 import hashlib
 import html
+import json
 import os
 import random
 import re
@@ -21,12 +41,16 @@ import unicodedata
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from functools import lru_cache
 from io import BytesIO
 from typing import BinaryIO
 from urllib.parse import quote
 
+import pyarrow as pa
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
+
+from stages import labelled_corpus
 
 # ---------------------------------------------------------------------------------------------
 # Per-language text material. Sentences are templates over subject / verb / object / place slots;
@@ -80,7 +104,7 @@ LANGUAGE_PACKS: dict[str, LanguagePack] = {
                     "uncertain", "promising", "historic"),
         places=("in the city centre", "near the river", "at the town hall", "in the northern district",
                 "on Monday evening", "during the summer", "after a long meeting",
-                "at the end of the week", "in front of the station", "across the region",
+                "at the weekend", "outside the station", "across the region",
                 "before the holidays", "in a small village", "at the harbour", "on the main square",
                 "behind closed doors"),
         connectors=("However", "Meanwhile", "In addition", "On the other hand", "Last year",
@@ -91,12 +115,12 @@ LANGUAGE_PACKS: dict[str, LanguagePack] = {
         sentence_templates=(
             "{S} {V} {O} {P}.",
             "{C}, {s} {V} {O} {P}.",
-            "According to {N}, {o} {P} is {A} and will not change soon.",
+            "According to {N}, {o} {P} is {A} and will stay so.",
             "Many people {P} think that {o} is {A}, but {s} does not agree.",
             "{S} {V} {O} {P}, and {s2} {V2} {O2}.",
             "It is {A} that {s} {V} {O} {P}.",
             "In {Y}, {s} {V} {O} for the first time.",
-            "\u201cThis is really {A} for {o},\u201d said {N}, who has followed the story since {Y}.",
+            "\u201cThis is really {A} for {o},\u201d said {N} in {Y}.",
             "About {D} percent of the residents {P} said that {o} was {A}.",
             "{N} explained why {s} {V} {O} {P}.",
         ),
@@ -152,12 +176,12 @@ LANGUAGE_PACKS: dict[str, LanguagePack] = {
         sentence_templates=(
             "{S} {V} {O} {P}.",
             "{C} {V} {s} {O} {P}.",
-            "Nach Angaben von {N} ist die Lage {P} {A} und wird sich nicht so bald \u00e4ndern.",
+            "Nach Angaben von {N} ist die Lage {P} {A} und bleibt es.",
             "Viele Menschen {P} glauben, dass {o} {A} ist, aber {s} sieht das anders.",
             "{S} {V} {O} {P}, und {s2} {V2} {O2}.",
             "Es ist {A}, dass {s} {O} {P} {V}.",
             "Im Jahr {Y} {V} {s} zum ersten Mal {O}.",
-            "\u201eDas ist wirklich {A} f\u00fcr {o}\u201c, sagte {N}, die die Entwicklung seit {Y} verfolgt.",
+            "\u201eDas ist wirklich {A} f\u00fcr {o}\u201c, sagte {N} im Jahr {Y}.",
             "Rund {D} Prozent der Bewohner {P} halten die Entscheidung f\u00fcr {A}.",
             "{N} erkl\u00e4rte, warum {s} {O} {P} {V}.",
         ),
@@ -205,7 +229,7 @@ LANGUAGE_PACKS: dict[str, LanguagePack] = {
                     "remarquable", "incertain", "prometteur", "historique"),
         places=("dans le centre-ville", "pr\u00e8s de la rivi\u00e8re", "\u00e0 la mairie",
                 "dans le quartier nord", "lundi soir", "pendant l'\u00e9t\u00e9",
-                "apr\u00e8s une longue r\u00e9union", "\u00e0 la fin de la semaine", "devant la gare",
+                "apr\u00e8s une longue r\u00e9union", "en fin de semaine", "devant la gare",
                 "dans toute la r\u00e9gion", "avant les vacances", "dans un petit village",
                 "sur le port", "sur la place principale", "\u00e0 huis clos"),
         connectors=("Cependant", "Entre-temps", "De plus", "D'un autre c\u00f4t\u00e9", "L'ann\u00e9e derni\u00e8re",
@@ -216,12 +240,12 @@ LANGUAGE_PACKS: dict[str, LanguagePack] = {
         sentence_templates=(
             "{S} {V} {O} {P}.",
             "{C}, {s} {V} {O} {P}.",
-            "Selon {N}, {o} {P} est {A} et ne changera pas de sit\u00f4t.",
-            "Beaucoup de gens {P} pensent que {o} est {A}, mais {s} n'est pas d'accord.",
+            "Selon {N}, {o} {P} est {A} et le restera.",
+            "Beaucoup de gens {P} pensent que {o} est {A}, mais {s} le conteste.",
             "{S} {V} {O} {P}, et {s2} {V2} {O2}.",
             "Il est {A} que {s} {V} {O} {P}.",
             "En {Y}, {s} {V} {O} pour la premi\u00e8re fois.",
-            "\u00ab C'est vraiment {A} pour {o} \u00bb, a d\u00e9clar\u00e9 {N}, qui suit le dossier depuis {Y}.",
+            "\u00ab C'est vraiment {A} pour {o} \u00bb, a d\u00e9clar\u00e9 {N} en {Y}.",
             "Environ {D} pour cent des habitants {P} jugent cette d\u00e9cision {A}.",
             "{N} a expliqu\u00e9 pourquoi {s} {V} {O} {P}.",
         ),
@@ -266,9 +290,9 @@ LANGUAGE_PACKS: dict[str, LanguagePack] = {
         adjectives=("importante", "pol\u00e9mico", "inusual", "caro", "exitoso", "dif\u00edcil",
                     "sorprendente", "popular", "necesario", "ambicioso", "modesto", "notable",
                     "incierto", "prometedor", "hist\u00f3rico"),
-        places=("en el centro de la ciudad", "cerca del r\u00edo", "en el ayuntamiento",
-                "en el barrio norte", "el lunes por la tarde", "durante el verano",
-                "tras una larga reuni\u00f3n", "al final de la semana", "frente a la estaci\u00f3n",
+        places=("en el centro urbano", "cerca del r\u00edo", "en el ayuntamiento",
+                "en el barrio norte", "el lunes pasado", "durante el verano",
+                "tras una larga reuni\u00f3n", "el fin de semana", "frente a la estaci\u00f3n",
                 "en toda la regi\u00f3n", "antes de las vacaciones", "en un peque\u00f1o pueblo",
                 "en el puerto", "en la plaza mayor", "a puerta cerrada"),
         connectors=("Sin embargo", "Mientras tanto", "Adem\u00e1s", "Por otro lado", "El a\u00f1o pasado",
@@ -284,8 +308,8 @@ LANGUAGE_PACKS: dict[str, LanguagePack] = {
             "{S} {V} {O} {P}, y {s2} {V2} {O2}.",
             "Es {A} que {s} {V} {O} {P}.",
             "En {Y}, {s} {V} {O} por primera vez.",
-            "\u00abEs realmente {A} para {o}\u00bb, dijo {N}, que sigue el asunto desde {Y}.",
-            "Alrededor del {D} por ciento de los vecinos {P} considera esta decisi\u00f3n {A}.",
+            "\u00abEs realmente {A} para {o}\u00bb, dijo {N} en {Y}.",
+            "Alrededor del {D} por ciento de vecinos {P} considera esta decisi\u00f3n {A}.",
             "{N} explic\u00f3 por qu\u00e9 {s} {V} {O} {P}.",
         ),
         title_templates=("{S} {V} {O}", "Por qu\u00e9 la situaci\u00f3n es {A}",
@@ -318,8 +342,9 @@ class Site:
     host: str
     lang: str
     scheme: str       # scheme of the canonical URL: 'https' or 'http'
-    url_style: str    # 'dated' | 'html' | 'unicode' | 'query' | 'slash'
+    url_style: str    # 'dated' | 'html' | 'unicode' | 'query' | 'slash' | 'section'
     street: str
+    section: str = ""  # first URL path segment of every page ('section' style only)
 
 
 SITES: tuple[Site, ...] = (
@@ -335,6 +360,30 @@ SITES: tuple[Site, ...] = (
     Site("Rheintal Bote", "www.rheintal-bote.de", "de", "https", "dated", "Rheinallee 30, 55116 Mainz"),
     Site("La Gazette de Provence", "www.gazette-provence.fr", "fr", "http", "html", "22 cours Mirabeau, 13100 Aix-en-Provence"),
     Site("Prairie Post", "www.prairiepost.com", "en", "https", "slash", "1200 Main Avenue, Fargo"),
+)
+
+# Sites of the labelled pages (English): math pages only on the first ``math_domains`` math sites,
+# each under one URL section (a URL prefix a DeepSeekMath-style loop can mark as math).
+MATH_SITES: tuple[Site, ...] = (
+    Site("Proof Corner", "www.proofcorner.org", "en", "https", "section", "1 College Lane, Cambridge",
+         "questions"),
+    Site("Calculus Notes", "calculus-notes.net", "en", "https", "section", "77 Euler Street, Boston",
+         "notes"),
+    Site("Number Theory Digest", "www.numbertheorydigest.org", "en", "https", "section",
+         "5 Gauss Road, Durham", "articles"),
+    Site("Algebra Hub", "algebrahub.io", "en", "https", "section", "9 Noether Way, Oxford", "threads"),
+)
+CODE_SITES: tuple[Site, ...] = (
+    Site("Byte Notes", "bytenotes.dev", "en", "https", "section", "21 Kernel Street, Austin", "snippets"),
+    Site("Loop and Lambda", "www.loopandlambda.com", "en", "https", "section", "3 Compiler Row, Dublin",
+         "tutorials"),
+)
+SPAM_SITES: tuple[Site, ...] = (
+    Site("Best Deals Online", "best-deals-online.biz", "en", "http", "section", "PO Box 17, Road Town",
+         "offers"),
+    Site("Free Bonus Hub", "www.freebonushub.net", "en", "https", "section", "PO Box 99, Belize City",
+         "win"),
+    Site("Replica Outlet", "replica-outlet.info", "en", "http", "section", "PO Box 5, Victoria", "shop"),
 )
 
 # URL variant kinds generated for re-crawled pages; every one must normalise to the canonical key.
@@ -354,6 +403,12 @@ _PNG_1X1 = bytes.fromhex(
     "1f15c4890000000d49444154789c63600000000200015e2d2a2a0000000049454e44ae426082")
 
 
+# Target Jaccard ranges (word 5-gram shingles of the article text) of the three pair kinds.
+PAIR_JACCARD: dict[str, tuple[float, float]] = {"near_high": (0.91, 0.98), "near_mid": (0.62, 0.88),
+                                                "far": (0.05, 0.45)}
+MAX_NON_NATURAL_SHARE = 0.4  # labelled + duplicate + URL-variant slots; natural pages >= 60 %
+
+
 @dataclass(frozen=True)
 class SyntheticCrawlConfig:
     """Shape of the generated crawl. ``pages_per_file`` counts HTML page responses (originals,
@@ -370,6 +425,20 @@ class SyntheticCrawlConfig:
     paragraphs: tuple[int, int] = (3, 7)            # min, max paragraphs per article
     sentences_per_paragraph: tuple[int, int] = (3, 6)
     legacy_charset_rate: float = 0.15   # share of pages served as windows-1252 instead of UTF-8
+    # Labelled pages, per page slot of a file (count per file = round(rate * pages_per_file)).
+    # A pair rate counts pairs: each pair puts one page into this file and one into the next.
+    near_dup_high_rate: float = 0.015   # near-duplicate pairs at Jaccard >= 0.9
+    near_dup_mid_rate: float = 0.01     # near-duplicate pairs at Jaccard 0.6-0.9
+    far_pair_rate: float = 0.015        # pairs sharing one text block, Jaccard <= 0.5
+    spam_rate: float = 0.02             # spam / low-quality pages (SPAM_GENERATORS kinds in turn)
+    pii_rate: float = 0.02              # pages with planted PII and look-alikes
+    code_rate: float = 0.01             # code pages (code sites)
+    math_rate: float = 0.02             # math pages (math sites)
+    boilerplate_rate: float = 0.05      # pages with shared cross-site boilerplate sentences
+    contamination_rate: float = 0.005   # pages embedding an evaluation item verbatim
+    math_domains: int = 3               # first ``math_domains`` of MATH_SITES
+    boilerplate_pool: int = 12          # distinct shared boilerplate sentences
+    eval_pool: int = 50                 # contaminated pages use eval_items(seed, eval_pool)
 
     def __post_init__(self):
         if not 1 <= self.num_sites <= len(SITES):
@@ -380,20 +449,95 @@ class SyntheticCrawlConfig:
         if unknown:
             raise ValueError(f"unknown non_document_records {sorted(unknown)}; "
                              f"choose from {sorted(NON_DOCUMENT_KINDS)}")
+        if any(rate < 0 for rate in self.labelled_rates().values()):
+            raise ValueError(f"labelled page rates must be >= 0, got {self.labelled_rates()}")
+        non_natural = self.labelled_page_share() + self.exact_dup_rate + self.url_variant_rate
+        if non_natural > MAX_NON_NATURAL_SHARE:
+            raise ValueError(
+                f"labelled pages ({self.labelled_page_share():.3f} of the slots) plus duplicates and URL "
+                f"variants make {non_natural:.3f} > {MAX_NON_NATURAL_SHARE} of the crawl; lower the "
+                "*_rate fields so natural pages stay at least 60 %")
+        if not 1 <= self.math_domains <= len(MATH_SITES):
+            raise ValueError(f"math_domains must be in 1..{len(MATH_SITES)}, got {self.math_domains}")
+        if self.boilerplate_pool < 1 or self.eval_pool < 1:
+            raise ValueError("boilerplate_pool and eval_pool must be >= 1")
+
+    def labelled_rates(self) -> dict[str, float]:
+        """Rate per page slot of each labelled role kind (pair kinds: pairs per slot)."""
+        return {"near_high": self.near_dup_high_rate, "near_mid": self.near_dup_mid_rate,
+                "far": self.far_pair_rate, "spam": self.spam_rate, "pii": self.pii_rate,
+                "code": self.code_rate, "math": self.math_rate, "boilerplate": self.boilerplate_rate,
+                "contaminated": self.contamination_rate}
+
+    def labelled_page_share(self) -> float:
+        """Share of page slots holding labelled pages (a pair puts two pages into the crawl)."""
+        return sum(rate * (2 if kind in PAIR_JACCARD else 1) for kind, rate in self.labelled_rates().items())
+
+    def labelled_counts(self) -> dict[str, int]:
+        """Labelled pages per file by role kind (pair kinds: pairs whose first page is in the file)."""
+        return {kind: round(rate * self.pages_per_file) for kind, rate in self.labelled_rates().items()}
+
+
+# One block of an article body: ('p', the sentences of a paragraph) or ('code', the lines of a
+# <pre><code> block).
+Block = tuple[str, list[str]]
+
+# Ground-truth label columns and their values for records without that label (no None in a column).
+LABEL_DEFAULTS: dict[str, object] = {
+    "label": "",              # natural | near_dup | far_pair | spam:<kind> | pii | code | math |
+                              # boilerplate | contaminated ('' for non-document records)
+    "pair_id": -1,            # near_dup / far_pair: id shared by the two pages of a pair
+    "pair_member": -1,        # 0 = first page of the pair (file f), 1 = second (file f+1)
+    "jaccard": -1.0,          # measured word-5-gram Jaccard of the pair's article texts
+    "pii_items": "[]",        # JSON [[type, planted string], ...] (type: labelled_corpus.PII_GENERATORS)
+    "lookalikes": "[]",       # JSON [[kind, string], ...] that look like PII but are not
+    "eval_item": -1,          # contaminated: index into labelled_corpus.eval_items(seed, eval_pool)
+    "boilerplate_items": "[]",  # JSON [[shared sentence index, text as planted, edited?], ...]
+}
+
+
+def page_labels(label: str, **values) -> dict:
+    """Label columns of one page: ``LABEL_DEFAULTS`` with ``label`` and ``values`` set."""
+    unknown = set(values) - set(LABEL_DEFAULTS)
+    if unknown:
+        raise KeyError(f"unknown label columns {sorted(unknown)}")
+    return {**LABEL_DEFAULTS, "label": label, **values}
 
 
 @dataclass
 class Page:
-    """One generated page: its canonical URL, HTML and what is article vs boilerplate."""
+    """One generated page: its canonical URL, HTML, what is article vs boilerplate, and labels."""
     page_id: int
     site: Site
     url: str                      # canonical URL
     title: str
-    article_sentences: list[str]  # every sentence of the article body, in order
+    article_sentences: list[str]  # every sentence (code: non-empty line) of the article body, in order
     boilerplate_lines: list[str]  # nav, cookie banner, sidebar, footer strings shown on the page
     html: str
     charset: str                  # 'utf-8' | 'windows-1252-header' | 'windows-1252-meta' | 'windows-1252-none'
-    paragraphs: list[list[str]] = field(default_factory=list)
+    paragraphs: list[list[str]] = field(default_factory=list)  # sentences of each 'p' block
+    blocks: list[Block] = field(default_factory=list)
+    byline: str = ""
+    labels: dict = field(default_factory=lambda: page_labels("natural"))
+
+    @property
+    def label(self) -> str:
+        return self.labels["label"]
+
+    def article_text(self) -> str:
+        """The article as main-text extraction gives it back (title, byline, blocks)."""
+        return article_text(self.title, self.byline, self.blocks)
+
+
+@dataclass
+class PageContent:
+    """What a page role puts into the page shell: site, headline, date, byline, body, labels."""
+    site: Site
+    title: str
+    date: tuple[int, int, int, str]  # year, month, day, date as written in the site's language
+    byline: str                      # '' for none
+    blocks: list[Block]
+    labels: dict
 
 
 def _rng(config: SyntheticCrawlConfig, *parts) -> random.Random:
@@ -413,16 +557,40 @@ def _slugify(text: str, max_words: int = 6) -> str:
 
 # --------------------------------------------------------------------------------- page parts
 
-def make_sentence(rng: random.Random, pack: LanguagePack) -> str:
-    """One article sentence filled from the language pack."""
+class Deck:
+    """Deals the items of a sequence in a shuffled order and reshuffles once all were dealt: an
+    article repeats no sentence template or place before it used every other one (so its text
+    keeps few repeated word 5-grams, as Gopher's repetition rules expect of real prose)."""
+
+    def __init__(self, rng: random.Random, items):
+        self.rng, self.items, self.queue = rng, list(items), []
+
+    def draw(self):
+        if not self.queue:
+            self.queue = list(self.items)
+            self.rng.shuffle(self.queue)
+        return self.queue.pop()
+
+
+def make_sentence(rng: random.Random, pack: LanguagePack, templates: Deck | None = None,
+                  places: Deck | None = None) -> str:
+    """One article sentence filled from the language pack; template and place come from the
+    article's decks when given, else are drawn independently."""
     s, s2 = rng.sample(pack.subjects, 2)
     o, o2 = rng.sample(pack.objects, 2)
     slots = {"s": s, "S": _cap(s), "s2": s2, "o": o, "O": o, "O2": o2,
              "V": rng.choice(pack.verbs), "V2": rng.choice(pack.verbs),
-             "A": rng.choice(pack.adjectives), "P": rng.choice(pack.places),
+             "A": rng.choice(pack.adjectives), "P": places.draw() if places else rng.choice(pack.places),
              "C": rng.choice(pack.connectors), "N": rng.choice(pack.names),
              "Y": rng.randint(1990, 2024), "D": rng.randint(5, 95)}
-    return _cap(rng.choice(pack.sentence_templates).format(**slots))
+    template = templates.draw() if templates else rng.choice(pack.sentence_templates)
+    return _cap(template.format(**slots))
+
+
+def article_sentences(rng: random.Random, pack: LanguagePack) -> labelled_corpus.SentenceFn:
+    """A sentence source for one article: ``make_sentence`` with the article's own decks."""
+    templates, places = Deck(rng, pack.sentence_templates), Deck(rng, pack.places)
+    return lambda r: make_sentence(r, pack, templates, places)
 
 
 def make_title(rng: random.Random, pack: LanguagePack) -> str:
@@ -437,7 +605,8 @@ def make_article(rng: random.Random, pack: LanguagePack, config: SyntheticCrawlC
                  ) -> tuple[str, list[list[str]]]:
     """(title, paragraphs as lists of sentences)."""
     title = make_title(rng, pack)
-    paragraphs = [[make_sentence(rng, pack) for _ in range(rng.randint(*config.sentences_per_paragraph))]
+    sentence = article_sentences(rng, pack)
+    paragraphs = [[sentence(rng) for _ in range(rng.randint(*config.sentences_per_paragraph))]
                   for _ in range(rng.randint(*config.paragraphs))]
     return title, paragraphs
 
@@ -495,10 +664,27 @@ def make_share_bar(pack: LanguagePack) -> tuple[str, list[str]]:
     return markup, [pack.share_text]
 
 
+def block_text(block: Block) -> str:
+    """A block's text as extracted: a paragraph's sentences joined by spaces, code lines by newlines."""
+    tag, items = block
+    return "\n".join(items) if tag == "code" else " ".join(items)
+
+
+def article_text(title: str, byline: str, blocks: list[Block]) -> str:
+    """Title, byline (if any) and blocks, one per line: the main text of the article."""
+    return "\n".join([title, *([byline] if byline else []), *(block_text(b) for b in blocks)])
+
+
+def make_blocks_html(title: str, byline: str, blocks: list[Block]) -> str:
+    """The <article>: headline, byline (omitted when ''), <p> per paragraph, <pre><code> per code block."""
+    body = "".join(f"<pre><code>{html.escape(block_text(b))}</code></pre>" if b[0] == "code"
+                   else f"<p>{html.escape(block_text(b))}</p>" for b in blocks)
+    byline_html = f'<p class="byline">{html.escape(byline)}</p>' if byline else ""
+    return f'<article class="post"><h1>{html.escape(title)}</h1>{byline_html}{body}</article>'
+
+
 def make_article_html(title: str, byline: str, paragraphs: list[list[str]]) -> str:
-    body = "".join(f"<p>{html.escape(' '.join(p))}</p>" for p in paragraphs)
-    return (f'<article class="post"><h1>{html.escape(title)}</h1>'
-            f'<p class="byline">{html.escape(byline)}</p>{body}</article>')
+    return make_blocks_html(title, byline, [("p", p) for p in paragraphs])
 
 
 def make_html_document(site: Site, lang: str, title: str, head_extra: str, parts: list[str]) -> str:
@@ -526,17 +712,290 @@ def canonical_url(site: Site, pack: LanguagePack, page_id: int, title: str, date
         return f"{base}/index.php?id={page_id}&section={pack.section_slug}"
     if site.url_style == "slash":
         return f"{base}/{year}/{month:02d}/{slug}/"
+    if site.url_style == "section":  # one fixed first path segment per site
+        return f"{base}/{site.section}/{slug}"
     raise ValueError(f"unknown url_style {site.url_style!r}")
 
 
-def render_page(config: SyntheticCrawlConfig, page_id: int) -> Page:
-    """Generate page ``page_id``; a pure function of (config.seed, page_id) and the text knobs."""
-    rng = _rng(config, "page", page_id)
+# ------------------------------------------------------------------------------ page roles
+
+@dataclass(frozen=True)
+class Role:
+    """What an original page slot holds. ``kind``: 'natural' or a key of ``labelled_rates()``.
+    ``index``: the pair id (pair kinds), the index into ``SPAM_KINDS`` (spam), the eval item
+    (contaminated), else the page's ordinal within its kind. ``member``: 0 / 1 for the first /
+    second page of a pair, else -1."""
+    kind: str
+    index: int = -1
+    member: int = -1
+
+
+NATURAL = Role("natural")
+SPAM_KINDS: tuple[str, ...] = tuple(sorted(labelled_corpus.SPAM_GENERATORS))
+# Look-alikes planted on PII pages: all but code snippets (their curly brackets would make a
+# C4-style filter drop the PII page before redaction could be measured; code has its own pages).
+CRAWL_LOOKALIKE_KINDS = tuple(k for k in labelled_corpus.LOOKALIKE_KINDS if k != "code")
+PAIR_LABELS = {"near_high": "near_dup", "near_mid": "near_dup", "far": "far_pair"}
+
+
+def pair_id_of(config: SyntheticCrawlConfig, kind: str, first_file: int, ordinal: int) -> int:
+    """Crawl-wide id of pair ``ordinal`` of pair kind ``kind`` whose first page is in ``first_file``."""
+    counts, offset = config.labelled_counts(), 0
+    for k in PAIR_JACCARD:
+        if k == kind:
+            return offset + first_file * counts[k] + ordinal
+        offset += config.num_files * counts[k]
+    raise ValueError(f"unknown pair kind {kind!r}")
+
+
+def pair_kind_of(config: SyntheticCrawlConfig, pair_id: int) -> str:
+    """The pair kind ('near_high' | 'near_mid' | 'far') of a crawl-wide pair id."""
+    counts, offset = config.labelled_counts(), 0
+    for k in PAIR_JACCARD:
+        offset += config.num_files * counts[k]
+        if pair_id < offset:
+            return k
+    raise ValueError(f"pair id {pair_id} outside the crawl")
+
+
+def file_role_list(config: SyntheticCrawlConfig, file_index: int) -> list[Role]:
+    """The labelled roles of file ``file_index``: the first pages of its own pairs, the second
+    pages of the previous file's pairs, then the single-page roles."""
+    counts, previous = config.labelled_counts(), (file_index - 1) % config.num_files
+    roles: list[Role] = []
+    for kind in PAIR_JACCARD:
+        roles += [Role(kind, pair_id_of(config, kind, file_index, j), 0) for j in range(counts[kind])]
+        roles += [Role(kind, pair_id_of(config, kind, previous, j), 1) for j in range(counts[kind])]
+    for kind in ("spam", "pii", "code", "math", "boilerplate", "contaminated"):
+        for j in range(counts[kind]):
+            ordinal = file_index * counts[kind] + j
+            index = {"spam": ordinal % len(SPAM_KINDS), "contaminated": ordinal % config.eval_pool}.get(kind, ordinal)
+            roles.append(Role(kind, index))
+    return roles
+
+
+@lru_cache(maxsize=1024)
+def file_roles(config: SyntheticCrawlConfig, file_index: int) -> dict[int, Role]:
+    """Slot -> role for the labelled original slots of a file (every other original is natural);
+    the roles go to a seeded shuffle of the file's original slots."""
+    roles = file_role_list(config, file_index)
+    originals = [s for s in range(config.pages_per_file) if slot_kind(config, file_index, s) == "original"]
+    if len(originals) < len(roles):
+        raise ValueError(f"file {file_index} has {len(originals)} original page slots for {len(roles)} "
+                         "labelled pages; raise pages_per_file or lower the labelled *_rate fields")
+    _rng(config, "roles", file_index).shuffle(originals)
+    return dict(zip(originals, roles))
+
+
+def page_role(config: SyntheticCrawlConfig, page_id: int) -> Role:
+    """The role of page ``page_id`` (natural for page ids outside the crawl's original slots)."""
+    file_index, slot = divmod(page_id, config.pages_per_file)
+    if not 0 <= file_index < config.num_files:
+        return NATURAL
+    return file_roles(config, file_index).get(slot, NATURAL)
+
+
+# ---------------------------------------------------------------------------- page contents
+
+def news_sites(config: SyntheticCrawlConfig) -> tuple[Site, ...]:
+    return SITES[:config.num_sites]
+
+
+def _news_header(rng: random.Random, site: Site) -> tuple[str, tuple, str]:
+    """(headline, date, byline) of a news article on ``site``."""
+    pack = LANGUAGE_PACKS[site.lang]
+    title = make_title(rng, pack)
+    date = make_date(rng, pack)
+    return title, date, pack.byline.format(name=rng.choice(pack.names), date=date[3])
+
+
+def _paragraph_blocks(rng: random.Random, sentences: list[str], low: int = 3, high: int = 5) -> list[Block]:
+    """Sentences grouped in order into paragraphs of ``low..high`` sentences."""
+    blocks, i = [], 0
+    while i < len(sentences):
+        n = rng.randint(low, high)
+        blocks.append(("p", sentences[i:i + n]))
+        i += n
+    return blocks
+
+
+def _line_blocks(text: str) -> list[Block]:
+    """One paragraph per non-empty line of ``text``."""
+    return [("p", [line]) for line in text.split("\n") if line.strip()]
+
+
+def natural_content(config: SyntheticCrawlConfig, role: Role, rng: random.Random) -> PageContent:
+    """A news article of one of the first ``num_sites`` sites, in the site's language."""
     site = SITES[rng.randrange(config.num_sites)]
     pack = LANGUAGE_PACKS[site.lang]
     title, paragraphs = make_article(rng, pack, config)
     date = make_date(rng, pack)
     byline = pack.byline.format(name=rng.choice(pack.names), date=date[3])
+    return PageContent(site, title, date, byline, [("p", p) for p in paragraphs], page_labels("natural"))
+
+
+@lru_cache(maxsize=64)
+def pack_vocabulary(lang: str) -> tuple[str, ...]:
+    """The content words of a language pack (near-duplicate edits draw from them)."""
+    pack = LANGUAGE_PACKS[lang]
+    phrases = pack.subjects + pack.verbs + pack.objects + pack.adjectives + pack.places
+    return tuple(sorted({w.strip(",.") for phrase in phrases for w in phrase.split() if len(w) > 2}))
+
+
+@lru_cache(maxsize=4096)
+def pair_contents(config: SyntheticCrawlConfig, pair_id: int) -> tuple[PageContent, PageContent]:
+    """Both pages of a pair: a 20-48 sentence news article on one site and, on another site of the
+    same language, a word-edited copy under the same headline (near pairs) or a new article that
+    reuses one block of it (far pairs). Labels carry the Jaccard measured on the article texts."""
+    kind = pair_kind_of(config, pair_id)
+    rng = _rng(config, "pair", pair_id)
+    site_a = rng.choice(news_sites(config))
+    same_language = [s for s in news_sites(config) if s.lang == site_a.lang and s != site_a]
+    site_b = rng.choice(same_language) if same_language else site_a
+    pack = LANGUAGE_PACKS[site_a.lang]
+    title, date, byline = _news_header(rng, site_a)
+    sentence = article_sentences(rng, pack)
+    blocks_a: list[Block] = [("p", [sentence(rng) for _ in range(rng.randint(4, 6))])
+                             for _ in range(rng.randint(5, 8))]
+    body_a = "\n".join(block_text(b) for b in blocks_a)
+    target = rng.uniform(*PAIR_JACCARD[kind])
+    if kind == "far":
+        body_b, _ = labelled_corpus.far_pair(rng, body_a, target, site_a.lang,
+                                             sentence=article_sentences(rng, pack))
+        title_b, date_b, byline_b = _news_header(rng, site_b)
+    else:
+        body_b, _ = labelled_corpus.near_duplicate(rng, body_a, target, site_a.lang,
+                                                   vocabulary=pack_vocabulary(site_a.lang), jitter=False)
+        title_b, date_b, byline_b = title, date, byline
+    blocks_b = _line_blocks(body_b)
+    jaccard = labelled_corpus.shingle_jaccard(article_text(title, byline, blocks_a),
+                                              article_text(title_b, byline_b, blocks_b))
+    label = PAIR_LABELS[kind]
+    return (PageContent(site_a, title, date, byline, blocks_a,
+                        page_labels(label, pair_id=pair_id, pair_member=0, jaccard=jaccard)),
+            PageContent(site_b, title_b, date_b, byline_b, blocks_b,
+                        page_labels(label, pair_id=pair_id, pair_member=1, jaccard=jaccard)))
+
+
+def pair_content(config: SyntheticCrawlConfig, role: Role, rng: random.Random) -> PageContent:
+    return pair_contents(config, role.index)[role.member]
+
+
+def spam_content(config: SyntheticCrawlConfig, role: Role, rng: random.Random) -> PageContent:
+    """A spam page of kind ``SPAM_KINDS[role.index]`` on a spam site: one paragraph per line."""
+    kind = SPAM_KINDS[role.index]
+    site = rng.choice(SPAM_SITES)
+    title = " ".join(rng.choice(labelled_corpus.SPAM_WORDS) for _ in range(rng.randint(3, 6))).title()
+    date = make_date(rng, LANGUAGE_PACKS[site.lang])
+    text = labelled_corpus.SPAM_GENERATORS[kind](rng, site.lang)
+    return PageContent(site, title, date, "", _line_blocks(text),
+                       page_labels(f"spam:{kind.removeprefix('spam_')}"))
+
+
+def pii_content(config: SyntheticCrawlConfig, role: Role, rng: random.Random) -> PageContent:
+    """A news article with 4 planted PII strings and 4 look-alikes, each in a sentence of its own."""
+    site = rng.choice(news_sites(config))
+    pack = LANGUAGE_PACKS[site.lang]
+    title, date, byline = _news_header(rng, site)
+    sentences, planted, looks = labelled_corpus.pii_sentences(
+        rng, site.lang, sentence=article_sentences(rng, pack), lookalike_kinds=CRAWL_LOOKALIKE_KINDS)
+    return PageContent(site, title, date, byline, _paragraph_blocks(rng, sentences),
+                       page_labels("pii", pii_items=json.dumps([list(p) for p in planted]),
+                                   lookalikes=json.dumps([list(x) for x in looks])))
+
+
+CODE_TITLES = ("Python snippet {n}: totals in a loop", "How to build a lookup table in {n} lines of Python",
+               "Small helpers for indexed totals, part {n}", "A {n}-step loop that fills a dictionary")
+CODE_PROSE = (
+    "The functions below walk over the first {n} items and store each result in a dictionary.",
+    "We keep the loop simple on purpose, because {n} iterations are enough for this example.",
+    "Each helper returns a new dictionary instead of changing its input, which makes testing easier.",
+    "Run the snippet with Python 3.{n} or newer; it needs nothing outside the standard library.",
+    "If you need more than {n} values, pass a larger n instead of editing the loop.",
+    "The hexadecimal constant only shifts every value by a small offset of at most {n} hundred.",
+)
+
+
+def _code_prose(rng: random.Random, count: int) -> list[str]:
+    return [rng.choice(CODE_PROSE).format(n=rng.randint(2, 12)) for _ in range(count)]
+
+
+def code_content(config: SyntheticCrawlConfig, role: Role, rng: random.Random) -> PageContent:
+    """A code tutorial on a code site: prose, a <pre><code> block of Python, prose."""
+    site = rng.choice(CODE_SITES)
+    pack = LANGUAGE_PACKS[site.lang]
+    title = rng.choice(CODE_TITLES).format(n=rng.randint(2, 12))
+    date = make_date(rng, pack)
+    byline = pack.byline.format(name=rng.choice(pack.names), date=date[3])
+    code = labelled_corpus.code_page(rng).rstrip("\n").split("\n")
+    blocks = [("p", _code_prose(rng, rng.randint(2, 3))), ("code", code), ("p", _code_prose(rng, rng.randint(1, 2)))]
+    return PageContent(site, title, date, byline, blocks, page_labels("code"))
+
+
+MATH_TITLES = ("Solving {a}x + {b} = 0 step by step", "Eigenvalues of a {a} by {a} matrix",
+               "The integral of x^{b} from 0 to {a}", "Why every prime p > {a} divides p^{b} - p",
+               "A short proof about n^2 = {c}")
+
+
+def math_content(config: SyntheticCrawlConfig, role: Role, rng: random.Random) -> PageContent:
+    """A math page (LaTeX in $...$ mixed with English prose) on one of the math sites."""
+    site = rng.choice(MATH_SITES[:config.math_domains])
+    pack = LANGUAGE_PACKS[site.lang]
+    a, b = rng.randint(2, 9), rng.randint(2, 9)
+    title = rng.choice(MATH_TITLES).format(a=a, b=b, c=a * a)
+    date = make_date(rng, pack)
+    byline = pack.byline.format(name=rng.choice(pack.names), date=date[3])
+    text = labelled_corpus.math_page(rng, sentence=article_sentences(rng, pack))
+    return PageContent(site, title, date, byline, _line_blocks(text), page_labels("math"))
+
+
+@lru_cache(maxsize=64)
+def boilerplate_pool(config: SyntheticCrawlConfig) -> tuple[str, ...]:
+    """The ``boilerplate_pool`` shared cross-site sentences of this crawl (English, >= 12 words)."""
+    return tuple(labelled_corpus.boilerplate_sentences(_rng(config, "boilerplate-pool"), config.boilerplate_pool))
+
+
+def boilerplate_content(config: SyntheticCrawlConfig, role: Role, rng: random.Random) -> PageContent:
+    """A natural article with 1-2 shared boilerplate sentences inserted into its paragraphs; a
+    quarter of them with one word changed (``edited``), the rest normalisation-level variants."""
+    content = natural_content(config, role, rng)
+    pool = boilerplate_pool(config)
+    items = []
+    for k in rng.sample(range(len(pool)), min(len(pool), rng.randint(1, 2))):
+        edited = rng.random() < 0.25
+        text = " ".join(labelled_corpus.boilerplate_variant(rng, pool[k], edited).split())
+        paragraph = content.blocks[rng.randrange(len(content.blocks))][1]
+        paragraph.insert(rng.randrange(len(paragraph) + 1), text)
+        items.append([k, text, edited])
+    content.labels = page_labels("boilerplate", boilerplate_items=json.dumps(items))
+    return content
+
+
+@lru_cache(maxsize=64)
+def crawl_eval_items(seed: int, n: int) -> tuple[str, ...]:
+    return tuple(labelled_corpus.eval_items(seed, n))
+
+
+def contaminated_content(config: SyntheticCrawlConfig, role: Role, rng: random.Random) -> PageContent:
+    """A natural article with evaluation item ``role.index`` as a paragraph of its own."""
+    content = natural_content(config, role, rng)
+    item = crawl_eval_items(config.seed, config.eval_pool)[role.index]
+    content.blocks.insert(rng.randrange(len(content.blocks) + 1), ("p", [item]))
+    content.labels = page_labels("contaminated", eval_item=role.index)
+    return content
+
+
+ROLE_CONTENT = {"natural": natural_content, "near_high": pair_content, "near_mid": pair_content,
+                "far": pair_content, "spam": spam_content, "pii": pii_content, "code": code_content,
+                "math": math_content, "boilerplate": boilerplate_content,
+                "contaminated": contaminated_content}
+
+
+def assemble_page(config: SyntheticCrawlConfig, page_id: int, rng: random.Random, content: PageContent) -> Page:
+    """Put ``content`` into the site's page shell (cookie banner, navigation, sidebar, share bar,
+    footer) and pick the page's charset; ``rng`` draws the sidebar and the charset."""
+    site, title, date, byline, blocks = content.site, content.title, content.date, content.byline, content.blocks
+    pack = LANGUAGE_PACKS[site.lang]
     nav, nav_lines = make_nav(site, pack)
     cookie, cookie_lines = make_cookie_banner(site, pack)
     sidebar, sidebar_lines = make_sidebar(rng, site, pack, title)
@@ -549,13 +1008,30 @@ def render_page(config: SyntheticCrawlConfig, page_id: int) -> Page:
     head_extra = {"utf-8": '<meta charset="utf-8">',
                   "windows-1252-meta": '<meta http-equiv="Content-Type" content="text/html; charset=windows-1252">'
                   }.get(charset, "")
-    main = f'<main id="content">{make_article_html(title, byline, paragraphs)}\n{share}</main>'
+    main = f'<main id="content">{make_blocks_html(title, byline, blocks)}\n{share}</main>'
     document = make_html_document(site, site.lang, title, head_extra,
                                   [cookie, nav, '<div class="layout">', main, sidebar, "</div>", footer])
+    sentences = [line for tag, items in blocks for line in items if tag == "p" or line.strip()]
     return Page(page_id=page_id, site=site, url=canonical_url(site, pack, page_id, title, date),
-                title=title, article_sentences=[s for p in paragraphs for s in p],
+                title=title, article_sentences=sentences,
                 boilerplate_lines=nav_lines + cookie_lines + sidebar_lines + share_lines + footer_lines,
-                html=document, charset=charset, paragraphs=paragraphs)
+                html=document, charset=charset, paragraphs=[items for tag, items in blocks if tag == "p"],
+                blocks=blocks, byline=byline, labels=content.labels)
+
+
+def render_page(config: SyntheticCrawlConfig, page_id: int) -> Page:
+    """Generate page ``page_id`` (natural or labelled, by ``page_role``); a pure function of
+    ``(config, page_id)``."""
+    rng = _rng(config, "page", page_id)
+    role = page_role(config, page_id)
+    return assemble_page(config, page_id, rng, ROLE_CONTENT[role.kind](config, role, rng))
+
+
+def render_natural_page(config: SyntheticCrawlConfig, page_id: int) -> Page:
+    """The natural news article of ``page_id`` whatever its slot holds in the crawl: for trusted
+    reference texts, which must never contain spam, PII or eval items."""
+    rng = _rng(config, "page", page_id)
+    return assemble_page(config, page_id, rng, natural_content(config, NATURAL, rng))
 
 
 def encode_page(page: Page) -> tuple[bytes, str]:
@@ -641,11 +1117,12 @@ def slot_page_id(config: SyntheticCrawlConfig, file_index: int, slot: int) -> in
 
 
 def source_page_id(config: SyntheticCrawlConfig, file_index: int, slot: int) -> int:
-    """For a duplicate / variant slot, the page id of an original slot anywhere in the crawl."""
+    """For a duplicate / variant slot, the page id of a natural original slot anywhere in the
+    crawl (labelled pages are never copied, so each labelled document occurs once)."""
     rng = _rng(config, "source", file_index, slot)
     while True:
         f, s = rng.randrange(config.num_files), rng.randrange(config.pages_per_file)
-        if slot_kind(config, f, s) == "original":
+        if slot_kind(config, f, s) == "original" and s not in file_roles(config, f):
             return slot_page_id(config, f, s)
 
 
@@ -682,10 +1159,12 @@ def warc_file_name(config: SyntheticCrawlConfig, file_index: int) -> str:
 
 def write_warc_file(fileobj: BinaryIO, config: SyntheticCrawlConfig, file_index: int) -> list[dict]:
     """Write WARC file ``file_index`` (gzip per record) to ``fileobj``; return one ground-truth row
-    per record: ``record_index, record_offset`` (bytes into the file), ``record_type, url,
-    canonical_url, site, lang, kind`` ('original' | 'exact_dup' | 'url_variant' | a key of
-    ``NON_DOCUMENT_KINDS``), ``variant`` (URL variant kind or ''), ``page_id`` (-1 if none),
-    ``is_document``, ``skip_reason`` ('' for documents), ``charset``."""
+    per record (columns and types: ``GROUND_TRUTH_SCHEMA``): ``record_index, record_offset``
+    (bytes into the file), ``record_type, url, canonical_url, site, lang, kind`` ('original' |
+    'exact_dup' | 'url_variant' | a key of ``NON_DOCUMENT_KINDS``), ``variant`` (URL variant kind
+    or ''), ``page_id`` (-1 if none), ``is_document``, ``skip_reason`` ('' for documents),
+    ``charset``, ``file_index``, and the label columns of ``LABEL_DEFAULTS`` (a duplicate or URL
+    variant carries the labels of the natural page it copies)."""
     if not 0 <= file_index < config.num_files:
         raise ValueError(f"file_index {file_index} outside 0..{config.num_files - 1}")
     out = _CountingWriter(fileobj)
@@ -718,11 +1197,12 @@ def write_warc_file(fileobj: BinaryIO, config: SyntheticCrawlConfig, file_index:
     emit(writer.create_warc_record("", "warcinfo", payload=BytesIO(info), length=len(info),
                                    warc_content_type="application/warc-fields",
                                    warc_headers_dict=headers({"WARC-Filename": warc_file_name(config, file_index)})),
-         _ground_row(kind="warcinfo", record_type="warcinfo"))
+         _ground_row(kind="warcinfo", record_type="warcinfo", file_index=file_index))
 
     for slot in range(config.pages_per_file):
         for kind in extra_at.get(slot, ()):
-            emit(*_non_document_record(writer, kind, config, file_index, slot, headers, http_response))
+            record, row = _non_document_record(writer, kind, config, file_index, slot, headers, http_response)
+            emit(record, {**row, "file_index": file_index})
         kind = slot_kind(config, file_index, slot)
         rng = _rng(config, "url", file_index, slot)
         variant = ""
@@ -739,24 +1219,26 @@ def write_warc_file(fileobj: BinaryIO, config: SyntheticCrawlConfig, file_index:
                 url, canon = url_variant(page.url, variant, rng), page.url
         if rng.random() < config.request_record_rate:
             emit(_request_record(writer, url, headers), _ground_row(kind="request", record_type="request",
-                                                                    url=url))
+                                                                    url=url, file_index=file_index))
         body, content_type = encode_page(page)
         record = writer.create_warc_record(url, "response", payload=BytesIO(body), length=len(body),
                                            warc_headers_dict=headers(),
                                            http_headers=http_response("200 OK", content_type, body))
         emit(record, _ground_row(kind=kind, record_type="response", url=url, canonical_url=canon,
                                  site=page.site.host, lang=page.site.lang, variant=variant,
-                                 page_id=page.page_id, charset=page.charset))
+                                 page_id=page.page_id, charset=page.charset, file_index=file_index,
+                                 labels=page.labels))
     return rows
 
 
 def _ground_row(kind: str, record_type: str, url: str = "", canonical_url: str = "", site: str = "",
-                lang: str = "", variant: str = "", page_id: int = -1, charset: str = "") -> dict:
+                lang: str = "", variant: str = "", page_id: int = -1, charset: str = "",
+                file_index: int = -1, labels: dict | None = None) -> dict:
     is_document = kind in ("original", "exact_dup", "url_variant")
     return {"record_type": record_type, "url": url, "canonical_url": canonical_url, "site": site,
             "lang": lang, "kind": kind, "variant": variant, "page_id": page_id,
             "is_document": is_document, "skip_reason": "" if is_document else NON_DOCUMENT_KINDS[kind],
-            "charset": charset}
+            "charset": charset, "file_index": file_index, **(labels or LABEL_DEFAULTS)}
 
 
 def _request_record(writer: WARCWriter, url: str, headers) -> object:
@@ -811,12 +1293,36 @@ def write_crawl(folder: str, config: SyntheticCrawlConfig) -> list[str]:
     return paths
 
 
+GROUND_TRUTH_SCHEMA = pa.schema([
+    ("record_type", pa.string()), ("url", pa.string()), ("canonical_url", pa.string()),
+    ("site", pa.string()), ("lang", pa.string()), ("kind", pa.string()), ("variant", pa.string()),
+    ("page_id", pa.int64()), ("is_document", pa.bool_()), ("skip_reason", pa.string()),
+    ("charset", pa.string()), ("file_index", pa.int64()),
+    ("label", pa.string()), ("pair_id", pa.int64()), ("pair_member", pa.int64()),
+    ("jaccard", pa.float64()), ("pii_items", pa.string()), ("lookalikes", pa.string()),
+    ("eval_item", pa.int64()), ("boilerplate_items", pa.string()),
+    ("record_index", pa.int64()), ("record_offset", pa.int64()),
+])
+
+
+class _NullSink:
+    """A binary sink that only counts bytes (ground truth without keeping the WARC bytes)."""
+
+    def write(self, data: bytes) -> int:
+        return len(data)
+
+    def flush(self):
+        pass
+
+
+def ground_truth_table(config: SyntheticCrawlConfig) -> pa.Table:
+    """Ground-truth rows of every file of the crawl (``GROUND_TRUTH_SCHEMA``), file by file;
+    regenerates the pages, so it costs as much as writing the files (not their storage)."""
+    rows = [row for i in range(config.num_files) for row in write_warc_file(_NullSink(), config, i)]
+    return pa.Table.from_pylist(rows, schema=GROUND_TRUTH_SCHEMA)
+
+
 def ground_truth(config: SyntheticCrawlConfig):
-    """Ground-truth rows of every file as a pandas DataFrame (adds ``file_index`` and ``file_name``);
-    regenerates the files in memory, so it costs as much as writing them."""
-    import pandas as pd
-    frames = []
-    for i in range(config.num_files):
-        rows = write_warc_file(BytesIO(), config, i)
-        frames.append(pd.DataFrame(rows).assign(file_index=i, file_name=warc_file_name(config, i)))
-    return pd.concat(frames, ignore_index=True)
+    """``ground_truth_table`` as a pandas DataFrame, plus ``file_name`` (``warc_file_name``)."""
+    frame = ground_truth_table(config).to_pandas()
+    return frame.assign(file_name=[warc_file_name(config, i) for i in frame.file_index])

@@ -12,7 +12,11 @@ from pipeline.store import AlreadyCommitted, ArtifactStore
 from tests.conftest import deeprecipe, luigi_cmd, run
 
 DATA = ["--module", "workflows", "RunDataPipeline"]
-DATA_STAGES = ("synthetic_crawl", "crawl_ingest", "url_dedup")
+DATA_STAGES = ("synthetic_crawl", "crawl_ingest", "url_dedup", "minhash_dedup", "simhash_dedup",
+               "reference_lm", "quality_classifier", "quality_filter", "pii_redact", "decontaminate")
+DOWNSTREAM_OF_URL_DEDUP = ("url_dedup", "minhash_dedup", "simhash_dedup", "quality_classifier",
+                           "quality_filter", "pii_redact", "decontaminate")
+SMALL_CRAWL = ["--SyntheticCrawl-pages-per-file", "60"]  # re-run checks on a smaller crawl
 
 
 def versions(store: str, env=None) -> dict[str, set[str]]:
@@ -20,26 +24,30 @@ def versions(store: str, env=None) -> dict[str, set[str]]:
     return {stage: {m["version"] for m in s.committed(stage)} for stage in s.stages()}
 
 
-def check_data_flow(store: str, env: dict | None = None, workers: str = "2"):
-    run(luigi_cmd(*DATA, "--store", store, "--workers", workers), env=env)
+def check_data_flow(store: str, env: dict | None = None, workers: str = "2", extra=()):
+    run(luigi_cmd(*DATA, "--store", store, "--workers", workers, *extra), env=env)
     first = versions(store)
     assert {k: len(v) for k, v in first.items()} == {s: 1 for s in DATA_STAGES}
-    r = run(luigi_cmd(*DATA, "--store", store), env=env)
+    r = run(luigi_cmd(*DATA, "--store", store, *extra), env=env)
     assert "Did not run any tasks" in r.stderr
-    run(luigi_cmd(*DATA, "--store", store, "--UrlDedup-num-buckets", "3"), env=env)
+    run(luigi_cmd(*DATA, "--store", store, "--UrlDedup-num-buckets", "3", *extra), env=env)
     after = versions(store)
-    assert after["synthetic_crawl"] == first["synthetic_crawl"]
+    for stage in DATA_STAGES:  # the change re-keys url_dedup and its downstream, nothing else
+        assert len(after[stage]) == (2 if stage in DOWNSTREAM_OF_URL_DEDUP else 1), stage
     assert after["crawl_ingest"] == first["crawl_ingest"]
-    assert len(after["url_dedup"]) == 2
-    run(luigi_cmd(*DATA, "--store", store, "--rerun", "crawl_ingest"), env=env)
+    run(luigi_cmd(*DATA, "--store", store, "--rerun", "crawl_ingest", *extra), env=env)
     again = versions(store)
     assert again["synthetic_crawl"] == first["synthetic_crawl"]
+    assert again["reference_lm"] == first["reference_lm"]
     assert len(again["crawl_ingest"]) == 2 and len(again["url_dedup"]) == 3
+    assert len(again["decontaminate"]) == 3
     return first
 
 
 def test_data_pipeline_default_source(store):
-    first = check_data_flow(store)
+    run(luigi_cmd(*DATA, "--store", store, "--workers", "2"))
+    first = versions(store)
+    assert {k: len(v) for k, v in first.items()} == {s: 1 for s in DATA_STAGES}
     s = ArtifactStore(store)
     ingest = next(m for m in s.committed("crawl_ingest") if m["version"] in first["crawl_ingest"])
     dedup = next(m for m in s.committed("url_dedup") if m["version"] in first["url_dedup"])
@@ -63,7 +71,10 @@ def test_data_pipeline_default_source(store):
     assert ingest["version"] in lin and "crawl-00000.warc.gz" in lin
     assert next(iter(first["synthetic_crawl"])) in lin
     mer = deeprecipe("--store", store, "graph", "RunDataPipeline").stdout
-    assert "synthetic_crawl --> crawl_ingest" in mer and "crawl_ingest --> url_dedup" in mer
+    for edge in ("synthetic_crawl --> crawl_ingest", "crawl_ingest --> url_dedup", "url_dedup --> minhash_dedup",
+                 "reference_lm --> quality_filter", "quality_classifier --> quality_filter",
+                 "pii_redact --> decontaminate"):
+        assert edge in mer, edge
     assert "0 problem(s)" in deeprecipe("--store", store, "verify").stdout
 
 
@@ -71,7 +82,16 @@ def test_data_pipeline_on_s3(moto_server, s3_bucket, monkeypatch):
     for k, v in moto_server.items():  # for this process's ArtifactStore; subprocesses get env=
         monkeypatch.setenv(k, v)
     store = f"s3://{s3_bucket}/artifacts"
-    check_data_flow(store, env=moto_server, workers="1")
+    # the same flow as on a local store (kept to the cheap re-keys: moto is slow per request)
+    run(luigi_cmd(*DATA, "--store", store, "--workers", "2", *SMALL_CRAWL))
+    first = versions(store)
+    assert {k: len(v) for k, v in first.items()} == {s: 1 for s in DATA_STAGES}
+    assert "Did not run any tasks" in run(luigi_cmd(*DATA, "--store", store, *SMALL_CRAWL)).stderr
+    run(luigi_cmd(*DATA, "--store", store, "--Decontaminate-ngram", "12", *SMALL_CRAWL))
+    run(luigi_cmd(*DATA, "--store", store, "--rerun", "pii_redact", *SMALL_CRAWL))
+    after = versions(store)
+    assert len(after["decontaminate"]) == 3 and len(after["pii_redact"]) == 2
+    assert all(after[s] == first[s] for s in DATA_STAGES if s not in ("pii_redact", "decontaminate"))
     lin = deeprecipe("--store", store, "lineage", "url_dedup", env=moto_server).stdout
     assert "crawl_ingest" in lin and "crawl-00000.warc.gz" in lin
     path = deeprecipe("--store", store, "path", "url_dedup", env=moto_server).stdout.strip()
@@ -108,7 +128,7 @@ def test_users_own_files_with_bad_records(store, tmp_path):
     write_bad_inputs(src)
     run(luigi_cmd(*DATA, "--store", store, "--source", str(src)))
     s = ArtifactStore(store)
-    assert s.stages() == ["crawl_ingest", "url_dedup"]  # no generated crawl when --source is given
+    assert "synthetic_crawl" not in s.stages()  # no generated crawl when --source is given
     ingest = s.newest("crawl_ingest")
     skipped = ingest["outputs"]["metrics"]["skipped"]
     assert skipped.get("truncated", 0) >= 1 and skipped.get("bad_json", 0) == 1
@@ -148,3 +168,7 @@ def test_profiles_rekey_and_unknown_profile_is_clear(store):
     assert all(ver(tiny)[s] != ver(small)[s] for s in DATA_STAGES)
     r = run(luigi_cmd(*DATA, "--store", store, "--profile", "huge"), check=False)
     assert r.returncode != 0 and "unknown profile 'huge'" in r.stderr
+
+
+def test_rerun_and_rekey_local(store):
+    check_data_flow(store, extra=SMALL_CRAWL)

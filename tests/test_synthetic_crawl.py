@@ -1,17 +1,26 @@
-"""The generated crawl: deterministic bytes, a real WARC.gz, the promised mix of records."""
+"""The generated crawl: deterministic bytes, a real WARC.gz, the promised mix of records, and the
+labelled benchmark pages with their ground truth, checked through ingest."""
 from __future__ import annotations
 
 import io
+import json
 import random
 import time
 from collections import Counter
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from warcio.archiveiterator import ArchiveIterator
 
-from stages.synthetic_crawl import (LANGUAGE_PACKS, NON_DOCUMENT_KINDS, SITES, URL_VARIANT_KINDS,
-                                    SyntheticCrawlConfig, ground_truth, render_page, url_variant,
-                                    write_warc_file)
+from stages import synthetic_crawl
+from stages.crawl_ingest import ingest_file
+from stages.labelled_corpus import SPAM_GENERATORS, eval_items, shingle_jaccard
+from stages.quality_classifier import url_prefix
+from stages.synthetic_crawl import (CODE_SITES, GROUND_TRUTH_SCHEMA, LANGUAGE_PACKS, MATH_SITES,
+                                    NON_DOCUMENT_KINDS, SITES, SPAM_SITES, URL_VARIANT_KINDS,
+                                    SyntheticCrawlConfig, ground_truth, ground_truth_table, render_natural_page,
+                                    render_page, url_variant, warc_file_name, write_warc_file)
 
 SMALL = SyntheticCrawlConfig(seed=3, num_files=2, pages_per_file=120)
 
@@ -62,13 +71,17 @@ def test_crawl_has_every_kind_of_record_language_and_site():
     share_dups = (kinds["exact_dup"] + kinds["url_variant"]) / len(docs)
     assert 0.08 < share_dups < 0.25
     assert {"en", "de", "fr", "es"} <= set(docs.lang)
-    assert docs.site.nunique() == 10
+    natural = docs[docs.label == "natural"]
+    assert natural.site.nunique() == 10 and set(natural.site) == {s.host for s in SITES[:10]}
+    labelled_sites = {s.host for s in (*MATH_SITES[:3], *CODE_SITES, *SPAM_SITES)}
+    assert set(docs.site) - set(natural.site) <= labelled_sites
     variants = set(docs[docs.kind == "url_variant"].variant)
     assert variants == set(URL_VARIANT_KINDS)
     assert set(truth[~truth.is_document].skip_reason) == {"non_response", "http_status", "non_html"}
-    # a URL variant or exact duplicate always re-uses an original that is itself in the crawl
+    # a URL variant or exact duplicate always re-uses a natural original that is itself in the crawl
     originals = set(docs[docs.kind == "original"].page_id)
     assert set(docs.page_id) == originals
+    assert set(docs[docs.kind != "original"].label) == {"natural"}
 
 
 def test_exact_duplicates_repeat_the_bytes_of_their_original_under_another_url():
@@ -98,8 +111,8 @@ def test_pages_are_distinct_deterministic_and_in_their_site_language():
     assert len({" ".join(p.article_sentences) for p in pages}) == 300
     assert len({p.url for p in pages}) == 300
     assert render_page(config, 17).html == pages[17].html
-    # sentences rarely repeat across pages (later sentence-level dedup must not see false duplicates)
-    sentences = Counter(s for p in pages for s in p.article_sentences)
+    # natural sentences rarely repeat across pages (sentence-level dedup must not see false duplicates)
+    sentences = Counter(s for p in pages if p.label == "natural" for s in p.article_sentences)
     assert sum(c for c in sentences.values() if c > 1) / sum(sentences.values()) < 0.02
     for page in pages[:40]:
         pack = LANGUAGE_PACKS[page.site.lang]
@@ -123,12 +136,156 @@ def test_config_is_validated():
         SyntheticCrawlConfig(non_document_records=("fax",))
     with pytest.raises(ValueError):
         write_warc_file(io.BytesIO(), SMALL, SMALL.num_files)
+    with pytest.raises(ValueError, match="natural pages stay at least 60"):
+        SyntheticCrawlConfig(spam_rate=0.2)
+    with pytest.raises(ValueError):
+        SyntheticCrawlConfig(pii_rate=-0.01)
+    with pytest.raises(ValueError):
+        SyntheticCrawlConfig(math_domains=len(MATH_SITES) + 1)
 
 
-def test_tiny_profile_size_is_generated_in_seconds():
-    config = SyntheticCrawlConfig(seed=0, num_files=4, pages_per_file=500)
+# ------------------------------------------------------------------------- labelled benchmark
+
+TINY = SyntheticCrawlConfig(seed=0, num_files=4, pages_per_file=400)  # the `tiny` profile's crawl
+
+
+def clear_generator_caches():
+    for cached in (synthetic_crawl.file_roles, synthetic_crawl.pair_contents, synthetic_crawl.boilerplate_pool,
+                   synthetic_crawl.crawl_eval_items, synthetic_crawl.pack_vocabulary):
+        cached.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """The tiny crawl: ([(file bytes, ground-truth rows)] per file, CPU seconds to generate it)."""
+    clear_generator_caches()
     start = time.process_time()  # CPU time of this process: robust to other load on the machine
-    total = sum(len(warc_bytes(config, i)[1]) for i in range(config.num_files))
-    elapsed = time.process_time() - start
-    assert total >= 2000
-    assert elapsed < 6.0, f"2,000 pages took {elapsed:.1f} s of CPU"
+    files = [warc_bytes(TINY, i) for i in range(TINY.num_files)]
+    return files, time.process_time() - start
+
+
+@pytest.fixture(scope="module")
+def tiny_docs(tiny):
+    """(ingested document, ground-truth row) per document of the tiny crawl, matched by URL."""
+    files, _ = tiny
+    pairs = []
+    for i, (data, rows) in enumerate(files):
+        by_url = {r["url"]: r for r in rows if r["is_document"]}
+        table, _ = ingest_file(io.BytesIO(data), warc_file_name(TINY, i))
+        pairs += [(doc, by_url[doc["url"]]) for doc in table.to_pylist()]
+    return pairs
+
+
+def truth_frame(tiny):
+    return pa.Table.from_pylist([r for _, rows in tiny[0] for r in rows]).to_pandas()
+
+
+def test_tiny_profile_is_generated_in_seconds(tiny):
+    files, cpu_seconds = tiny
+    pages = sum(r["is_document"] for _, rows in files for r in rows)
+    assert pages == 1600
+    assert cpu_seconds <= 3.0, f"1,600 pages took {cpu_seconds:.1f} s of CPU"
+
+
+def test_tiny_profile_holds_every_label_in_the_promised_numbers(tiny):
+    docs = truth_frame(tiny).query("is_document")
+    pairs = docs[docs.pair_member == 0]
+    assert (pairs.jaccard >= 0.9).sum() >= 20
+    assert ((pairs.jaccard >= 0.6) & (pairs.jaccard < 0.9)).sum() >= 10
+    far = pairs[pairs.label == "far_pair"]
+    assert len(far) >= 20 and far.jaccard.max() <= 0.5
+    assert (pairs[pairs.label == "near_dup"].jaccard >= 0.6).all()
+    spam = docs[docs.label.str.startswith("spam:")]
+    assert len(spam) >= 20
+    assert {f"spam:{k.removeprefix('spam_')}" for k in SPAM_GENERATORS} == set(spam.label)
+    assert (docs.label == "pii").sum() >= 20 and (docs.label == "contaminated").sum() >= 5
+    assert (docs.label == "code").sum() >= 5 and (docs.label == "math").sum() >= 20
+    assert (docs.label == "boilerplate").sum() >= 40
+    assert (docs.label == "natural").mean() >= 0.6
+    labelled = docs[docs.label != "natural"]
+    assert labelled.url.is_unique and (labelled.kind == "original").all()  # each labelled page once
+    assert {"en", "de", "fr", "es"} <= set(docs[docs.label.isin(["near_dup", "pii", "boilerplate"])].lang)
+
+
+def test_pairs_span_files_and_sites_and_have_the_labelled_jaccard(tiny):
+    docs = truth_frame(tiny).query("is_document and pair_id >= 0")
+    assert (docs.groupby("pair_id").size() == 2).all()
+    for pair_id, pair in docs.groupby("pair_id"):
+        first, second = (pair[pair.pair_member == m].iloc[0] for m in (0, 1))
+        assert second.file_index == (first.file_index + 1) % TINY.num_files  # dedup must be global
+        assert first.site != second.site and first.lang == second.lang
+        page_a, page_b = render_page(TINY, first.page_id), render_page(TINY, second.page_id)
+        measured = shingle_jaccard(page_a.article_text(), page_b.article_text())
+        assert measured == pytest.approx(first.jaccard, abs=1e-9) and first.jaccard == second.jaccard
+
+
+def test_ingested_pages_keep_every_planted_item(tiny_docs):
+    checked = Counter()
+    items = eval_items(TINY.seed, TINY.eval_pool)
+    for doc, truth in tiny_docs:
+        label, text = truth["label"], doc["text"]
+        if label == "pii":
+            planted = json.loads(truth["pii_items"]) + json.loads(truth["lookalikes"])
+            assert len(planted) == 8 and all(value in text for _, value in planted), truth["url"]
+        elif label == "contaminated":
+            assert items[truth["eval_item"]] in text
+        elif label == "boilerplate":
+            assert all(sentence in text for _, sentence, _ in json.loads(truth["boilerplate_items"]))
+        if label != "natural":
+            page = render_page(TINY, truth["page_id"])
+            assert all(line in text for line in page.article_sentences), (label, truth["url"])
+            checked[label.split(":")[0]] += 1
+        if label == "code":
+            assert "def " in text and "    return total" in text  # indentation kept from <pre><code>
+        if label == "math":
+            assert "$" in text
+    assert set(checked) == {"near_dup", "far_pair", "spam", "pii", "code", "math", "boilerplate", "contaminated"}
+    assert sum(doc["lang"] == truth["lang"] for doc, truth in tiny_docs) / len(tiny_docs) >= 0.98
+
+
+def test_ingested_pairs_measure_the_labelled_jaccard(tiny_docs):
+    members = {}
+    for doc, truth in tiny_docs:
+        if truth["pair_id"] >= 0:
+            members.setdefault(truth["pair_id"], {})[truth["pair_member"]] = (doc["text"], truth["jaccard"])
+    assert len(members) >= 60
+    for pair in members.values():
+        (text_a, label), (text_b, _) = pair[0], pair[1]
+        assert shingle_jaccard(text_a, text_b) == pytest.approx(label, abs=0.01)
+
+
+def test_math_lives_under_a_few_url_prefixes_of_its_own(tiny):
+    docs = truth_frame(tiny).query("is_document")
+    prefix = docs.url.map(url_prefix)
+    math_prefixes = set(prefix[docs.label == "math"])
+    assert math_prefixes == {f"{s.host}/{s.section}" for s in MATH_SITES[:TINY.math_domains]}
+    assert (docs[prefix.isin(math_prefixes)].label == "math").all()
+
+
+def test_boilerplate_sentences_repeat_across_sites(tiny):
+    docs = truth_frame(tiny).query("label == 'boilerplate'")
+    sites_per_sentence = {}
+    for site, items in zip(docs.site, docs.boilerplate_items):
+        for index, _, _ in json.loads(items):
+            sites_per_sentence.setdefault(index, set()).add(site)
+    assert len(sites_per_sentence) == TINY.boilerplate_pool
+    assert min(len(sites) for sites in sites_per_sentence.values()) >= 3
+
+
+def test_ground_truth_table_has_one_schema_and_no_nulls(tiny):
+    rows = tiny[0][0][1]
+    assert pa.Table.from_pylist(rows).schema == GROUND_TRUTH_SCHEMA  # what the workflow writes
+    table = ground_truth_table(SMALL)
+    assert table.schema == GROUND_TRUTH_SCHEMA
+    assert all(table.column(name).null_count == 0 for name in table.column_names)
+    assert table.num_rows == sum(len(warc_bytes(SMALL, i)[1]) for i in range(SMALL.num_files))
+    non_documents = table.filter(pc.invert(table.column("is_document")))
+    assert set(non_documents.column("label").to_pylist()) == {""}
+
+
+def test_natural_rendering_of_a_labelled_slot_is_a_news_article():
+    labelled = [i for i in range(SMALL.pages_per_file) if render_page(SMALL, i).label != "natural"]
+    assert labelled
+    for page_id in labelled:
+        page = render_natural_page(SMALL, page_id)
+        assert page.label == "natural" and page.site in SITES[:SMALL.num_sites]

@@ -32,13 +32,15 @@ class ShardMapStage(StageTask):
     shard writes go through ``ctx.output_path``. Stats with ``docs_in``/``docs_out`` add up
     into the manifest."""
     input_stage: ClassVar[type[VersionedTask]]
-    shard_cls: ClassVar[type[StageWork]]
 
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        if "input_stage" in cls.__dict__:  # a concrete stage: give it its own shard task class
+    @classmethod
+    def shard_cls(cls) -> type[StageWork]:
+        """This stage's own shard task class ``<Stage>Shard``, made once (after the stage
+        class is complete, which Luigi's parameter inheritance needs)."""
+        if "_shard_cls" not in cls.__dict__:
             shard = type(f"{cls.__name__}Shard", (MapShard,), {"__module__": cls.__module__})
-            cls.shard_cls = work_of(cls)(shard)
+            cls._shard_cls = work_of(cls)(shard)
+        return cls._shard_cls
 
     def side_inputs(self) -> dict[str, VersionedTask]:
         return {}
@@ -50,7 +52,7 @@ class ShardMapStage(StageTask):
         return self.clone(self.input_stage).num_shards()
 
     def work(self):
-        return [self.clone(self.shard_cls, unit=i) for i in range(self.num_shards())]
+        return [self.clone(self.shard_cls(), unit=i) for i in range(self.num_shards())]
 
     def map_shard(self, table: pa.Table, ctx: StageContext, shard: int) -> tuple[pa.Table, dict]:
         raise NotImplementedError

@@ -30,8 +30,10 @@ def warc_name(i: int) -> str:
 
 # -- synthetic_crawl: the built-in default source -----------------------------------------
 class SyntheticCrawl(StageTask):
-    """A generated crawl written as real WARC.gz files, deterministic from the seed."""
-    code_version = "1"
+    """A generated crawl written as real WARC.gz files, deterministic from the seed: a labelled
+    benchmark (near-duplicates at known Jaccard, spam, PII and look-alikes, code, math,
+    cross-site boilerplate, contaminated pages) with its ground truth."""
+    code_version = "2"
     source_objects = (synthetic_crawl,)
     seed = luigi.OptionalIntParameter(default=None)
     num_files = luigi.OptionalIntParameter(default=None)
@@ -47,7 +49,8 @@ class SyntheticCrawl(StageTask):
         for i in ctx.progress(range(config.num_files), desc="synthetic_crawl"):
             with ctx.fs.open(ctx.output_path(warc_name(i)), "wb") as f:
                 truth.extend(synthetic_crawl.write_warc_file(f, config, i))
-        ctx.write_table(pa.Table.from_pylist(truth), "ground_truth.parquet")
+        ctx.write_table(pa.Table.from_pylist(truth, schema=synthetic_crawl.GROUND_TRUTH_SCHEMA),
+                        "ground_truth.parquet")
         return {"records": len(truth)}
 
 
@@ -192,6 +195,3 @@ class UrlDedupFilter(StageWork):
         return url_dedup.dedup_stats(table.num_rows, kept.num_rows)
 
 
-
-# The last data stage: what the tokenizer and pretraining consume.
-CuratedDocs = UrlDedup

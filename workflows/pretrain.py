@@ -10,7 +10,7 @@ from tokenizers import Tokenizer
 from stages import tokenize_pack, tokenizer_train
 
 from .base import StageTask, StageWork, part_name, sum_phase, work_of
-from .data import CuratedDocs
+from .curation import Decontaminate as CuratedDocs
 
 
 def read_tokenizer(artifact) -> Tokenizer:

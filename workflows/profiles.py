@@ -42,3 +42,19 @@ for _name, _stages in {
                                   "fim_rate": 0.1, "source_column": "domain", "seed": 0}},
 }.items():
     PROFILES[_name].update(_stages)
+
+for _name, _scale in {"tiny": 1, "small": 10, "cluster": 100}.items():
+    PROFILES[_name].update({
+        "minhash_dedup": {"threshold": 0.8, "num_perm": 112, "ngram": 5, "bands": 0, "rows_per_band": 0,
+                          "seed": 1, "verify": True},
+        "simhash_dedup": {"max_distance": 3, "min_sentence_words": 5, "min_doc_words": 50},
+        "reference_lm": {"order": 3, "seed_source": "builtin", "seed_docs": 300 * _scale},
+        "quality_classifier": {"seed_source": "builtin", "seed_docs": 300 * _scale, "rounds": 3,
+                               "high_score": 0.5, "min_pages": 3, "prefix_hq_frac": 0.1,
+                               "max_crawl_docs": 5000 * _scale},
+        "quality_filter": {"group_column": "domain", "ppl_drop_percentile": 95.0, "min_hq_score": 0.0,
+                           "langs": [], "heuristics": True,
+                           "ignore_rules": ["curly_bracket"]},
+        "pii_redact": {"types": []},
+        "decontaminate": {"ngram": 13, "eval_sources": ["builtin"]},
+    })

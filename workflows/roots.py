@@ -5,7 +5,7 @@ import luigi
 
 from pipeline.task import PipelineTask
 
-from .data import CuratedDocs
+from .curation import Decontaminate as CuratedDocs
 from .pretrain import TokenizePack
 
 

@@ -1,0 +1,208 @@
+"""PII redaction: regex candidates + validation, replaced by typed placeholders.
+
+Detected types and their validation (so numbers in ordinary text survive):
+
+- ``<EMAIL>``: RFC-ish local@domain.tld.
+- ``<PHONE>``: NANP numbers with separators (area and exchange codes 2-9xx, optional +1/1),
+  and international ``+CC`` numbers with 8-15 digits (E.164) in separated groups.  Bare digit
+  runs, dates, versions, ISBNs and prices never match (separator/grouping rules + boundaries).
+- ``<IP_ADDRESS>``: IPv4 / IPv6 validated with ``ipaddress``; dotted quads preceded by
+  ``v``/``version`` are versions, not addresses.
+- ``<CARD>``: 13-19 digits (spaces/dashes allowed), issuer prefix (Visa, Mastercard, Amex,
+  Discover, JCB, Diners) and Luhn checksum.
+- ``<SSN>``: ``AAA-GG-SSSS`` with area not 000/666/9xx, group not 00, serial not 0000.
+- ``<IBAN>``: country code + check digits + BBAN of that country's length, mod-97 == 1.
+- ``<PERSON>``: only through a pluggable ``ner`` hook (``text -> [(start, end)]``); off by
+  default, as no maintained offline NER model installs from PyPI wheels in this environment.
+
+``redact(text)`` returns the redacted text and counts per type; ``PiiRedactor`` applies it to a
+table and keeps running stats.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+import pyarrow as pa
+
+PLACEHOLDERS = {t: f"<{t}>" for t in ("EMAIL", "PHONE", "IP_ADDRESS", "CARD", "SSN", "IBAN", "PERSON")}
+NerHook = Callable[[str], Iterable[tuple[int, int]]]
+
+# ---------------------------------------------------------------------------------------------
+# validators
+# ---------------------------------------------------------------------------------------------
+
+
+def luhn_valid(digits: str) -> bool:
+    """Luhn checksum over a string of digits."""
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = ord(ch) - 48
+        if i % 2:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+_CARD_PREFIX = re.compile(r"^(?:4\d{12}(?:\d{3}){0,2}|5[1-5]\d{14}|2(?:2[2-9]|[3-6]\d|7[01])\d{13}|2720\d{12}"
+                          r"|3[47]\d{13}|6(?:011|5\d{2})\d{12,15}|35(?:2[89]|[3-8]\d)\d{12,15}|3(?:0[0-5]|[68]\d)\d{11,16})$")
+
+
+def valid_card(candidate: str) -> bool:
+    digits = re.sub(r"[ -]", "", candidate)
+    return 13 <= len(digits) <= 19 and bool(_CARD_PREFIX.match(digits)) and luhn_valid(digits)
+
+
+IBAN_LENGTHS = {
+    "AD": 24, "AE": 23, "AT": 20, "BE": 16, "BG": 22, "BH": 22, "BR": 29, "CH": 21, "CY": 28, "CZ": 24, "DE": 22,
+    "DK": 18, "EE": 20, "ES": 24, "FI": 18, "FR": 27, "GB": 22, "GR": 27, "HR": 21, "HU": 28, "IE": 22, "IL": 23,
+    "IS": 26, "IT": 27, "LI": 21, "LT": 20, "LU": 20, "LV": 21, "MC": 27, "MT": 31, "NL": 18, "NO": 15, "PL": 28,
+    "PT": 25, "RO": 24, "SA": 24, "SE": 24, "SI": 19, "SK": 24, "SM": 27, "TR": 26,
+}
+
+
+def valid_iban(candidate: str) -> bool:
+    iban = candidate.replace(" ", "").upper()
+    if IBAN_LENGTHS.get(iban[:2]) != len(iban):
+        return False
+    rearranged = iban[4:] + iban[:4]
+    return int("".join(str(int(c, 36)) for c in rearranged)) % 97 == 1
+
+
+def valid_ssn(candidate: str) -> bool:
+    area, group, serial = candidate.split("-")
+    return area not in ("000", "666") and area[0] != "9" and group != "00" and serial != "0000"
+
+
+def valid_ip(candidate: str) -> bool:
+    try:
+        ipaddress.ip_address(candidate)
+    except ValueError:
+        return False
+    return True
+
+
+def valid_phone(candidate: str) -> bool:
+    digits = re.sub(r"\D", "", candidate)
+    if candidate.lstrip().startswith("+"):
+        if candidate.lstrip().startswith(("+1", "+ 1")) and len(digits) == 11:
+            return digits[1] in "23456789" and digits[4] in "23456789"
+        return 8 <= len(digits) <= 15
+    if len(digits) == 11 and digits[0] == "1":
+        digits = digits[1:]
+    return len(digits) == 10 and digits[0] in "23456789" and digits[3] in "23456789"
+
+
+# ---------------------------------------------------------------------------------------------
+# candidate patterns (ordered: earlier types win overlapping spans)
+# ---------------------------------------------------------------------------------------------
+
+_NUM_LEFT = r"(?<![\w.,/:+\-$€£])"  # not inside a larger number / word / price / path
+_NUM_RIGHT = r"(?![\w]|[.,/:\-]\d)"
+
+PATTERNS: list[tuple[str, re.Pattern, Callable[[str], bool]]] = [
+    ("EMAIL", re.compile(r"(?<![\w.+-])[A-Za-z0-9._%+-]+@(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,}(?![\w-])"), lambda s: True),
+    ("IBAN", re.compile(r"(?<![\w])[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?(?![\w])"), valid_iban),
+    ("CARD", re.compile(_NUM_LEFT + r"\d(?:[ -]?\d){12,18}" + _NUM_RIGHT), valid_card),
+    ("SSN", re.compile(_NUM_LEFT + r"\d{3}-\d{2}-\d{4}" + _NUM_RIGHT), valid_ssn),
+    ("PHONE", re.compile(
+        r"(?<![\w+])\+\d{1,3}[ .-]?(?:\(\d{1,4}\)[ .-]?)?\d{1,4}(?:[ .-]?\d{1,4}){1,5}" + _NUM_RIGHT  # +CC ...
+        + "|" + _NUM_LEFT + r"(?:1[ .-])?(?:\(\d{3}\) ?|\d{3}[ .-])\d{3}[ .-]\d{4}" + _NUM_RIGHT), valid_phone),
+    ("IP_ADDRESS", re.compile(
+        r"(?<![\w.])(?<!version )(?:\d{1,3}\.){3}\d{1,3}(?![\w]|\.\d)"  # IPv4
+        + r"|(?<![\w:.])(?=[0-9A-Fa-f:.]*\d)(?:[0-9A-Fa-f]{1,4}:){2,7}[0-9A-Fa-f:.]*[0-9A-Fa-f](?![\w:])"  # full
+        + r"|(?<![\w:.])(?=[0-9A-Fa-f:.]*\d)(?:[0-9A-Fa-f]{1,4}:)*:(?::?[0-9A-Fa-f]{1,4})+(?![\w:])"), valid_ip),  # compressed
+]
+
+
+_SHRINKABLE = {"PHONE", "IBAN"}
+_LAST_GROUP = re.compile(r"[ .-]+\(?[0-9A-Z]+\)?$")
+
+
+def _shrinks(candidate: str, max_drop: int = 3) -> Iterable[str]:
+    """``candidate``, then with its last separated group dropped, up to ``max_drop`` times."""
+    yield candidate
+    for _ in range(max_drop):
+        shorter = _LAST_GROUP.sub("", candidate)
+        if shorter == candidate or not shorter:
+            return
+        candidate = shorter
+        yield candidate
+
+
+@dataclass
+class Match:
+    start: int
+    end: int
+    type: str
+
+
+def find_pii(text: str, ner: NerHook | None = None, types: Iterable[str] | None = None) -> list[Match]:
+    """Validated, non-overlapping PII spans in ``text``, sorted by start."""
+    wanted = set(types) if types is not None else set(PLACEHOLDERS)
+    found: list[Match] = []
+    taken = bytearray(len(text))
+    for kind, pattern, valid in PATTERNS:
+        if kind not in wanted:
+            continue
+        for m in pattern.finditer(text):
+            s, e = m.span()
+            if kind == "IP_ADDRESS" and ":" not in m.group() and s > 0 and text[s - 1] in "vV":
+                continue  # v1.2.3.4 is a version
+            if kind in _SHRINKABLE:  # a greedy match may have swallowed a neighbouring group
+                e = next((s + len(c) for c in _shrinks(m.group()) if valid(c)), -1)
+                if e < 0:
+                    continue
+            elif not valid(m.group()):
+                continue
+            if any(taken[s:e]):
+                continue
+            taken[s:e] = b"\x01" * (e - s)
+            found.append(Match(s, e, kind))
+    if ner is not None and "PERSON" in wanted:
+        for s, e in ner(text):
+            if not any(taken[s:e]):
+                taken[s:e] = b"\x01" * (e - s)
+                found.append(Match(s, e, "PERSON"))
+    return sorted(found, key=lambda m: m.start)
+
+
+def redact(text: str, ner: NerHook | None = None, types: Iterable[str] | None = None) -> tuple[str, Counter]:
+    """``text`` with each PII span replaced by its placeholder, and counts per type."""
+    matches = find_pii(text, ner, types)
+    counts: Counter = Counter(m.type for m in matches)
+    if not matches:
+        return text, counts
+    out, pos = [], 0
+    for m in matches:
+        out += [text[pos : m.start], PLACEHOLDERS[m.type]]
+        pos = m.end
+    out.append(text[pos:])
+    return "".join(out), counts
+
+
+@dataclass
+class PiiRedactor:
+    """Table step: redact the text column, count placeholders per type and changed docs."""
+
+    ner: NerHook | None = None
+    types: tuple[str, ...] | None = None
+    text_column: str = "text"
+    stats: Counter = field(default_factory=Counter)
+
+    def __call__(self, table: pa.Table) -> pa.Table:
+        texts = table.column(self.text_column).to_pylist()
+        out = []
+        for t in texts:
+            red, counts = redact(t or "", self.ner, self.types)
+            out.append(red)
+            self.stats.update({f"redacted_{k.lower()}": v for k, v in counts.items()})
+            self.stats["docs_changed"] += bool(counts)
+            self.stats["chars_removed"] += len(t or "") - len(red)
+        self.stats["docs_in"] += table.num_rows
+        idx = table.schema.get_field_index(self.text_column)
+        return table.set_column(idx, self.text_column, pa.array(out, pa.string()))

@@ -1,0 +1,142 @@
+"""fastText quality / domain classifier and the DeepSeekMath seed-iteration loop.
+
+``FastTextClassifier.train(positives, negatives)`` writes a fastText training file to a temp
+folder and trains a supervised model (labels ``__label__hq`` / ``__label__lq``; one thread and a
+fixed seed, so runs are reproducible); ``score(texts)`` is P(``__label__hq``) per text, float64.
+Models are saved in fastText's own ``.bin`` format (never pickle).
+
+``iterate_seed`` is the DeepSeekMath loop: train on the seed (positives) against random crawl
+pages (negatives), score the crawl, compute per URL prefix (domain + first path segment) the
+share of pages scoring >= ``high_score``; prefixes with >= ``min_pages`` pages and a share
+> ``prefix_hq_frac`` are marked positive and ALL their pages join the seed of the next round
+(this recalls pages the classifier missed).  N rounds; per-round stats are returned.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import tempfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+from urllib.parse import urlsplit
+
+from stages.url_dedup import normalize_url
+
+import fasttext
+import numpy as np
+import pyarrow as pa
+
+HQ, LQ = "__label__hq", "__label__lq"
+_MIN_INPUT_MATRIX_BYTES = 40 << 20
+_PUNCT = re.compile(r"([^\w\s])", re.UNICODE)
+_SPACE = re.compile(r"\s+")
+
+
+def fasttext_line(text: str, max_chars: int = 20000) -> str:
+    """One-line, lower-cased text with punctuation split off as tokens (fastText input)."""
+    return _SPACE.sub(" ", _PUNCT.sub(r" \1 ", text[:max_chars].lower())).strip()
+
+
+@dataclass
+class FastTextClassifier:
+    """Binary fastText model; ``score`` gives P(hq) per text."""
+
+    model: "fasttext.FastText._FastText"
+
+    @classmethod
+    def train(cls, positives: Sequence[str], negatives: Sequence[str], epoch: int = 10, lr: float = 0.3,
+              word_ngrams: int = 2, dim: int = 32, min_count: int = 1, seed: int = 0,
+              bucket: int = 400_000) -> "FastTextClassifier":
+        rows = [f"{HQ} {fasttext_line(t)}" for t in positives] + [f"{LQ} {fasttext_line(t)}" for t in negatives]
+        random.Random(seed).shuffle(rows)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "train.txt"
+            path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+            # fastText 0.9.x initialises only the first 1/10 of the input matrix per thread
+            # block (``uniform(a, thread, seed)``) and leaves the rest as allocated. A matrix
+            # over glibc's largest dynamic mmap threshold (32 MiB) always comes from fresh,
+            # zeroed pages; a smaller one may reuse heap garbage -> "Encountered NaN" and
+            # run-to-run differences. So the hash-bucket count is raised to >= 40 MiB.
+            bucket = max(bucket, -(-_MIN_INPUT_MATRIX_BYTES // (4 * dim)))
+            model = fasttext.train_supervised(
+                input=str(path), epoch=epoch, lr=lr, wordNgrams=word_ngrams, dim=dim, minCount=min_count,
+                thread=1, seed=seed, verbose=0, bucket=bucket)
+        return cls(model)
+
+    def score(self, texts: Sequence[str]) -> np.ndarray:
+        """P(``__label__hq``) per text, float64 ``(len(texts),)``."""
+        if not texts:
+            return np.zeros(0)
+        labels, probs = self.model.predict([fasttext_line(t or "") for t in texts], k=2)
+        return np.array([dict(zip(ls, ps)).get(HQ, 0.0) for ls, ps in zip(labels, probs)], dtype=np.float64)
+
+    def save(self, path: str | Path) -> None:
+        self.model.save_model(str(path))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "FastTextClassifier":
+        return cls(fasttext.load_model(str(path)))
+
+
+def url_prefix(url: str | None) -> str | None:
+    """``domain/first-path-segment`` of the normalised URL (DeepSeekMath's URL-path statistics
+    unit); None for a document without a URL."""
+    if not url:
+        return None
+    parts = urlsplit(normalize_url(url))
+    seg = parts.path.strip("/").split("/")[0] if parts.path.strip("/") else ""
+    return f"{parts.netloc}/{seg}"
+
+
+def hq_prefixes(urls: Sequence[str], scores: np.ndarray, high_score: float = 0.5, min_pages: int = 3,
+                prefix_hq_frac: float = 0.1) -> dict[str, tuple[int, float]]:
+    """URL prefixes with >= ``min_pages`` pages of which a share > ``prefix_hq_frac`` scores
+    >= ``high_score``: ``{prefix: (pages, share)}``."""
+    pages, high = Counter(), Counter()
+    for u, s in zip(urls, scores):
+        p = url_prefix(u)
+        if p is None:
+            continue
+        pages[p] += 1
+        high[p] += bool(s >= high_score)
+    return {p: (n, high[p] / n) for p, n in pages.items() if n >= min_pages and high[p] / n > prefix_hq_frac}
+
+
+@dataclass
+class SeedIteration:
+    """Result of ``iterate_seed``: final model and scores, discovered prefixes, per-round stats."""
+
+    classifier: FastTextClassifier
+    scores: np.ndarray
+    prefixes: set[str]
+    rounds: list[dict] = field(default_factory=list)
+
+
+def iterate_seed(
+    seed_texts: Sequence[str], crawl: pa.Table, rounds: int = 3, high_score: float = 0.5, min_pages: int = 3,
+    prefix_hq_frac: float = 0.1, negatives_ratio: float = 1.0, seed: int = 0, **train_kw,
+) -> SeedIteration:
+    """DeepSeekMath seed iteration over ``crawl`` (columns ``url``, ``text``)."""
+    rng = random.Random(seed)
+    texts = crawl.column("text").to_pylist()
+    urls = crawl.column("url").to_pylist()
+    prefixes_of = [url_prefix(u) for u in urls]
+    found: set[str] = set()
+    history = []
+    clf, scores = None, np.zeros(len(texts))
+    for r in range(rounds):
+        extra = [t for t, p in zip(texts, prefixes_of) if p in found]
+        positives = list(seed_texts) + extra
+        negatives = rng.sample(texts, min(len(texts), int(len(positives) * negatives_ratio)))
+        clf = FastTextClassifier.train(positives, negatives, seed=seed + r, **train_kw)
+        scores = clf.score(texts)
+        new = set(hq_prefixes(urls, scores, high_score, min_pages, prefix_hq_frac)) - found
+        found |= new
+        history.append({"round": r, "positives": len(positives), "negatives": len(negatives),
+                        "crawl_high": int((scores >= high_score).sum()), "new_prefixes": sorted(new)})
+        if not new and r > 0:
+            break
+    return SeedIteration(clf, scores, found, history)

@@ -1,0 +1,428 @@
+"""Data-curation stages after url_dedup: minhash_dedup → simhash_dedup → quality_filter
+(with reference_lm and quality_classifier) → pii_redact → decontaminate. Global steps go
+through bucket files as map → reduce, so no process holds the whole corpus."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from functools import cached_property
+
+import luigi
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from stages import (decontaminate, minhash_dedup, ngram_lm, pii_redact, quality_classifier,
+                    quality_heuristics, reference_texts, simhash_dedup)
+
+from .base import ShardMapStage, StageTask, StageWork, part_name, sum_phase, work_of
+from .data import SyntheticCrawl, UrlDedup
+
+
+def write_parquet(ctx, path: str, table: pa.Table) -> None:
+    with ctx.fs.open(path, "wb") as f:
+        pq.write_table(table, f)
+
+
+def read_parquet(ctx, path: str, **kw) -> pa.Table:
+    with ctx.fs.open(path, "rb") as f:
+        return pq.read_table(f, **kw)
+
+
+def put_local_file(ctx, local: str, name: str) -> None:
+    """Copy a file a library wrote locally into the artifact (local or remote store)."""
+    ctx.fs.put_file(local, ctx.output_path(name))
+
+
+def fetch_local_file(artifact, name: str, folder: str) -> str:
+    local = os.path.join(folder, name)
+    artifact.store.fs.get_file(artifact.path(name), local)
+    return local
+
+
+# -- minhash_dedup: signatures+bands (per shard) → pairs (per band) → clusters → filter -----
+class MinhashDedup(StageTask):
+    """Document-level near-duplicates: MinHash LSH over word n-grams, global across shards;
+    one survivor per cluster, the smallest (shard, row)."""
+    code_version = "1"
+    source_objects = (minhash_dedup,)
+    threshold = luigi.OptionalFloatParameter(default=None)
+    num_perm = luigi.OptionalIntParameter(default=None)
+    ngram = luigi.OptionalIntParameter(default=None)
+    bands = luigi.OptionalIntParameter(default=None, description="0: chosen for the threshold")
+    rows_per_band = luigi.OptionalIntParameter(default=None)
+    seed = luigi.OptionalIntParameter(default=None)
+    verify = luigi.OptionalBoolParameter(default=None)
+
+    def upstream(self):
+        return {"docs": self.clone(UrlDedup)}
+
+    def num_shards(self):
+        return self.clone(UrlDedup).num_shards()
+
+    def banding(self) -> tuple[int, int]:
+        p = self.stage_params
+        if p["bands"] and p["rows_per_band"]:
+            return p["bands"], p["rows_per_band"]
+        return minhash_dedup.choose_bands(p["threshold"], p["num_perm"])
+
+    def work(self):
+        return [self.clone(MinhashFilter, unit=i) for i in range(self.num_shards())]
+
+    def build(self, ctx):
+        f, c = sum_phase(ctx, "filter"), sum_phase(ctx, "cluster")
+        bands, rows = self.banding()
+        return {"rows": f.get("docs_out"), **f, **c, "bands": bands, "rows_per_band": rows}
+
+
+@work_of(MinhashDedup)
+class MinhashSignatures(StageWork):
+    phase = "signature"
+
+    def do(self, ctx):
+        p = self.params
+        bands, rows = self.stage_task.banding()
+        table = ctx.input("docs").read_table(part_name(self.unit), columns=["text"])
+        sig = minhash_dedup.signatures(table, p["num_perm"], p["ngram"], p["seed"])
+        with ctx.fs.open(ctx.scratch_path("sig", f"s{self.unit:06d}.npy"), "wb") as f:
+            np.save(f, sig)
+        buckets = minhash_dedup.band_bucket_rows(sig, self.unit, None, bands, rows)
+        band_col = buckets.column("band").to_numpy()
+        for b in range(bands):
+            write_parquet(ctx, ctx.scratch_path("bands", f"b{b:04d}", f"s{self.unit:06d}.parquet"),
+                          buckets.filter(pa.array(band_col == b)))
+        return {"docs": table.num_rows}
+
+
+@work_of(MinhashDedup)
+class MinhashBandPairs(StageWork):
+    phase = "band"
+
+    def requires(self):
+        return [self.clone(MinhashSignatures, unit=i) for i in range(self.stage_task.num_shards())]
+
+    def do(self, ctx):
+        n = self.stage_task.num_shards()
+        table = pa.concat_tables([read_parquet(ctx, ctx.scratch_path("bands", f"b{self.unit:04d}", f"s{i:06d}.parquet"))
+                                  for i in range(n)])
+        pairs = minhash_dedup.duplicate_pairs(table)
+        write_parquet(ctx, ctx.scratch_path("pairs", f"b{self.unit:04d}.parquet"), pairs)
+        return {"band_pairs": pairs.num_rows}
+
+
+@work_of(MinhashDedup)
+class MinhashClusters(StageWork):
+    phase = "cluster"
+
+    def requires(self):
+        bands, _ = self.stage_task.banding()
+        return [self.clone(MinhashBandPairs, unit=b) for b in range(bands)]
+
+    def do(self, ctx):
+        bands, _ = self.stage_task.banding()
+        pairs = minhash_dedup.unique_pairs(pa.concat_tables(
+            [read_parquet(ctx, ctx.scratch_path("pairs", f"b{b:04d}.parquet")) for b in range(bands)]))
+        candidates = pairs.num_rows
+        if self.params["verify"] and pairs.num_rows:
+            shards = np.unique(np.concatenate([pairs["shard_a"].to_numpy(), pairs["shard_b"].to_numpy()]))
+            sigs = {}
+            for s in shards:
+                with ctx.fs.open(ctx.scratch_path("sig", f"s{int(s):06d}.npy"), "rb") as f:
+                    sigs[int(s)] = np.load(f)
+            pairs = minhash_dedup.verify_pairs(pairs, sigs, self.params["threshold"])
+        clusters = minhash_dedup.union_find_clusters(pairs)
+        write_parquet(ctx, ctx.scratch_path("clusters.parquet"), clusters)
+        return {"candidate_pairs": candidates, "verified_pairs": pairs.num_rows,
+                "clusters": minhash_dedup.count_clusters(clusters)}
+
+
+@work_of(MinhashDedup)
+class MinhashFilter(StageWork):
+    phase = "filter"
+
+    def requires(self):
+        return {**self.stage_task.upstream(), "clusters": self.clone(MinhashClusters, unit=0)}
+
+    def do(self, ctx):
+        table = ctx.input("docs").read_table(part_name(self.unit))
+        clusters = read_parquet(ctx, ctx.scratch_path("clusters.parquet"),
+                                filters=[("shard", "=", self.unit)])
+        stats = minhash_dedup.MinhashStats()
+        out = minhash_dedup.drop_rows(table, self.unit, clusters, stats)
+        ctx.write_table(out, part_name(self.unit))
+        return {"docs_in": stats.docs_in, "docs_out": stats.docs_out, "near_duplicates_removed": stats.removed}
+
+
+# -- simhash_dedup: sentence hashes (per shard) → near-duplicate sentences → apply ---------
+class SimhashDedup(StageTask):
+    """Sentence-level near-duplicates (64-bit SimHash, Hamming distance ≤ max_distance):
+    repeated boilerplate removed after its first occurrence; documents left short dropped."""
+    code_version = "1"
+    source_objects = (simhash_dedup,)
+    max_distance = luigi.OptionalIntParameter(default=None)
+    min_sentence_words = luigi.OptionalIntParameter(default=None)
+    min_doc_words = luigi.OptionalIntParameter(default=None)
+
+    def upstream(self):
+        return {"docs": self.clone(MinhashDedup)}
+
+    def num_shards(self):
+        return self.clone(MinhashDedup).num_shards()
+
+    def work(self):
+        return [self.clone(SimhashApply, unit=i) for i in range(self.num_shards())]
+
+    def build(self, ctx):
+        s = sum_phase(ctx, "apply")
+        return {"rows": s.get("docs_out"), **s, **sum_phase(ctx, "reduce")}
+
+
+@work_of(SimhashDedup)
+class SimhashMap(StageWork):
+    phase = "map"
+
+    def do(self, ctx):
+        table = ctx.input("docs").read_table(part_name(self.unit), columns=["text"])
+        hashes = simhash_dedup.sentence_hashes(table, self.unit, self.params["min_sentence_words"])
+        write_parquet(ctx, ctx.scratch_path("hashes", f"s{self.unit:06d}.parquet"), hashes)
+        return {"sentences": hashes.num_rows}
+
+
+@work_of(SimhashDedup)
+class SimhashReduce(StageWork):
+    phase = "reduce"
+
+    def requires(self):
+        return [self.clone(SimhashMap, unit=i) for i in range(self.stage_task.num_shards())]
+
+    def do(self, ctx):
+        n = self.stage_task.num_shards()
+        hashes = pa.concat_tables([read_parquet(ctx, ctx.scratch_path("hashes", f"s{i:06d}.parquet"))
+                                   for i in range(n)])
+        marks = simhash_dedup.duplicate_sentences(hashes, self.params["max_distance"])
+        write_parquet(ctx, ctx.scratch_path("marks.parquet"), marks)
+        return {"sentences_hashed": hashes.num_rows, "duplicate_sentences": marks.num_rows}
+
+
+@work_of(SimhashDedup)
+class SimhashApply(StageWork):
+    phase = "apply"
+
+    def requires(self):
+        return {**self.stage_task.upstream(), "marks": self.clone(SimhashReduce, unit=0)}
+
+    def do(self, ctx):
+        table = ctx.input("docs").read_table(part_name(self.unit))
+        marks = read_parquet(ctx, ctx.scratch_path("marks.parquet"), filters=[("shard", "=", self.unit)])
+        remover = simhash_dedup.SentenceRemover(min_words=self.params["min_doc_words"])
+        out = remover(table, self.unit, marks)
+        ctx.write_table(out, part_name(self.unit))
+        return remover.stats.as_dict() if hasattr(remover.stats, "as_dict") else dict(vars(remover.stats))
+
+
+# -- side stages: reference LM and quality classifier ----------------------------------------
+class ReferenceLm(StageTask):
+    """A Kneser–Ney word n-gram LM trained on the trusted seed corpus (KenLM's role in CCNet)."""
+    code_version = "1"
+    source_objects = (ngram_lm, reference_texts)
+    order = luigi.OptionalIntParameter(default=None)
+    seed_source = luigi.OptionalParameter(default=None, description="'builtin' or a .txt/.jsonl/.parquet path")
+    seed_docs = luigi.OptionalIntParameter(default=None)
+
+    def build(self, ctx):
+        p = self.stage_params
+        texts = reference_texts.trusted_texts(p["seed_source"], p["seed_docs"])
+        lm = ngram_lm.KneserNeyLM.train(texts, order=p["order"])
+        with tempfile.TemporaryDirectory() as tmp:
+            lm.save(os.path.join(tmp, "model.json"))
+            put_local_file(ctx, os.path.join(tmp, "model.json"), "model.json")
+        return {"trained_on_docs": len(texts)}
+
+
+class QualityClassifier(StageTask):
+    """fastText quality classifier: positives = trusted seed, negatives = random crawl pages,
+    iterated DeepSeekMath-style (URL prefixes whose pages score high join the positives)."""
+    code_version = "1"
+    source_objects = (quality_classifier, reference_texts)
+    seed_source = luigi.OptionalParameter(default=None)
+    seed_docs = luigi.OptionalIntParameter(default=None)
+    rounds = luigi.OptionalIntParameter(default=None)
+    high_score = luigi.OptionalFloatParameter(default=None)
+    min_pages = luigi.OptionalIntParameter(default=None)
+    prefix_hq_frac = luigi.OptionalFloatParameter(default=None)
+    max_crawl_docs = luigi.OptionalIntParameter(default=None)
+
+    def upstream(self):
+        return {"docs": self.clone(SimhashDedup)}
+
+    def build(self, ctx):
+        p, docs = self.stage_params, ctx.input("docs")
+        tables, n = [], 0
+        for part in docs.parts():
+            if n >= p["max_crawl_docs"]:
+                break
+            t = docs.read_table(part, columns=["url", "text"])
+            tables.append(t.slice(0, p["max_crawl_docs"] - n))
+            n += tables[-1].num_rows
+        crawl = pa.concat_tables(tables)
+        seed = reference_texts.trusted_texts(p["seed_source"], p["seed_docs"])
+        result = quality_classifier.iterate_seed(seed, crawl, rounds=p["rounds"], high_score=p["high_score"],
+                                                 min_pages=p["min_pages"], prefix_hq_frac=p["prefix_hq_frac"])
+        with tempfile.TemporaryDirectory() as tmp:
+            result.classifier.save(os.path.join(tmp, "model.bin"))
+            put_local_file(ctx, os.path.join(tmp, "model.bin"), "model.bin")
+        return {"rounds": result.rounds, "prefixes_found": sorted(result.prefixes),
+                "crawl_docs_scored": crawl.num_rows,
+                "crawl_high_fraction": float((result.scores >= p["high_score"]).mean()) if crawl.num_rows else 0.0}
+
+
+# -- quality_filter: score (per shard) → thresholds per group → filter (per shard) ----------
+class QualityFilter(StageTask):
+    """Heuristics (Gopher/C4/FineWeb), perplexity under the reference LM with per-group
+    percentile thresholds (CCNet head/middle/tail), fastText quality score, language filter.
+    Every score is a column; rejected documents are kept in ``rejected-*.parquet`` with their
+    reasons, so users can re-threshold without recomputing."""
+    code_version = "1"
+    source_objects = (quality_heuristics, ngram_lm, quality_classifier)
+    group_column = luigi.OptionalParameter(default=None, description="perplexity buckets per: domain | lang")
+    ppl_drop_percentile = luigi.OptionalFloatParameter(default=None)
+    min_hq_score = luigi.OptionalFloatParameter(default=None)
+    langs = luigi.OptionalListParameter(default=None, description="languages kept; empty keeps all")
+    heuristics = luigi.OptionalBoolParameter(default=None)
+    ignore_rules = luigi.OptionalListParameter(default=None, description="heuristic rules not applied "
+                                               "(curly_bracket would drop every code page)")
+
+    def upstream(self):
+        return {"docs": self.clone(SimhashDedup), "lm": self.clone(ReferenceLm),
+                "classifier": self.clone(QualityClassifier)}
+
+    def num_shards(self):
+        return self.clone(SimhashDedup).num_shards()
+
+    def work(self):
+        return [self.clone(QualityFilterShard, unit=i) for i in range(self.num_shards())]
+
+    def build(self, ctx):
+        s = sum_phase(ctx, "filter")
+        thresholds = json.loads(ctx.fs.cat_file(ctx.scratch_path("thresholds.json")))
+        with ctx.fs.open(ctx.output_path("thresholds.json"), "wb") as f:
+            f.write(json.dumps(thresholds, indent=2, sort_keys=True).encode())
+        return {"rows": s.get("docs_out"), **s}
+
+
+@work_of(QualityFilter)
+class QualityScore(StageWork):
+    phase = "score"
+
+    def do(self, ctx):
+        table = ctx.input("docs").read_table(part_name(self.unit))
+        with tempfile.TemporaryDirectory() as tmp:
+            lm = ngram_lm.KneserNeyLM.load(fetch_local_file(ctx.input("lm"), "model.json", tmp))
+            clf = quality_classifier.FastTextClassifier.load(fetch_local_file(ctx.input("classifier"), "model.bin", tmp))
+        texts = table.column("text").to_pylist()
+        scored = quality_heuristics.HeuristicFilter()(table)
+        scored = scored.append_column("ppl", pa.array(lm.perplexities(texts), pa.float64()))
+        scored = scored.append_column("hq_score", pa.array(clf.score(texts), pa.float64()))
+        write_parquet(ctx, ctx.scratch_path("scored", f"s{self.unit:06d}.parquet"), scored)
+        return {"docs": table.num_rows}
+
+
+@work_of(QualityFilter)
+class QualityThresholds(StageWork):
+    """Per-group perplexity percentiles over all shards (only two columns are read)."""
+    phase = "thresholds"
+
+    def requires(self):
+        return [self.clone(QualityScore, unit=i) for i in range(self.stage_task.num_shards())]
+
+    def do(self, ctx):
+        col = self.params["group_column"]
+        t = pa.concat_tables([read_parquet(ctx, ctx.scratch_path("scored", f"s{i:06d}.parquet"), columns=[col, "ppl"])
+                              for i in range(self.stage_task.num_shards())])
+        groups = [g or "unknown" for g in t.column(col).to_pylist()]
+        ppl = t.column("ppl").to_numpy()
+        _, ccnet = ngram_lm.perplexity_buckets(ppl, groups)
+        drop = {g: float(np.percentile(ppl[np.array(groups) == g], self.params["ppl_drop_percentile"]))
+                for g in sorted(set(groups))}
+        ctx.fs.pipe_file(ctx.scratch_path("thresholds.json"), json.dumps(
+            {"group_column": col, "ccnet_head_middle": ccnet, "ppl_drop_above": drop}).encode())
+        return {"groups": len(drop)}
+
+
+@work_of(QualityFilter)
+class QualityFilterShard(StageWork):
+    phase = "filter"
+
+    def requires(self):
+        return {**self.stage_task.upstream(), "thresholds": self.clone(QualityThresholds, unit=0)}
+
+    def do(self, ctx):
+        p = self.params
+        th = json.loads(ctx.fs.cat_file(ctx.scratch_path("thresholds.json")))
+        t = read_parquet(ctx, ctx.scratch_path("scored", f"s{self.unit:06d}.parquet"))
+        groups = [g or "unknown" for g in t.column(p["group_column"]).to_pylist()]
+        ppl, hq = t.column("ppl").to_numpy(), t.column("hq_score").to_numpy()
+        langs = t.column("lang").to_pylist()
+        bucket, reasons = [], []
+        for i, g in enumerate(groups):
+            lo, hi = th["ccnet_head_middle"][g]
+            bucket.append("head" if ppl[i] <= lo else "middle" if ppl[i] <= hi else "tail")
+            r = [x for x in t.column("q_reasons")[i].as_py() if x not in p["ignore_rules"]] if p["heuristics"] else []
+            if ppl[i] > th["ppl_drop_above"][g]:
+                r.append("perplexity")
+            if hq[i] < p["min_hq_score"]:
+                r.append("hq_score")
+            if p["langs"] and langs[i] not in p["langs"]:
+                r.append("lang")
+            reasons.append(r)
+        t = t.append_column("ppl_bucket", pa.array(bucket, pa.string()))
+        t = t.set_column(t.schema.get_field_index("q_reasons"), "q_reasons", pa.array(reasons, pa.list_(pa.string())))
+        keep = pa.array([not r for r in reasons], pa.bool_())
+        kept, rejected = t.filter(keep), t.filter(pc.invert(keep))
+        ctx.write_table(kept, part_name(self.unit))
+        ctx.write_table(rejected, f"rejected-{self.unit:05d}.parquet")
+        removed: dict[str, int] = {}
+        for r in reasons:
+            for x in set(r):
+                removed[x] = removed.get(x, 0) + 1
+        return {"docs_in": t.num_rows, "docs_out": kept.num_rows, "removed_by_reason": removed,
+                "tokens_removed_approx": int(sum(len((x or "").split()) for x in rejected.column("text").to_pylist()))}
+
+
+# -- pii_redact and decontaminate: one task per shard -----------------------------------------
+class PiiRedact(ShardMapStage):
+    """Emails, phones, IPs, Luhn-valid cards, SSN-like ids, IBANs → typed placeholders."""
+    code_version = "1"
+    source_objects = (pii_redact,)
+    input_stage = QualityFilter
+    types = luigi.OptionalListParameter(default=None, description="PII types; empty = all")
+
+    def map_shard(self, table, ctx, shard):
+        redactor = pii_redact.PiiRedactor(types=tuple(self.stage_params["types"]) or None)
+        return redactor(table), dict(redactor.stats)
+
+
+class Decontaminate(ShardMapStage):
+    """Drop documents sharing a long word n-gram with any evaluation item."""
+    code_version = "1"
+    source_objects = (decontaminate, reference_texts)
+    input_stage = PiiRedact
+    ngram = luigi.OptionalIntParameter(default=None)
+    eval_sources = luigi.OptionalListParameter(default=None, description="'builtin' and/or eval files")
+
+    def key_extras(self):
+        # the built-in eval set follows the generated crawl's seed (it plants those items)
+        return {"builtin_eval_seed": self.clone(SyntheticCrawl).stage_params["seed"]}
+
+    @cached_property
+    def eval_index(self) -> decontaminate.EvalIndex:
+        p = self.stage_params
+        texts = reference_texts.eval_texts(p["eval_sources"], seed=self.key_extras()["builtin_eval_seed"])
+        return decontaminate.EvalIndex.build(texts, n=p["ngram"])
+
+    def map_shard(self, table, ctx, shard):
+        d = decontaminate.Decontaminator(self.eval_index)
+        out = d(table)
+        return out, {"docs_removed": d.stats["docs_removed"], "eval_item_hits": dict(d.item_hits)}
