@@ -134,7 +134,8 @@ def rmsnorm_triton(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6) -> 
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """Dispatcher: Triton where `use_triton` allows, else the PyTorch reference."""
-    if use_triton(x, weight):
+    """Dispatcher: Triton where `use_triton` allows, else the PyTorch reference. Inside a
+    `torch.compile`d region always the reference: Inductor fuses it into its own kernels."""
+    if not torch.compiler.is_compiling() and use_triton(x, weight):
         return rmsnorm_triton(x, weight, eps)
     return rmsnorm_reference(x, weight, eps)

@@ -81,7 +81,8 @@ def swiglu_triton(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
 
 
 def swiglu(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
-    """Dispatcher: Triton where `use_triton` allows, else the PyTorch reference."""
-    if use_triton(gate, up):
+    """Dispatcher: Triton where `use_triton` allows, else the PyTorch reference (always the
+    reference inside a `torch.compile`d region, where Inductor fuses it)."""
+    if not torch.compiler.is_compiling() and use_triton(gate, up):
         return swiglu_triton(gate, up)
     return swiglu_reference(gate, up)

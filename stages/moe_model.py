@@ -60,6 +60,10 @@ class MoEConfig:
     norm_eps: float = 1e-6
     init_std: float = 0.02
     moe_backend: str | None = None     # None = kernels' dispatcher decides
+    # MLA with d_qk != d_v: zero-pad V to d_qk so SDPA's flash kernel (equal head dims only)
+    # applies. Off by default: on an H200 (torch 2.11) SDPA's default pick for the unequal dims
+    # (cuDNN) was faster than flash on padded V (2.11 vs 2.49 ms fwd+bwd, bench/moe_gpu.py).
+    attn_pad_v: bool | None = False
 
     def __post_init__(self):
         if self.attention not in ("mha", "mla"):
@@ -135,8 +139,14 @@ class KVCache:
         return next(iter(self.layers.values()))[0].shape[-2] if self.layers else 0
 
 
-def causal_attention(q_BHTd, k_BHSd, v_BHSe, scale: float):
-    """SDPA with the causal mask aligned to the end (queries are the last T of S positions)."""
+def causal_attention(q_BHTd, k_BHSd, v_BHSe, scale: float, pad_v: bool = False):
+    """SDPA with the causal mask aligned to the end (queries are the last T of S positions).
+    pad_v: when V's head dim is smaller than Q/K's, zero-pad V to it and slice the output (same
+    result; lets SDPA pick the flash kernel, which needs equal head dims)."""
+    dv = v_BHSe.shape[-1]
+    if pad_v and q_BHTd.shape[-1] > dv:
+        v_BHSe = F.pad(v_BHSe, (0, q_BHTd.shape[-1] - dv))
+        return causal_attention(q_BHTd, k_BHSd, v_BHSe, scale)[..., :dv]
     T, S = q_BHTd.shape[-2], k_BHSd.shape[-2]
     if T == S:
         return F.scaled_dot_product_attention(q_BHTd, k_BHSd, v_BHSe, is_causal=True, scale=scale)
@@ -178,6 +188,7 @@ class MLA(nn.Module):
         self.layer_idx, self.H = layer_idx, cfg.n_heads
         self.dn, self.dr, self.dv, self.C = (cfg.qk_nope_head_dim, cfg.qk_rope_head_dim,
                                              cfg.v_head_dim, cfg.kv_lora_rank)
+        self.pad_v = cfg.attn_pad_v
         D, H, dq = cfg.d_model, cfg.n_heads, cfg.qk_nope_head_dim + cfg.qk_rope_head_dim
         if cfg.q_lora_rank > 0:
             self.wq_a = nn.Linear(D, cfg.q_lora_rank, bias=False)
@@ -205,7 +216,8 @@ class MLA(nn.Module):
         k_nope, v = self.wkv_b(c_kv_BTC).view(B, S, H, dn + dv).transpose(1, 2).split([dn, dv], -1)
         k = torch.cat([k_nope, k_pe_B1TR.expand(B, H, S, dr)], dim=-1)
         q = torch.cat([q_nope, q_pe], dim=-1)
-        o_BHTv = causal_attention(q, k, v, scale=(dn + dr) ** -0.5)
+        pad_v = self.pad_v if self.pad_v is not None else q.is_cuda  # None: pad on CUDA
+        o_BHTv = causal_attention(q, k, v, scale=(dn + dr) ** -0.5, pad_v=pad_v)
         return self.wo(o_BHTv.transpose(1, 2).reshape(B, T, H * dv))
 
 
@@ -245,11 +257,22 @@ class Router(nn.Module):
         return topk_idx_NK, gates_NK, scores_NE, logits_NE
 
 
+@torch.compiler.disable
+def _routed_experts(moe: "MoE", x_ND: torch.Tensor, topk_idx_NK, gates_NK):
+    """The routed experts, always eager (data-dependent shapes; Triton autograd Functions):
+    a `torch.compile`d block breaks its graph here and compiles what is around it."""
+    dev = x_ND.device.type
+    if torch.is_autocast_enabled(dev):  # autocast does not reach custom kernels: cast here
+        x_ND = x_ND.to(torch.get_autocast_dtype(dev))
+    return moe_experts(x_ND, topk_idx_NK, gates_NK, moe.w_gate_EDF, moe.w_up_EDF,
+                       moe.w_down_EFD, backend=moe.cfg.moe_backend)
+
+
 class MoE(nn.Module):
     """Shared experts (one SwiGLU of n_shared*d_ff_expert) + routed experts on stacked weights.
 
     Keeps `tokens_per_expert` (E,), the routed-assignment counts of the current step (summed
-    over micro-batches while training) for `update_router_bias`.
+    over micro-batches while training) for `update_router_bias`. No host sync anywhere.
     """
 
     def __init__(self, cfg: MoEConfig):
@@ -269,20 +292,18 @@ class MoE(nn.Module):
         E, K = self.cfg.n_routed_experts, self.cfg.top_k
         x_ND = x_BTD.reshape(-1, D)
         topk_idx_NK, gates_NK, scores_NE, logits_NE = self.router(x_ND)
+        # sel_BE[b, i] = #tokens of sequence b choosing expert i (also the step's load counts;
+        # torch.bincount would sync with the host on CUDA)
+        sel_BE = torch.zeros(B, E, device=x_BTD.device).scatter_add_(
+            1, topk_idx_NK.view(B, T * K), torch.ones(B, T * K, device=x_BTD.device))
         if self.training:
             with torch.no_grad():
-                self.tokens_per_expert += torch.bincount(topk_idx_NK.flatten(), minlength=E)
-        dev = x_ND.device.type
-        if torch.is_autocast_enabled(dev):  # autocast does not reach custom kernels: cast here
-            x_ND = x_ND.to(torch.get_autocast_dtype(dev))
-        y_ND = moe_experts(x_ND, topk_idx_NK, gates_NK, self.w_gate_EDF, self.w_up_EDF,
-                           self.w_down_EFD, backend=self.cfg.moe_backend)
+                self.tokens_per_expert += sel_BE.sum(0)
+        y_ND = _routed_experts(self, x_ND, topk_idx_NK, gates_NK)
         if self.shared is not None:
             y_ND = y_ND + self.shared(x_ND)
         # Sequence-wise balance loss (V3 eq. 17-20): f_i = E/(K T) * #tokens of the sequence
         # choosing i; P_i = mean over the sequence of s_i / sum_j s_j.
-        sel_BE = torch.zeros(B, E, device=x_BTD.device).scatter_add_(
-            1, topk_idx_NK.view(B, T * K), torch.ones(B, T * K, device=x_BTD.device))
         f_BE = sel_BE * (E / (K * T))
         scores_BTE = scores_NE.view(B, T, E)
         P_BE = (scores_BTE / scores_BTE.sum(-1, keepdim=True)).mean(1)
@@ -292,13 +313,26 @@ class MoE(nn.Module):
 
 
 @torch.no_grad()
-def update_router_bias(model: nn.Module, gamma: float, all_reduce=None) -> dict[str, float]:
+def router_load_ratios(model: nn.Module) -> torch.Tensor:
+    """max load / mean load of every MoE layer (in `named_modules` order) from the counts
+    gathered so far this step (this rank only), as a device tensor: no host sync."""
+    loads_LE = torch.stack([m.tokens_per_expert for m in model.modules()
+                            if isinstance(m, MoE)]).float()
+    mean_L = loads_LE.mean(-1)
+    return torch.where(mean_L > 0, loads_LE.amax(-1) / mean_L.clamp(min=1e-12),
+                       torch.zeros_like(mean_L))
+
+
+@torch.no_grad()
+def update_router_bias(model: nn.Module, gamma: float, all_reduce=None,
+                       return_stats: bool = True) -> dict[str, float]:
     """Aux-loss-free balancing, to call after the optimiser step (outside the loss).
 
     For every MoE layer: load_i = tokens routed to expert i this step (summed over ranks: by
     `all_reduce(tensor)` -- an in-place SUM -- if given, else torch.distributed when it is
     initialised); b_i -= gamma * sign(load_i - mean load); b re-centred to zero mean; the
-    counts reset. Returns {layer name: max load / mean load} (before the update).
+    counts reset. Returns {layer name: max load / mean load} (before the update); with
+    return_stats=False returns {} and never syncs with the host.
     """
     named = [(n, m) for n, m in model.named_modules() if isinstance(m, MoE)]
     if not named:
@@ -310,18 +344,29 @@ def update_router_bias(model: nn.Module, gamma: float, all_reduce=None) -> dict[
         dist.all_reduce(loads_LE)
     mean_L1 = loads_LE.mean(-1, keepdim=True)
     step_LE = gamma * torch.sign(loads_LE - mean_L1)
-    stats = {}
     for l, (name, m) in enumerate(named):
         b = m.router.expert_bias
         b -= step_LE[l].to(b)
         b -= b.mean()
         m.tokens_per_expert.zero_()
-        mean = mean_L1[l, 0].item()
-        stats[name] = loads_LE[l].max().item() / mean if mean > 0 else 0.0
-    return stats
+    if not return_stats:
+        return {}
+    ratio_L = torch.where(mean_L1[:, 0] > 0, loads_LE.amax(-1) / mean_L1[:, 0].clamp(min=1e-12),
+                          torch.zeros_like(mean_L1[:, 0])).tolist()  # one sync
+    return {name: ratio_L[l] for l, (name, _) in enumerate(named)}
 
 
 # ----------------------------------------------------------------------------- model
+
+def head_cross_entropy(h_BTD: torch.Tensor, norm_weight: torch.Tensor, eps: float,
+                       head_weight: torch.Tensor, targets_BT: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of head(RMSNorm(h)) against targets (-1 ignored), fp32 softmax.
+    Eager it materialises fp32 logits; under `compile_regions` Inductor fuses the upcast,
+    log-softmax and NLL so only the matmul's bf16 logits touch memory."""
+    logits = F.linear(rms_norm(h_BTD, norm_weight, eps), head_weight)
+    return F.cross_entropy(logits.float().view(-1, logits.shape[-1]), targets_BT.reshape(-1),
+                           ignore_index=-1)
+
 
 class Block(nn.Module):
     def __init__(self, cfg: MoEConfig, layer_idx: int, moe: bool):
@@ -369,6 +414,7 @@ class MoETransformer(nn.Module):
         cos_TR, sin_TR = rope_tables(rope_dim, cfg.max_seq_len, cfg.rope_theta)
         self.register_buffer("rope_cos", cos_TR, persistent=False)
         self.register_buffer("rope_sin", sin_TR, persistent=False)
+        self.loss_fn = head_cross_entropy  # `compile_regions` swaps in a compiled one
         self.init_weights()
 
     @torch.no_grad()
@@ -389,7 +435,7 @@ class MoETransformer(nn.Module):
                 m.expert_bias.zero_()
 
     def forward(self, idx_BT: torch.Tensor, targets_BT: torch.Tensor | None = None,
-                kv_cache: KVCache | None = None, start_pos: int = 0):
+                kv_cache: KVCache | None = None, start_pos: int = 0, return_logits: bool = True):
         """idx_BT (int64) -> (logits_BTV fp32, losses).
 
         losses (only with targets_BT; -1 targets are ignored): 'lm' cross-entropy, 'aux'
@@ -397,6 +443,8 @@ class MoETransformer(nn.Module):
         'mtp' (0 without MTP), 'total' = lm + aux + z + mtp_weight * mtp.
         kv_cache/start_pos: incremental decoding (positions start_pos..start_pos+T-1); MTP is
         skipped when a cache is given.
+        return_logits=False (training, with targets): logits come back as None and the losses
+        go through `self.loss_fn`, which never materialises fp32 logits when compiled.
         """
         B, T = idx_BT.shape
         if start_pos + T > self.cfg.max_seq_len:
@@ -409,11 +457,15 @@ class MoETransformer(nn.Module):
         for layer in self.layers:
             h_BTD, a = layer(h_BTD, cos_TR, sin_TR, kv_cache)
             aux, z = aux + a["aux"], z + a["z"]
-        logits_BTV = self.head(self.norm(h_BTD)).float()
         if targets_BT is None:
-            return logits_BTV, {}
+            return self.head(self.norm(h_BTD)).float(), {}
         V = self.cfg.vocab_size
-        lm = F.cross_entropy(logits_BTV.view(-1, V), targets_BT.reshape(-1), ignore_index=-1)
+        if return_logits:
+            logits_BTV = self.head(self.norm(h_BTD)).float()
+            lm = F.cross_entropy(logits_BTV.view(-1, V), targets_BT.reshape(-1), ignore_index=-1)
+        else:
+            logits_BTV = None
+            lm = self.loss_fn(h_BTD, self.norm.weight, self.norm.eps, self.head.weight, targets_BT)
         mtp = aux.new_zeros(())
         if self.mtp is not None and kv_cache is None and T > 1:
             # position t (< T-1) sees h_t and Emb(x_{t+1}) and predicts targets[t+1] = x_{t+2}
@@ -422,9 +474,13 @@ class MoETransformer(nn.Module):
                                              self.mtp.norm_e(e_BTD)], dim=-1))
             m_BTD, a = self.mtp.block(m_BTD, cos_TR[:-1], sin_TR[:-1])
             aux, z = aux + a["aux"], z + a["z"]
-            mtp_logits = self.head(self.mtp.norm(m_BTD)).float()
-            mtp = F.cross_entropy(mtp_logits.reshape(-1, V), targets_BT[:, 1:].reshape(-1),
-                                  ignore_index=-1)
+            if return_logits:
+                mtp_logits = self.head(self.mtp.norm(m_BTD)).float()
+                mtp = F.cross_entropy(mtp_logits.reshape(-1, V), targets_BT[:, 1:].reshape(-1),
+                                      ignore_index=-1)
+            else:
+                mtp = self.loss_fn(m_BTD, self.mtp.norm.weight, self.mtp.norm.eps,
+                                   self.head.weight, targets_BT[:, 1:])
         total = lm + aux + z + self.cfg.mtp_weight * mtp
         return logits_BTV, {"lm": lm, "aux": aux, "z": z, "mtp": mtp, "total": total}
 
@@ -460,3 +516,18 @@ class MoETransformer(nn.Module):
             d_qk, d_v = cfg.qk_nope_head_dim + cfg.qk_rope_head_dim, cfg.v_head_dim
         L = cfg.n_layers + cfg.mtp_depth
         return 6 * matmul + 6 * L * cfg.n_heads * (d_qk + d_v) * T
+
+
+def compile_regions(model: MoETransformer, **compile_kwargs) -> MoETransformer:
+    """`torch.compile` the model where it pays and is safe: every Block (attention, norms,
+    router, balance losses, shared experts; the graph breaks around the eager routed experts,
+    see `_routed_experts`) and the head + cross-entropy (`loss_fn`, used with
+    return_logits=False). Identical blocks share one compiled graph. Defaults: dynamic=False
+    (fixed training shapes). The MTP block stays eager: it sees T-1 positions, another static
+    shape, and would cost a second compile of the whole block. Returns the model, changed in
+    place."""
+    compile_kwargs.setdefault("dynamic", False)
+    for blk in model.layers:
+        blk.compile(**compile_kwargs)
+    model.loss_fn = torch.compile(head_cross_entropy, **compile_kwargs)
+    return model

@@ -7,7 +7,7 @@ import torch.nn as nn
 
 from kernels import moe_grouped
 from stages.moe_model import (MOE_CONFIGS, MoE, MoEConfig, MoETransformer, KVCache, Router,
-                              update_router_bias)
+                              router_load_ratios, update_router_bias)
 
 
 @pytest.fixture(autouse=True)
@@ -252,3 +252,66 @@ def test_param_and_flop_counts():
     assert (small.n_layers, small.d_model, small.n_shared_experts, small.n_routed_experts,
             small.top_k, small.max_seq_len) == (12, 1024, 2, 64, 6, 2048)
     assert 1e6 < total < 1e7  # "a few million"
+
+
+# ----------------------------------------------------------------------------- fast paths
+
+
+def test_return_logits_false_gives_same_losses_and_grads():
+    cfg = small_cfg(attention="mla", kv_lora_rank=24, qk_nope_head_dim=16, qk_rope_head_dim=8,
+                    v_head_dim=12, mtp_depth=1, router_z_loss=1e-3)
+    model = MoETransformer(cfg).train()
+    idx = torch.randint(0, cfg.vocab_size, (2, 17))
+    idx[0, 5] = -1  # an ignored target
+    inp, tgt = idx[:, :-1].clamp(min=0), idx[:, 1:]
+    logits, L = model(inp, tgt)
+    L["total"].backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    none, L2 = model(inp, tgt, return_logits=False)
+    L2["total"].backward()
+    assert none is None and logits.shape == (2, 16, cfg.vocab_size)
+    for k in L:
+        torch.testing.assert_close(L2[k], L[k], atol=1e-6, rtol=1e-6)
+    for n, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, grads[n], atol=1e-6, rtol=1e-5, msg=n)
+
+
+def test_padded_v_attention_matches_unpadded():
+    base = dict(attention="mla", kv_lora_rank=24, qk_nope_head_dim=16, qk_rope_head_dim=8,
+                v_head_dim=12)
+    model = MoETransformer(small_cfg(**base, attn_pad_v=False)).eval()
+    padded = MoETransformer(small_cfg(**base, attn_pad_v=True)).eval()
+    padded.load_state_dict(model.state_dict())
+    idx = torch.randint(0, 97, (2, 11))
+    with torch.no_grad():
+        torch.testing.assert_close(padded(idx)[0], model(idx)[0], atol=1e-5, rtol=1e-5)
+        cache = KVCache()  # decoding path (T=1 and chunked queries) too
+        a = padded(idx[:, :6], kv_cache=cache)[0]
+        b = padded(idx[:, 6:7], kv_cache=cache, start_pos=6)[0]
+        torch.testing.assert_close(torch.cat([a, b], 1), model(idx[:, :7])[0], atol=1e-5,
+                                   rtol=1e-4)
+
+
+def test_load_counts_and_ratios_without_sync():
+    cfg = small_cfg(n_routed_experts=8, top_k=2)
+    model = MoETransformer(cfg).train()
+    moe = model.layers[1].ffn
+    seen = []
+    real = moe.router.forward
+
+    def spy(x):
+        out = real(x)
+        seen.append(out[0])
+        return out
+
+    moe.router.forward = spy
+    idx = torch.randint(0, cfg.vocab_size, (3, 9))
+    model(idx[:, :-1], idx[:, 1:])
+    counts = torch.bincount(seen[0].flatten(), minlength=8).float()
+    torch.testing.assert_close(moe.tokens_per_expert, counts)
+    ratio = router_load_ratios(model)
+    assert ratio.shape == (1,)
+    assert ratio[0].item() == pytest.approx((counts.max() / counts.mean()).item())
+    stats = update_router_bias(model, 1e-3, return_stats=False)
+    assert stats == {} and moe.tokens_per_expert.sum() == 0

@@ -3,6 +3,7 @@ from .data import CrawlIngest, CrawlIngestShard, SyntheticCrawl, UrlDedup  # noq
 from .curation import (Decontaminate, MinhashDedup, PiiRedact, QualityClassifier, QualityFilter,  # noqa: F401
                        ReferenceLm, SimhashDedup)
 from .pretrain import TokenizePack, TokenizerTrain  # noqa: F401
+from .train import PretrainMoe  # noqa: F401
 from .roots import RunDataPipeline, RunPretrainPipeline  # noqa: F401
 
 ROOTS = {"RunDataPipeline": RunDataPipeline, "RunPretrainPipeline": RunPretrainPipeline}

@@ -58,3 +58,19 @@ for _name, _scale in {"tiny": 1, "small": 10, "cluster": 100}.items():
         "pii_redact": {"types": []},
         "decontaminate": {"ngram": 13, "eval_sources": ["builtin"]},
     })
+
+PROFILES["tiny"]["pretrain_moe"] = {
+    "model": "tiny", "model_overrides": {}, "gpus": 0,
+    "train": {"steps": 100, "micro_batch": 8, "lr": 3e-3, "min_lr": 3e-4, "warmup_steps": 10,
+              "zero_stage": 0, "dtype": "fp32", "checkpoint_every_steps": 40,
+              "checkpoint_every_minutes": 10.0, "log_every": 25, "seed": 0}}
+PROFILES["small"]["pretrain_moe"] = {
+    "model": "small", "model_overrides": {}, "gpus": 1,
+    "train": {"steps": 2000, "micro_batch": 16, "lr": 3e-4, "min_lr": 3e-5, "warmup_steps": 200,
+              "zero_stage": 1, "dtype": "bf16", "checkpoint_every_steps": 500,
+              "checkpoint_every_minutes": 10.0, "log_every": 10, "seed": 0, "compile": True}}
+PROFILES["cluster"]["pretrain_moe"] = {
+    "model": "small", "model_overrides": {}, "gpus": 8,
+    "train": {"steps": 20000, "micro_batch": 16, "lr": 3e-4, "min_lr": 3e-5, "warmup_steps": 2000,
+              "zero_stage": 2, "dtype": "bf16", "checkpoint_every_steps": 1000,
+              "checkpoint_every_minutes": 10.0, "log_every": 10, "seed": 0, "compile": True}}

@@ -6,7 +6,7 @@ import luigi
 from pipeline.task import PipelineTask
 
 from .curation import Decontaminate as CuratedDocs
-from .pretrain import TokenizePack
+from .train import PretrainMoe
 
 
 class RunDataPipeline(PipelineTask, luigi.WrapperTask):
@@ -20,4 +20,4 @@ class RunPretrainPipeline(PipelineTask, luigi.WrapperTask):
     """Data stages, tokenizer, packed token shards and the pretrained MoE."""
 
     def requires(self):
-        return self.clone(TokenizePack)
+        return self.clone(PretrainMoe)

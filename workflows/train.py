@@ -1,0 +1,112 @@
+"""pretrain_moe: the DeepSeekMoE base model trained through DeepSpeed on the packed tokens.
+
+Training runs in a subprocess (`python -m stages.pretrain`, or `torchrun` for several GPUs)
+that checkpoints into the attempt's scratch folder; re-running the task after a crash resumes
+from the newest checkpoint (same version = same scratch folder). The artifact is an HF-style
+folder: config.json, model.safetensors, tokenizer.json, plus metrics.jsonl and metrics.png."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import luigi
+import numpy as np
+
+from stages import moe_model, pretrain
+
+from .base import StageTask
+from .pretrain import TokenizePack, TokenizerTrain
+
+LOCAL_CACHE = Path(os.environ.get("DEEPRECIPE_CACHE", Path.home() / ".cache" / "deeprecipe"))
+
+
+def local_dir(ctx, *parts: str) -> Path:
+    """A local folder for this attempt: inside the version folder on a local store, else in
+    the local cache (remote stores cannot be trained into directly)."""
+    if ctx.store.is_local:
+        path = Path(ctx.scratch_path(*parts))
+    else:
+        path = LOCAL_CACHE / ctx.stage / ctx.version / "_work" / Path(*parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def local_copy(ctx, artifact, name: str, folder: Path) -> Path:
+    """A local path of an upstream file (the file itself on a local store)."""
+    if ctx.store.is_local:
+        return Path(artifact.path(name))
+    dest = folder / name
+    if not dest.exists():
+        ctx.fs.get_file(artifact.path(name), str(dest))
+    return dest
+
+
+class PretrainMoe(StageTask):
+    """DeepSeekMoE pretraining (aux-loss-free routing, DeepSpeed ZeRO, bf16 on GPU)."""
+    code_version = "1"
+    source_objects = (pretrain, moe_model)
+    model = luigi.OptionalParameter(default=None, description="MoE config name (stages/moe_model.MOE_CONFIGS)")
+    model_overrides = luigi.OptionalDictParameter(default=None, description="MoEConfig fields")
+    train = luigi.OptionalDictParameter(default=None, description="TrainConfig fields")
+    gpus = luigi.OptionalIntParameter(default=None, description="0: CPU; N > 1: torchrun with N ranks")
+
+    @property
+    def resources(self):
+        gpus = self.stage_params["gpus"]
+        return {"gpu": gpus} if gpus else {}
+
+    def upstream(self):
+        return {"tokens": self.clone(TokenizePack), "tokenizer": self.clone(TokenizerTrain)}
+
+    def model_overrides_for(self, ctx) -> dict:
+        p = self.stage_params
+        vocab = ctx.input("tokenizer").manifest["outputs"]["metrics"]["vocab_size"]
+        seq_len = ctx.input("tokens").manifest["params"]["seq_len"]
+        return {"vocab_size": vocab, "max_seq_len": seq_len, **dict(p["model_overrides"])}
+
+    def build(self, ctx):
+        p, tokens = self.stage_params, ctx.input("tokens")
+        data_dir, train_dir = local_dir(ctx, "data"), local_dir(ctx, "train")
+        shards = [str(local_copy(ctx, tokens, n, data_dir)) for n in tokens.files("train-*.npy")]
+        overrides = self.model_overrides_for(ctx)
+        args = ["--model", p["model"], "--model-overrides", json.dumps(overrides),
+                "--train", json.dumps(dict(p["train"])), "--tokens", *shards, "--out", str(train_dir)]
+        if p["gpus"] and p["gpus"] > 1:
+            cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                   f"--nproc_per_node={p['gpus']}", "-m", "stages.pretrain", *args]
+        else:
+            cmd = [sys.executable, "-m", "stages.pretrain", *args]
+        self.set_status_message(f"pretrain_moe: {' '.join(cmd[:6])} …")
+        done = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True, env={
+            **os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]),
+                                                         os.environ.get("PYTHONPATH", "")])})
+        run_summary = json.loads(done.stdout.strip().splitlines()[-1])  # rank 0's final metrics
+
+        rows = [json.loads(line) for line in (train_dir / "metrics.jsonl").read_text().splitlines() if line]
+        final = sorted(pretrain.checkpoint_dirs(train_dir))[-1]
+        model = pretrain.load_model(str(final))
+        export = local_dir(ctx, "export")
+        tok_json = local_copy(ctx, ctx.input("tokenizer"), "tokenizer.json", export)
+        pretrain.export_hf_folder(model, model.cfg, str(tok_json), str(export / "hf"))
+        val = np.concatenate([np.load(local_copy(ctx, tokens, n, data_dir), mmap_mode="r")
+                              for n in tokens.files("validation-*.npy")])
+        val_loss = pretrain.validation_loss(model, val)
+        for name in ("config.json", "model.safetensors", "tokenizer.json"):
+            ctx.fs.put_file(str(export / "hf" / name), ctx.output_path(name))
+        for name in ("metrics.jsonl", "metrics.png"):
+            if (train_dir / name).exists():
+                ctx.fs.put_file(str(train_dir / name), ctx.output_path(name))
+        first, last = rows[0], rows[-1]
+        loads = [l["max_over_mean"] for l in last.get("expert_load", [])]
+        summary = {"steps": last["step"], "loss_first": first["loss"], "loss_last": last["loss"],
+                   "val_loss": val_loss, "expert_load_max_over_mean": max(loads) if loads else None,
+                   "params": model.num_params(), "active_params": model.num_params(active_only=True),
+                   "resumed_from_step": run_summary.get("start_step", 0),
+                   "world_size": run_summary.get("world_size")}
+        if not ctx.store.is_local:
+            shutil.rmtree(LOCAL_CACHE / ctx.stage / ctx.version, ignore_errors=True)
+        return summary
