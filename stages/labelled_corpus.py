@@ -202,6 +202,49 @@ def near_duplicate(rng: random.Random, text: str, target: float, lang: str = "en
     return best, shingle_jaccard(text, best)
 
 
+def near_duplicate_sentences(rng: random.Random, paragraphs: Sequence[Sequence[str]], target: float,
+                             sentence: SentenceFn, phrases: Sequence[Sequence[str]] = (),
+                             ) -> tuple[list[list[str]], float]:
+    """An edited re-publication of an article given as paragraphs of sentences: edits that keep
+    the text natural (a phrase swapped for another of its group in ``phrases``, a sentence
+    rewritten with a fresh one from ``sentence``, deleted, or added) until the shingle Jaccard
+    of the joined texts (paragraphs one per line) reaches ``target``; returns the edited
+    paragraphs closest to ``target`` and their measured Jaccard."""
+    def joined(ps):
+        return "\n".join(" ".join(p) for p in ps if p)
+
+    base = [list(p) for p in paragraphs]
+    ref = set(word_shingles(joined(base)))
+    groups = [sorted(set(g), key=len, reverse=True) for g in phrases if len(set(g)) > 1]
+    cur = [list(p) for p in base]
+    best, best_j = [list(p) for p in base], 1.0
+    for _ in range(400):
+        pi = rng.randrange(len(cur))
+        para = cur[pi]
+        si = rng.randrange(len(para)) if para else 0
+        op = rng.random()
+        if op < 0.55 and para and groups:
+            text = para[si]
+            present = [(g, p) for g in groups for p in g if f" {p}" in f" {text}"]
+            if not present:
+                continue
+            group, old = rng.choice(present)
+            para[si] = text.replace(old, rng.choice([p for p in group if p != old]), 1)
+        elif op < 0.75 and para:
+            para[si] = sentence(rng)
+        elif op < 0.85 and sum(map(len, cur)) > 3 and len(para) > 1:
+            del para[si]
+        else:
+            para.insert(rng.randint(0, len(para)), sentence(rng))
+        cand = set(word_shingles(joined(cur)))
+        j = len(ref & cand) / max(1, len(ref | cand))
+        if abs(j - target) < abs(best_j - target):
+            best, best_j = [list(p) for p in cur], j
+        if j <= target:
+            break
+    return best, best_j
+
+
 def far_pair(rng: random.Random, text: str, target: float, lang: str = "en",
              sentence: SentenceFn | None = None) -> tuple[str, float]:
     """A page sharing one contiguous block with ``text`` (rest new, from ``sentence``) at
@@ -411,20 +454,40 @@ def lookalike(rng: random.Random, kinds: Sequence[str] = LOOKALIKE_KINDS) -> tup
     return kind, text
 
 
+FrameFn = Callable[[random.Random, str], str]
+"""Puts a planted string into a sentence: ``frame(rng, item) -> sentence containing item``."""
+
+_EN_FRAMES = ("Contact: {}.", "You can reach us at {} today.", "Ref {} (see above).", "Details: {}", "({})")
+
+
+def parenthetical_frame(sentence: SentenceFn) -> FrameFn:
+    """A frame that writes a natural sentence (from ``sentence``) with the item in parentheses
+    before its final punctuation: '... at the town hall (anna.smith@example.com).' Only the
+    item itself is new to a language model of the sentence source."""
+    def frame(rng: random.Random, item: str) -> str:
+        text = sentence(rng)
+        end = len(text.rstrip(".!?\u201c\u201d\u00bb\u00ab\"' "))
+        return f"{text[:end]} ({item}){text[end:]}"
+    return frame
+
+
 def pii_sentences(rng: random.Random, lang: str = "en", n_pii: int = 4, n_look: int = 4,
                   sentence: SentenceFn | None = None, lookalike_kinds: Sequence[str] = LOOKALIKE_KINDS,
+                  n_sentences: int | None = None, frame: FrameFn | None = None,
                   ) -> tuple[list[str], list, list]:
-    """8-14 natural sentences (from ``sentence``) with ``n_pii`` planted PII strings (distinct
-    types) and ``n_look`` look-alikes, each in a short frame sentence of its own.
+    """``n_sentences`` (default 8-14) natural sentences (from ``sentence``) with ``n_pii`` planted
+    PII strings (distinct types) and ``n_look`` look-alikes, each in a sentence of its own made
+    by ``frame`` (default: short English frames such as 'Contact: {}.').
 
     Returns ``(sentences, [(type, planted)], [(kind, lookalike)])``."""
     sentence = _sentence_source(lang, sentence)
-    sents = [sentence(rng) for _ in range(rng.randint(8, 14))]
+    sents = [sentence(rng) for _ in range(n_sentences if n_sentences is not None else rng.randint(8, 14))]
     pii = [(t, PII_GENERATORS[t](rng)) for t in rng.sample(sorted(PII_GENERATORS), n_pii)]
     look = [lookalike(rng, lookalike_kinds) for _ in range(n_look)]
-    frames = ["Contact: {}.", "You can reach us at {} today.", "Ref {} (see above).", "Details: {}", "({})"]
+    if frame is None:
+        frame = lambda r, item: r.choice(_EN_FRAMES).format(item)  # noqa: E731
     for _, s in pii + look:
-        sents.insert(rng.randrange(len(sents) + 1), rng.choice(frames).format(s))
+        sents.insert(rng.randrange(len(sents) + 1), frame(rng, s))
     return sents, pii, look
 
 
@@ -499,12 +562,15 @@ def boilerplate_sentences(rng: random.Random, n: int) -> list[str]:
     return out
 
 
-def boilerplate_variant(rng: random.Random, sentence: str, edit: bool) -> str:
-    """Normalisation-level variant (case, punctuation, spaces) or, with ``edit``, one word changed."""
+def boilerplate_variant(rng: random.Random, sentence: str, edit: bool,
+                        vocabulary: Sequence[str] | None = None) -> str:
+    """Normalisation-level variant (case, punctuation, spaces) or, with ``edit``, one word changed
+    (to a word of ``vocabulary``; default: the generated English nouns)."""
     words = sentence.split(" ")
     if edit:
         i = rng.randrange(1, len(words) - 1)
-        words[i] = lexicon("en").pick(rng, lexicon("en").nouns)
+        choices = [w for w in (vocabulary or lexicon("en").nouns) if w.lower() != words[i].lower()]
+        words[i] = choices[int(len(choices) * rng.random() ** 1.6)]
     text = " ".join(words)
     return rng.choice([text, text.upper(), text.rstrip(".") + "!", text.replace(" ", "  ", 2), text.lower()])
 

@@ -14,6 +14,8 @@ counts, lower orders continuation counts ``N1+(. h w)``.  Saved as JSON (no pick
 
 from __future__ import annotations
 
+import re
+
 import json
 import math
 from collections import Counter, defaultdict
@@ -28,10 +30,14 @@ from stages.minhash_dedup import normalise_words
 BOS, EOS = "<s>", "</s>"
 
 
+_DIGIT = re.compile(r"\d")
+
+
 def line_tokens(text: str, order: int) -> Iterable[list[str]]:
-    """Padded token lists, one per non-empty line of ``text``."""
+    """Padded token lists, one per non-empty line of ``text``; digits become 0 (as in CCNet),
+    so numbers do not count as unseen words."""
     for line in text.split("\n"):
-        words = normalise_words(line)
+        words = normalise_words(_DIGIT.sub("0", line))
         if words:
             yield [BOS] * (order - 1) + words + [EOS]
 

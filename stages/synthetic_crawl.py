@@ -18,11 +18,18 @@ rounded; see ``SyntheticCrawlConfig``):
   text (J >= 0.9, 0.6-0.9, and <= 0.5). The first page of a pair lives in file f, the second in
   file f+1 (mod ``num_files``) on another site of the same language: dedup has to be global.
 * ``spam:<kind>``: the ``labelled_corpus.SPAM_GENERATORS`` kinds in turn, on spam sites.
-* ``pii``: news articles with planted PII and PII look-alikes (each in a sentence of its own).
+* ``pii``: news articles with planted PII and PII look-alikes (each in parentheses in a natural
+  sentence of the site).
 * ``code`` (on code sites, in ``<pre><code>``) and ``math`` (on ``math_domains`` dedicated math
   sites, one URL section each, so a URL-prefix loop can find them).
-* ``boilerplate``: news articles carrying 1-2 of ``boilerplate_pool`` cross-site sentences.
-* ``contaminated``: news articles with one of ``eval_items(seed, eval_pool)`` as a paragraph.
+* ``boilerplate``: news articles carrying 1-2 of ``boilerplate_pool`` cross-site notices (in the
+  site's language).
+* ``contaminated``: English news articles with one of ``eval_items(seed, eval_pool)`` as a paragraph.
+
+Every labelled page but spam, code and math is a news article of its site written with the
+site's language pack and sentence generator (as natural pages are), plus its planted items, so
+a stage sees realistic input (e.g. the reference LM's perplexity of a PII page differs from a
+natural page's only through the planted strings).
 
 All other pages are ``natural`` news articles (>= 60 % of the documents). Duplicates and URL
 variants only copy natural pages, so every labelled document occurs exactly once. Ground truth:
@@ -826,7 +833,11 @@ def _line_blocks(text: str) -> list[Block]:
 
 def natural_content(config: SyntheticCrawlConfig, role: Role, rng: random.Random) -> PageContent:
     """A news article of one of the first ``num_sites`` sites, in the site's language."""
-    site = SITES[rng.randrange(config.num_sites)]
+    return natural_content_on(config, SITES[rng.randrange(config.num_sites)], rng)
+
+
+def natural_content_on(config: SyntheticCrawlConfig, site: Site, rng: random.Random) -> PageContent:
+    """A news article of ``site``, in the site's language."""
     pack = LANGUAGE_PACKS[site.lang]
     title, paragraphs = make_article(rng, pack, config)
     date = make_date(rng, pack)
@@ -842,11 +853,20 @@ def pack_vocabulary(lang: str) -> tuple[str, ...]:
     return tuple(sorted({w.strip(",.") for phrase in phrases for w in phrase.split() if len(w) > 2}))
 
 
+@lru_cache(maxsize=64)
+def pack_phrase_groups(lang: str) -> tuple[tuple[str, ...], ...]:
+    """Interchangeable phrases of a language pack (objects, places, adjectives, verbs, names):
+    a near-duplicate edit swaps one for another of its group, so the edited text stays natural."""
+    pack = LANGUAGE_PACKS[lang]
+    return (pack.objects, pack.places, pack.adjectives, pack.verbs, pack.names)
+
+
 @lru_cache(maxsize=4096)
 def pair_contents(config: SyntheticCrawlConfig, pair_id: int) -> tuple[PageContent, PageContent]:
     """Both pages of a pair: a 20-48 sentence news article on one site and, on another site of the
-    same language, a word-edited copy under the same headline (near pairs) or a new article that
-    reuses one block of it (far pairs). Labels carry the Jaccard measured on the article texts."""
+    same language, an edited re-publication under the same headline (near pairs: phrases swapped,
+    sentences rewritten, added or deleted with the site's own sentence generator, so both pages
+    read as natural text) or a new article that reuses one block of it (far pairs). Labels carry the Jaccard measured on the article texts."""
     kind = pair_kind_of(config, pair_id)
     rng = _rng(config, "pair", pair_id)
     site_a = rng.choice(news_sites(config))
@@ -864,9 +884,10 @@ def pair_contents(config: SyntheticCrawlConfig, pair_id: int) -> tuple[PageConte
                                              sentence=article_sentences(rng, pack))
         title_b, date_b, byline_b = _news_header(rng, site_b)
     else:
-        body_b, _ = labelled_corpus.near_duplicate(rng, body_a, target, site_a.lang,
-                                                   vocabulary=pack_vocabulary(site_a.lang), jitter=False)
+        paragraphs_b, _ = labelled_corpus.near_duplicate_sentences(
+            rng, [items for _, items in blocks_a], target, article_sentences(rng, pack), pack_phrase_groups(site_a.lang))
         title_b, date_b, byline_b = title, date, byline
+        body_b = "\n".join(" ".join(p) for p in paragraphs_b if p)
     blocks_b = _line_blocks(body_b)
     jaccard = labelled_corpus.shingle_jaccard(article_text(title, byline, blocks_a),
                                               article_text(title_b, byline_b, blocks_b))
@@ -892,13 +913,24 @@ def spam_content(config: SyntheticCrawlConfig, role: Role, rng: random.Random) -
                        page_labels(f"spam:{kind.removeprefix('spam_')}"))
 
 
+PII_PER_PAGE = 2        # planted PII strings (distinct types) per PII page
+LOOKALIKES_PER_PAGE = 2  # planted PII look-alikes per PII page
+
+
 def pii_content(config: SyntheticCrawlConfig, role: Role, rng: random.Random) -> PageContent:
-    """A news article with 4 planted PII strings and 4 look-alikes, each in a sentence of its own."""
+    """A news article of natural length (as ``make_article``) in its site's language with
+    ``PII_PER_PAGE`` planted PII strings and ``LOOKALIKES_PER_PAGE`` look-alikes, each in
+    parentheses at the end of a natural sentence of the site (a reporter's email, a phone
+    number, ...): apart from the planted strings the page reads like the site's other pages."""
     site = rng.choice(news_sites(config))
     pack = LANGUAGE_PACKS[site.lang]
     title, date, byline = _news_header(rng, site)
+    sentence = article_sentences(rng, pack)
+    n = sum(rng.randint(*config.sentences_per_paragraph) for _ in range(rng.randint(*config.paragraphs)))
     sentences, planted, looks = labelled_corpus.pii_sentences(
-        rng, site.lang, sentence=article_sentences(rng, pack), lookalike_kinds=CRAWL_LOOKALIKE_KINDS)
+        rng, site.lang, PII_PER_PAGE, LOOKALIKES_PER_PAGE, sentence=sentence,
+        lookalike_kinds=CRAWL_LOOKALIKE_KINDS, n_sentences=max(1, n - PII_PER_PAGE - LOOKALIKES_PER_PAGE),
+        frame=labelled_corpus.parenthetical_frame(sentence))
     return PageContent(site, title, date, byline, _paragraph_blocks(rng, sentences),
                        page_labels("pii", pii_items=json.dumps([list(p) for p in planted]),
                                    lookalikes=json.dumps([list(x) for x in looks])))
@@ -949,21 +981,62 @@ def math_content(config: SyntheticCrawlConfig, role: Role, rng: random.Random) -
     return PageContent(site, title, date, byline, _line_blocks(text), page_labels("math"))
 
 
+# Cross-site notices (syndication, newsletter, disclaimer, copyright) in each language; {o} an
+# object phrase, {p} a place phrase, {a} an adjective of the site's pack (the packs are parallel,
+# so pool entry k is the same notice on every site, in the site's language). Each >= 12 words.
+BOILERPLATE_TEMPLATES: dict[str, tuple[str, ...]] = {
+    "en": ("This report on {o} {p} was prepared with material from the regional news agency and updated later.",
+           "Subscribe to our weekly newsletter to receive every update on {o} and other {a} stories from the region.",
+           "All information about {o} on this page is provided without guarantee and does not replace legal advice.",
+           "Copyright notice: our reports on {o} {p} and all related photographs are protected by law."),
+    "de": ("Dieser Bericht \u00fcber {o} {p} entstand mit Material der regionalen Nachrichtenagentur und wurde sp\u00e4ter aktualisiert.",
+           "Abonnieren Sie unseren w\u00f6chentlichen Newsletter f\u00fcr alle Neuigkeiten \u00fcber {o} und andere {a} Geschichten aus der Region.",
+           "Alle Angaben zu {o} auf dieser Seite erfolgen ohne Gew\u00e4hr und ersetzen keine rechtliche Beratung.",
+           "Urheberrecht: unsere Berichte \u00fcber {o} {p} und alle zugeh\u00f6rigen Fotos sind gesetzlich gesch\u00fctzt."),
+    "fr": ("Cet article sur {o} {p} a \u00e9t\u00e9 r\u00e9dig\u00e9 avec des informations de l'agence de presse r\u00e9gionale puis mis \u00e0 jour.",
+           "Abonnez-vous \u00e0 notre lettre hebdomadaire pour suivre toute l'actualit\u00e9 sur {o} et d'autres sujets de la r\u00e9gion.",
+           "Toutes les informations sur {o} de cette page sont fournies sans garantie et ne remplacent pas un conseil juridique.",
+           "Droits d'auteur : nos articles sur {o} {p} et toutes les photos associ\u00e9es sont prot\u00e9g\u00e9s par la loi."),
+    "es": ("Este informe sobre {o} {p} se elabor\u00f3 con material de la agencia regional de noticias y se actualiz\u00f3 despu\u00e9s.",
+           "Suscr\u00edbase a nuestro bolet\u00edn semanal para recibir todas las novedades sobre {o} y otras historias de la regi\u00f3n.",
+           "Toda la informaci\u00f3n sobre {o} de esta p\u00e1gina se ofrece sin garant\u00eda y no sustituye un asesoramiento legal.",
+           "Derechos de autor: nuestros informes sobre {o} {p} y todas las fotos relacionadas est\u00e1n protegidos por la ley."),
+}
+
+
 @lru_cache(maxsize=64)
-def boilerplate_pool(config: SyntheticCrawlConfig) -> tuple[str, ...]:
-    """The ``boilerplate_pool`` shared cross-site sentences of this crawl (English, >= 12 words)."""
-    return tuple(labelled_corpus.boilerplate_sentences(_rng(config, "boilerplate-pool"), config.boilerplate_pool))
+def boilerplate_pool(config: SyntheticCrawlConfig) -> tuple[tuple[int, int, int, int], ...]:
+    """The ``boilerplate_pool`` shared cross-site notices of this crawl, as distinct
+    ``(template, object, place, adjective)`` indices; ``boilerplate_sentence`` writes one in a language."""
+    rng, pack = _rng(config, "boilerplate-pool"), LANGUAGE_PACKS["en"]
+    specs: list[tuple[int, int, int, int]] = []
+    while len(specs) < config.boilerplate_pool:
+        spec = (len(specs) % len(BOILERPLATE_TEMPLATES["en"]), rng.randrange(len(pack.objects)),
+                rng.randrange(len(pack.places)), rng.randrange(len(pack.adjectives)))
+        if spec not in specs:
+            specs.append(spec)
+    return tuple(specs)
+
+
+def boilerplate_sentence(spec: tuple[int, int, int, int], lang: str) -> str:
+    """Shared notice ``spec`` (an entry of ``boilerplate_pool``) in language ``lang``."""
+    template, o, p, a = spec
+    pack = LANGUAGE_PACKS[lang]
+    return BOILERPLATE_TEMPLATES[lang][template].format(o=pack.objects[o], p=pack.places[p], a=pack.adjectives[a])
 
 
 def boilerplate_content(config: SyntheticCrawlConfig, role: Role, rng: random.Random) -> PageContent:
-    """A natural article with 1-2 shared boilerplate sentences inserted into its paragraphs; a
-    quarter of them with one word changed (``edited``), the rest normalisation-level variants."""
+    """A natural article with 1-2 shared notices of ``boilerplate_pool`` (in the site's language)
+    inserted into its paragraphs; a quarter of them with one word changed to a word of the site's
+    pack (``edited``), the rest normalisation-level variants (case, punctuation, spacing)."""
     content = natural_content(config, role, rng)
     pool = boilerplate_pool(config)
     items = []
     for k in rng.sample(range(len(pool)), min(len(pool), rng.randint(1, 2))):
         edited = rng.random() < 0.25
-        text = " ".join(labelled_corpus.boilerplate_variant(rng, pool[k], edited).split())
+        sentence = boilerplate_sentence(pool[k], content.site.lang)
+        text = " ".join(labelled_corpus.boilerplate_variant(
+            rng, sentence, edited, vocabulary=pack_vocabulary(content.site.lang)).split())
         paragraph = content.blocks[rng.randrange(len(content.blocks))][1]
         paragraph.insert(rng.randrange(len(paragraph) + 1), text)
         items.append([k, text, edited])
@@ -977,8 +1050,12 @@ def crawl_eval_items(seed: int, n: int) -> tuple[str, ...]:
 
 
 def contaminated_content(config: SyntheticCrawlConfig, role: Role, rng: random.Random) -> PageContent:
-    """A natural article with evaluation item ``role.index`` as a paragraph of its own."""
+    """A natural article on an English news site (the evaluation items are English) with
+    evaluation item ``role.index`` as a paragraph of its own."""
     content = natural_content(config, role, rng)
+    english = [s for s in news_sites(config) if s.lang == "en"]
+    if english and content.site.lang != "en":
+        content = natural_content_on(config, rng.choice(english), rng)
     item = crawl_eval_items(config.seed, config.eval_pool)[role.index]
     content.blocks.insert(rng.randrange(len(content.blocks) + 1), ("p", [item]))
     content.labels = page_labels("contaminated", eval_item=role.index)

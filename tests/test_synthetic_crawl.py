@@ -226,7 +226,8 @@ def test_ingested_pages_keep_every_planted_item(tiny_docs):
         label, text = truth["label"], doc["text"]
         if label == "pii":
             planted = json.loads(truth["pii_items"]) + json.loads(truth["lookalikes"])
-            assert len(planted) == 8 and all(value in text for _, value in planted), truth["url"]
+            assert len(planted) == synthetic_crawl.PII_PER_PAGE + synthetic_crawl.LOOKALIKES_PER_PAGE
+            assert all(value in text for _, value in planted), truth["url"]
         elif label == "contaminated":
             assert items[truth["eval_item"]] in text
         elif label == "boilerplate":
@@ -289,3 +290,25 @@ def test_natural_rendering_of_a_labelled_slot_is_a_news_article():
     for page_id in labelled:
         page = render_natural_page(SMALL, page_id)
         assert page.label == "natural" and page.site in SITES[:SMALL.num_sites]
+
+
+def test_labelled_news_pages_read_like_the_natural_pages_of_their_language(tiny_docs):
+    """PII pages and both pages of near / far pairs use only the words natural pages of their
+    language use, apart from the planted strings (no generator vocabulary of their own)."""
+    from stages.minhash_dedup import normalise_words
+    vocabulary: dict[str, set] = {}
+    for doc, truth in tiny_docs:
+        if truth["label"] == "natural":
+            vocabulary.setdefault(truth["lang"], set()).update(normalise_words(doc["text"]))
+    checked = Counter()
+    for doc, truth in tiny_docs:
+        if truth["label"] not in ("pii", "near_dup", "far_pair"):
+            continue
+        text = doc["text"]
+        for _, value in json.loads(truth["pii_items"]) + json.loads(truth["lookalikes"]):
+            text = text.replace(value, " ")
+        words = normalise_words(text)
+        foreign = [w for w in words if w not in vocabulary[truth["lang"]]]
+        assert len(foreign) <= 0.01 * len(words), (truth["url"], foreign[:10])
+        checked[truth["label"]] += 1
+    assert checked["pii"] >= 20 and checked["near_dup"] >= 40 and checked["far_pair"] >= 40

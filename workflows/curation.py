@@ -225,7 +225,7 @@ class SimhashApply(StageWork):
 # -- side stages: reference LM and quality classifier ----------------------------------------
 class ReferenceLm(StageTask):
     """A Kneser–Ney word n-gram LM trained on the trusted seed corpus (KenLM's role in CCNet)."""
-    code_version = "1"
+    code_version = "2"
     source_objects = (ngram_lm, reference_texts)
     order = luigi.OptionalIntParameter(default=None)
     seed_source = luigi.OptionalParameter(default=None, description="'builtin' or a .txt/.jsonl/.parquet path")
@@ -284,10 +284,12 @@ class QualityFilter(StageTask):
     percentile thresholds (CCNet head/middle/tail), fastText quality score, language filter.
     Every score is a column; rejected documents are kept in ``rejected-*.parquet`` with their
     reasons, so users can re-threshold without recomputing."""
-    code_version = "1"
+    code_version = "2"
     source_objects = (quality_heuristics, ngram_lm, quality_classifier)
     group_column = luigi.OptionalParameter(default=None, description="perplexity buckets per: domain | lang")
     ppl_drop_percentile = luigi.OptionalFloatParameter(default=None)
+    ppl_drop_min_ratio = luigi.OptionalFloatParameter(default=None, description="never drop below this "
+                                                      "multiple of the group's median perplexity")
     min_hq_score = luigi.OptionalFloatParameter(default=None)
     langs = luigi.OptionalListParameter(default=None, description="languages kept; empty keeps all")
     heuristics = luigi.OptionalBoolParameter(default=None)
@@ -344,8 +346,13 @@ class QualityThresholds(StageWork):
         groups = [g or "unknown" for g in t.column(col).to_pylist()]
         ppl = t.column("ppl").to_numpy()
         _, ccnet = ngram_lm.perplexity_buckets(ppl, groups)
-        drop = {g: float(np.percentile(ppl[np.array(groups) == g], self.params["ppl_drop_percentile"]))
-                for g in sorted(set(groups))}
+        groups_N = np.array(groups)
+        drop = {}
+        for g in sorted(set(groups)):
+            ppl_g = ppl[groups_N == g]
+            # the tail of a uniform domain is not junk: drop only what is also far from its median
+            drop[g] = max(float(np.percentile(ppl_g, self.params["ppl_drop_percentile"])),
+                          self.params["ppl_drop_min_ratio"] * float(np.median(ppl_g)))
         ctx.fs.pipe_file(ctx.scratch_path("thresholds.json"), json.dumps(
             {"group_column": col, "ccnet_head_middle": ccnet, "ppl_drop_above": drop}).encode())
         return {"groups": len(drop)}

@@ -52,7 +52,8 @@ for _name, _scale in {"tiny": 1, "small": 10, "cluster": 100}.items():
         "quality_classifier": {"seed_source": "builtin", "seed_docs": 300 * _scale, "rounds": 3,
                                "high_score": 0.5, "min_pages": 3, "prefix_hq_frac": 0.1,
                                "max_crawl_docs": 5000 * _scale},
-        "quality_filter": {"group_column": "domain", "ppl_drop_percentile": 95.0, "min_hq_score": 0.0,
+        "quality_filter": {"group_column": "domain", "ppl_drop_percentile": 95.0, "ppl_drop_min_ratio": 2.0,
+                           "min_hq_score": 0.0,
                            "langs": [], "heuristics": True,
                            "ignore_rules": ["curly_bracket"]},
         "pii_redact": {"types": []},
@@ -74,3 +75,55 @@ PROFILES["cluster"]["pretrain_moe"] = {
     "train": {"steps": 20000, "micro_batch": 16, "lr": 3e-4, "min_lr": 3e-5, "warmup_steps": 2000,
               "zero_stage": 2, "dtype": "bf16", "checkpoint_every_steps": 1000,
               "checkpoint_every_minutes": 10.0, "log_every": 10, "seed": 0, "compile": True}}
+
+# Post-training (R1). tiny: level-1 problems, a few dozen optimiser steps per stage, so that
+# RunR1Pipeline finishes on 2 CPU cores in minutes (the loops run; tiny models learn the format,
+# not arithmetic). small: one GPU.
+for _name, _p in {
+    "tiny": {"n": 40, "levels": [1], "ctx": 320, "new": 160, "threads": 1, "device": "cpu",
+             "sft_epochs": 3, "rl_steps": 12, "prompts": 4, "G": 4, "lr_rl": 1e-4,
+             "k": 4, "eval_n": 16, "rs_n": 4, "student": {"d_model": 96, "n_layers": 2,
+                                                           "n_heads": 4, "head_dim": 24,
+                                                           "d_ff_dense": 384}},
+    "small": {"n": 2000, "levels": [1, 2, 3], "ctx": 2048, "new": 1024, "threads": 8,
+              "device": "cuda", "sft_epochs": 2, "rl_steps": 400, "prompts": 32, "G": 16,
+              "lr_rl": 3e-6, "k": 16, "eval_n": 500, "rs_n": 16,
+              "student": {"d_model": 512, "n_layers": 8, "n_heads": 8, "head_dim": 64,
+                          "d_ff_dense": 1408, "attention": "mha"}},
+}.items():
+    _run = {"threads": _p["threads"], "device": _p["device"]}
+    _sft = {"epochs": _p["sft_epochs"], "batch_rows": 8, "lr": 3e-3 if _name == "tiny" else 5e-5,
+            "min_lr": 3e-4 if _name == "tiny" else 5e-6, "seed": 0}
+    _grpo = {"steps": _p["rl_steps"], "prompts_per_step": _p["prompts"], "group_size": _p["G"],
+             "max_new_tokens": _p["new"], "temperature": 1.0, "lr": _p["lr_rl"],
+             "beta": 0.04, "clip_eps": 0.2, "updates_per_batch": 2,
+             "ref_reset_every": max(2, _p["rl_steps"] // 2), "seed": 0}
+    PROFILES[_name].update({
+        "reasoning_data": {"seed": 0, "n_per_task_level": _p["n"],
+                           "tasks": ["arithmetic", "word_problem", "counting"],
+                           "levels": _p["levels"], "held_out_frac": 0.2, "n_factual_qa": 40,
+                           "max_sentence_words": 16},
+        "cold_start_sft": {"sft": _sft, "max_response_tokens": _p["new"],
+                           "max_seq_len": _p["ctx"], **_run},
+        "grpo": {"grpo": {**_grpo, "prompt_style": "chat"},
+                 "weights": {"accuracy": 1.0, "format": 1.0, "language": 1.0},
+                 "max_seq_len": _p["ctx"], **_run},
+        "grpo_zero": {"grpo": {**_grpo, "prompt_style": "r1_zero"},
+                      "weights": {"accuracy": 1.0, "format": 1.0, "language": 0.0},
+                      "max_seq_len": _p["ctx"], **_run},
+        "rejection_sample": {"n_samples": _p["rs_n"], "max_new_tokens": _p["new"],
+                             "temperature": 1.0, "max_paragraph_chars": 2000,
+                             "max_seq_len": _p["ctx"], "seed": 0, **_run},
+        "reward_model": {"rm": {"epochs": 3, "batch_pairs": 8,
+                                "lr": 1e-3 if _name == "tiny" else 1e-5, "seed": 0}, **_run},
+        "final_sft": {"sft": {**_sft, "epochs": 2}, "max_response_tokens": _p["new"],
+                      "max_seq_len": _p["ctx"], **_run},
+        "final_rl": {"grpo": {**_grpo, "prompt_style": "chat"},
+                     "weights": {"accuracy": 1.0, "format": 1.0, "language": 1.0},
+                     "preference_from": 0.75, "max_seq_len": _p["ctx"], **_run},
+        "distill": {"sft": {**_sft, "epochs": 2 * _p["sft_epochs"]},
+                    "max_response_tokens": _p["new"], "max_seq_len": _p["ctx"],
+                    "student_model": _p["student"], **_run},
+        "evaluate": {"k": _p["k"], "temperature": 0.6, "top_p": 0.95, "max_new_tokens": _p["new"],
+                     "max_problems": _p["eval_n"], "max_seq_len": _p["ctx"], "seed": 0, **_run},
+    })

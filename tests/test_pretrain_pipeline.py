@@ -1,0 +1,86 @@
+"""RunPretrainPipeline on tiny: tokenizer, packed tokens and a pretrained MoE whose loss falls;
+killing the training process mid-run and re-running the task resumes from its checkpoint and
+ends where an uninterrupted run ends."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.store import ArtifactStore
+from tests.conftest import REPO, base_env, luigi_cmd, run
+
+PRETRAIN = ["--module", "workflows", "RunPretrainPipeline"]
+
+
+@pytest.fixture(scope="module")
+def trained_store(tmp_path_factory) -> str:
+    store = str(tmp_path_factory.mktemp("pretrain") / "store")
+    run(luigi_cmd(*PRETRAIN, "--store", store, "--workers", "2"), timeout=1500)
+    return store
+
+
+def test_pretrain_pipeline_artifacts(trained_store):
+    s = ArtifactStore(trained_store)
+    m = s.newest("pretrain_moe")
+    names = {f["name"] for f in m["outputs"]["files"]}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "metrics.jsonl", "metrics.png"} <= names
+    assert not any(n.endswith((".pt", ".bin", ".pkl")) for n in names)
+    met = m["outputs"]["metrics"]
+    assert met["loss_last"] < 0.5 * met["loss_first"], met
+    assert met["val_loss"] < 0.6 * met["loss_first"], met
+    assert met["resumed_from_step"] == 0 and met["steps"] == m["params"]["train"]["steps"]
+    assert m["upstream"]["tokens"]["stage"] == "tokenize_pack"
+
+    from tokenizers import Tokenizer
+    from stages.pretrain import load_model
+    from stages.sampler import generate
+    folder = s.path("pretrain_moe", m["version"])
+    model = load_model(folder)
+    tok = Tokenizer.from_file(os.path.join(folder, "tokenizer.json"))
+    assert model.cfg.vocab_size == tok.get_vocab_size()
+    out = generate(model, [tok.encode("The city council").ids], max_new_tokens=8,
+                   eos_id=tok.token_to_id("<|eos|>"), temperature=0.0)
+    assert out.tokens_BN.shape[1] >= 1
+
+    pack = s.newest("tokenize_pack")
+    index = json.loads(Path(s.path("tokenize_pack", pack["version"], "index-train.json")).read_text())
+    rows = np.load(s.path("tokenize_pack", pack["version"], index["shards"][0]["file"]))
+    assert rows.shape[1] == index["row_len"] == pack["params"]["seq_len"] + 1
+    assert pack["outputs"]["metrics"]["tokens_per_source"]
+
+
+def test_killed_training_resumes_from_checkpoint(trained_store, tmp_path):
+    """Copy every upstream artifact, then run pretrain_moe alone, SIGKILL it after its first
+    checkpoint, re-run: it resumes and matches the uninterrupted run."""
+    src, store = ArtifactStore(trained_store), str(tmp_path / "store")
+    for stage in src.stages():
+        if stage != "pretrain_moe":
+            shutil.copytree(src.path(stage), os.path.join(store, stage))
+    reference = src.newest("pretrain_moe")
+    work = Path(store, "pretrain_moe", reference["version"], "_work", "train")
+    proc = subprocess.Popen(luigi_cmd(*PRETRAIN, "--store", store), cwd=REPO, env=base_env(),
+                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 900
+    while not any(work.glob("checkpoint-*")):
+        assert proc.poll() is None, "training ended before its first checkpoint"
+        assert time.time() < deadline
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    s = ArtifactStore(store)
+    assert s.committed("pretrain_moe") == []
+    run(luigi_cmd(*PRETRAIN, "--store", store), timeout=1500)
+    resumed = s.newest("pretrain_moe")
+    assert resumed["version"] == reference["version"]
+    got, want = resumed["outputs"]["metrics"], reference["outputs"]["metrics"]
+    assert got["resumed_from_step"] > 0
+    assert got["loss_last"] == pytest.approx(want["loss_last"], rel=1e-3)
+    assert got["val_loss"] == pytest.approx(want["val_loss"], rel=1e-3)
