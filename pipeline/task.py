@@ -14,6 +14,7 @@ import os
 import re
 import time
 import uuid
+from datetime import datetime
 from functools import cached_property
 from typing import Any, ClassVar, Iterable
 
@@ -221,13 +222,22 @@ class VersionedTask(PipelineTask):
         self.set_status_message(f"{self.stage} {self.version}: building")
         metrics = dict(self.build(ctx) or {})
         outputs = list(ctx.outputs)
-        for marker in read_markers(self.artifact_store, self.stage, self.version):
+        markers = read_markers(self.artifact_store, self.stage, self.version)
+        for marker in markers:
             outputs.extend(n for n in marker["outputs"] if n not in outputs)
+        if markers:  # where the stage's time went: work units by phase, and the first start
+            start = min([start, *(m["start"] for m in markers if "start" in m)])
+            metrics["work_seconds"] = {}
+            for m in markers:
+                metrics["work_seconds"][m["phase"]] = round(
+                    metrics["work_seconds"].get(m["phase"], 0.0) + m.get("seconds", 0.0), 3)
         files = []
         for name in sorted(outputs):
             digest, size = self.artifact_store.file_digest(ctx.store.path(self.stage, self.version, name))
             files.append({"name": name, "bytes": size, "sha256": digest})
         manifest = self.make_manifest(start, time.time() - t0, files, metrics)
+        manifest["run"]["wall_seconds"] = round(
+            (datetime.fromisoformat(manifest["run"]["end"]) - datetime.fromisoformat(start)).total_seconds(), 3)
         try:
             self.artifact_store.commit_manifest(self.stage, self.version, manifest)
         except AlreadyCommitted:
@@ -317,8 +327,10 @@ class StageWork(PipelineTask):
         s = self.stage_task
         ctx = StageContext(self, s.stage, s.version)
         self.set_status_message(f"{s.stage} {s.version}: {self.phase} {self.unit}")
+        start, t0 = mf.utc_now(), time.time()
         stats = self.do(ctx) or {}
-        marker = {"phase": self.phase, "unit": self.unit, "outputs": ctx.outputs, "stats": stats}
+        marker = {"phase": self.phase, "unit": self.unit, "outputs": ctx.outputs, "stats": stats,
+                  "start": start, "seconds": round(time.time() - t0, 3)}
         data = json.dumps(marker, sort_keys=True).encode()
         try:
             self.artifact_store.create_exclusive(self.marker_path(), data)
