@@ -315,12 +315,31 @@ def unique_pairs(pairs: pa.Table) -> pa.Table:
     return pairs.group_by(PAIR_SCHEMA.names).aggregate([]).select(PAIR_SCHEMA.names).cast(PAIR_SCHEMA)
 
 
+class SignatureRows:
+    """Only the signature rows a set of pairs needs, indexed by their original row numbers:
+    ``SignatureRows(rows, sig)[r]`` is ``sig`` row of shard row ``r`` (``rows`` sorted)."""
+
+    def __init__(self, rows: np.ndarray, sig: np.ndarray):
+        self.rows, self.sig = rows, sig
+
+    @classmethod
+    def needed_by(cls, pairs: pa.Table, shard: int, full_sig: np.ndarray) -> "SignatureRows":
+        rows = np.unique(np.concatenate([
+            pairs.column("row_a").to_numpy()[pairs.column("shard_a").to_numpy() == shard],
+            pairs.column("row_b").to_numpy()[pairs.column("shard_b").to_numpy() == shard]]))
+        return cls(rows, np.asarray(full_sig[rows]))
+
+    def __getitem__(self, rows: np.ndarray) -> np.ndarray:
+        return self.sig[np.searchsorted(self.rows, rows)]
+
+
 def verify_pairs(
-    pairs: pa.Table, sig_by_shard: dict[int, np.ndarray], threshold: float = THRESHOLD
+    pairs: pa.Table, sig_by_shard: dict[int, np.ndarray | SignatureRows], threshold: float = THRESHOLD
 ) -> pa.Table:
     """Keep candidate pairs whose estimated Jaccard (all permutations) is >= ``threshold``.
 
-    ``sig_by_shard[shard]`` is that shard's ``(N, P)`` signature array indexed by row.
+    ``sig_by_shard[shard]`` is that shard's ``(N, P)`` signature array indexed by row, or a
+    ``SignatureRows`` holding just the rows the pairs use (memory bounded by the pairs).
     """
     if pairs.num_rows == 0:
         return pairs

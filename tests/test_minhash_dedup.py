@@ -136,3 +136,22 @@ def test_verification_removes_band_collisions():
     assert verified.verified_pairs < unverified.verified_pairs
     _, false_merge_rate = _precision_recall(truth, out)[:2]
     assert false_merge_rate <= 0.01
+
+
+def test_verify_with_only_the_needed_signature_rows_matches_full_arrays():
+    import numpy as np
+    import pyarrow as pa
+    from stages import minhash_dedup as m
+    rng = np.random.default_rng(0)
+    sig = {0: rng.integers(0, 2**32, (50, 112), dtype=np.uint32),
+           1: rng.integers(0, 2**32, (40, 112), dtype=np.uint32)}
+    sig[1][5] = sig[0][3]           # identical: kept
+    sig[1][7] = sig[0][9]
+    sig[1][7][:30] = 0              # ~0.73 estimated Jaccard: dropped at 0.8
+    pairs = pa.table({"shard_a": pa.array([0, 0, 0], pa.int32()), "row_a": pa.array([3, 9, 1], pa.int64()),
+                      "shard_b": pa.array([1, 1, 1], pa.int32()), "row_b": pa.array([5, 7, 2], pa.int64())})
+    full = m.verify_pairs(pairs, sig, 0.8)
+    subset = {k: m.SignatureRows.needed_by(pairs, k, v) for k, v in sig.items()}
+    assert len(subset[0].rows) == 3 and len(subset[1].rows) == 3
+    assert m.verify_pairs(pairs, subset, 0.8).equals(full)
+    assert full.column("row_a").to_pylist() == [3]

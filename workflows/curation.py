@@ -127,10 +127,16 @@ class MinhashClusters(StageWork):
         candidates = pairs.num_rows
         if self.params["verify"] and pairs.num_rows:
             shards = np.unique(np.concatenate([pairs["shard_a"].to_numpy(), pairs["shard_b"].to_numpy()]))
-            sigs = {}
+            sigs = {}  # only the rows the pairs need, so memory follows the pairs, not the corpus
             for s in shards:
-                with ctx.fs.open(ctx.scratch_path("sig", f"s{int(s):06d}.npy"), "rb") as f:
-                    sigs[int(s)] = np.load(f)
+                path = ctx.scratch_path("sig", f"s{int(s):06d}.npy")
+                if ctx.store.is_local:
+                    full = np.load(path, mmap_mode="r")
+                else:
+                    with ctx.fs.open(path, "rb") as f:
+                        full = np.load(f)
+                sigs[int(s)] = minhash_dedup.SignatureRows.needed_by(pairs, int(s), full)
+                del full
             pairs = minhash_dedup.verify_pairs(pairs, sigs, self.params["threshold"])
         clusters = minhash_dedup.union_find_clusters(pairs)
         write_parquet(ctx, ctx.scratch_path("clusters.parquet"), clusters)
