@@ -498,3 +498,14 @@ def test_document_rng_is_keyed():
     a = document_rng(b"k", 1, "fim").random(3)
     assert np.array_equal(a, document_rng(b"k", 1, "fim").random(3))
     assert not np.array_equal(a, document_rng(b"k", 2, "fim").random(3))
+
+
+def test_saved_tokenizer_loads_in_transformers(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    tok = train_tokenizer(["The council met on 12 May. <think>why</think>"] * 50, 400)
+    save_tokenizer(tok, str(tmp_path))
+    fast = transformers.PreTrainedTokenizerFast.from_pretrained(str(tmp_path))
+    assert (fast.bos_token, fast.eos_token, fast.pad_token) == ("<|bos|>", "<|eos|>", "<|pad|>")
+    text = "The council met on 2026-11-23."
+    assert fast(text)["input_ids"] == tok.encode(text).ids
+    assert fast.decode(fast(text)["input_ids"]) == text
