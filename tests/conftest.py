@@ -32,7 +32,10 @@ def wait_for_port(port: int, timeout: float = 30.0) -> None:
 
 
 def base_env(extra: dict | None = None) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DEEPRECIPE_", "TOYFLOW_"))}
+    # in-process training tests leave MASTER_PORT etc. set (and that port bound): not for children
+    dist_vars = ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE")
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("DEEPRECIPE_", "TOYFLOW_")) and k not in dist_vars}
     env["PYTHONPATH"] = str(REPO)
     env.update(extra or {})
     return env

@@ -4,6 +4,9 @@ from .curation import (Decontaminate, MinhashDedup, PiiRedact, QualityClassifier
                        ReferenceLm, SimhashDedup)
 from .pretrain import TokenizePack, TokenizerTrain  # noqa: F401
 from .train import PretrainMoe  # noqa: F401
-from .roots import RunDataPipeline, RunPretrainPipeline  # noqa: F401
+from .post_train import (ColdStartSft, Distill, Evaluate, FinalRl, FinalSft, Grpo, GrpoZero,  # noqa: F401
+                         ReasoningData, RejectionSample, RewardModel)
+from .roots import RunDataPipeline, RunPretrainPipeline, RunR1Pipeline  # noqa: F401
 
-ROOTS = {"RunDataPipeline": RunDataPipeline, "RunPretrainPipeline": RunPretrainPipeline}
+ROOTS = {"RunDataPipeline": RunDataPipeline, "RunPretrainPipeline": RunPretrainPipeline,
+         "RunR1Pipeline": RunR1Pipeline}

@@ -78,14 +78,18 @@ PROFILES["cluster"]["pretrain_moe"] = {
 
 # Post-training (R1). tiny: level-1 problems, a few dozen optimiser steps per stage, so that
 # RunR1Pipeline finishes on 2 CPU cores in minutes (the loops run; tiny models learn the format,
-# not arithmetic). small: one GPU.
+# not arithmetic). tiny cold start keeps only the last reasoning line (think_lines = 1) and
+# 64-token responses: the tiny base was pretrained on 128-token rows (ctx 384 fits the
+# longest R1-Zero prompt, ~300 tokens, plus 64 new ones). small: one GPU, full CoT.
 for _name, _p in {
-    "tiny": {"n": 40, "levels": [1], "ctx": 320, "new": 160, "threads": 1, "device": "cpu",
-             "sft_epochs": 3, "rl_steps": 12, "prompts": 4, "G": 4, "lr_rl": 1e-4,
+    "tiny": {"n": 40, "levels": [1], "ctx": 384, "new": 64, "threads": 1, "device": "cpu",
+             "think_lines": 1, "sft_epochs": 5, "final_sft_epochs": 8, "rl_steps": 12,
+             "prompts": 4, "G": 4, "lr_rl": 1e-4,
              "k": 4, "eval_n": 16, "rs_n": 4, "student": {"d_model": 96, "n_layers": 2,
                                                            "n_heads": 4, "head_dim": 24,
                                                            "d_ff_dense": 384}},
     "small": {"n": 2000, "levels": [1, 2, 3], "ctx": 2048, "new": 1024, "threads": 8,
+              "think_lines": 0, "final_sft_epochs": 2,
               "device": "cuda", "sft_epochs": 2, "rl_steps": 400, "prompts": 32, "G": 16,
               "lr_rl": 3e-6, "k": 16, "eval_n": 500, "rs_n": 16,
               "student": {"d_model": 512, "n_layers": 8, "n_heads": 8, "head_dim": 64,
@@ -104,6 +108,7 @@ for _name, _p in {
                            "levels": _p["levels"], "held_out_frac": 0.2, "n_factual_qa": 40,
                            "max_sentence_words": 16},
         "cold_start_sft": {"sft": _sft, "max_response_tokens": _p["new"],
+                           "max_think_lines": _p["think_lines"],
                            "max_seq_len": _p["ctx"], **_run},
         "grpo": {"grpo": {**_grpo, "prompt_style": "chat"},
                  "weights": {"accuracy": 1.0, "format": 1.0, "language": 1.0},
@@ -116,12 +121,16 @@ for _name, _p in {
                              "max_seq_len": _p["ctx"], "seed": 0, **_run},
         "reward_model": {"rm": {"epochs": 3, "batch_pairs": 8,
                                 "lr": 1e-3 if _name == "tiny" else 1e-5, "seed": 0}, **_run},
-        "final_sft": {"sft": {**_sft, "epochs": 2}, "max_response_tokens": _p["new"],
+        "final_sft": {"sft": {**_sft, "epochs": _p["final_sft_epochs"],
+                              "batch_rows": 4 if _name == "tiny" else 8},
+                      "max_response_tokens": _p["new"],
                       "max_seq_len": _p["ctx"], **_run},
         "final_rl": {"grpo": {**_grpo, "prompt_style": "chat"},
                      "weights": {"accuracy": 1.0, "format": 1.0, "language": 1.0},
                      "preference_from": 0.75, "max_seq_len": _p["ctx"], **_run},
-        "distill": {"sft": {**_sft, "epochs": 2 * _p["sft_epochs"]},
+        "distill": {"sft": {**_sft, "epochs": _p["final_sft_epochs"] if _name == "tiny"
+                            else _p["sft_epochs"],
+                            "batch_rows": 4 if _name == "tiny" else 8},
                     "max_response_tokens": _p["new"], "max_seq_len": _p["ctx"],
                     "student_model": _p["student"], **_run},
         "evaluate": {"k": _p["k"], "temperature": 0.6, "top_p": 0.95, "max_new_tokens": _p["new"],

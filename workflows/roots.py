@@ -21,3 +21,13 @@ class RunPretrainPipeline(PipelineTask, luigi.WrapperTask):
 
     def requires(self):
         return self.clone(PretrainMoe)
+
+
+from .post_train import Evaluate  # noqa: E402
+
+
+class RunR1Pipeline(PipelineTask, luigi.WrapperTask):
+    """The whole recipe: data, pretraining, R1 post-training, distillation and the evaluation."""
+
+    def requires(self):
+        return self.clone(Evaluate)

@@ -21,6 +21,7 @@ from stages import moe_model, pretrain
 from .base import StageTask
 from .pretrain import TokenizePack, TokenizerTrain
 
+DIST_VARS = ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE")
 LOCAL_CACHE = Path(os.environ.get("DEEPRECIPE_CACHE", Path.home() / ".cache" / "deeprecipe"))
 
 
@@ -81,9 +82,9 @@ class PretrainMoe(StageTask):
         else:
             cmd = [sys.executable, "-m", "stages.pretrain", *args]
         self.set_status_message(f"pretrain_moe: {' '.join(cmd[:6])} …")
-        done = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True, env={
-            **os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]),
-                                                         os.environ.get("PYTHONPATH", "")])})
+        env = {k: v for k, v in os.environ.items() if k not in DIST_VARS}  # the run picks its own
+        env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH", "")])
+        done = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True, env=env)
         run_summary = json.loads(done.stdout.strip().splitlines()[-1])  # rank 0's final metrics
 
         rows = [json.loads(line) for line in (train_dir / "metrics.jsonl").read_text().splitlines() if line]

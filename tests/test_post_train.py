@@ -1,0 +1,204 @@
+"""stages.post_train on tiny models (CPU, seconds): SFT learns the response tokens only, a GRPO
+run with a rigged reward moves probability towards the rewarded outputs, the BT reward model
+ranks chosen over rejected, and evaluate / rejection_sample count and filter correctly."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+
+from stages import post_train as pt
+from stages.moe_model import MoEConfig, MoETransformer
+from stages.reasoning_data import generate_problems, safety_preference_pairs
+from stages.tokenizer_train import train_tokenizer
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def problems():
+    return generate_problems(4, seed=0, tasks=["counting", "arithmetic"], levels=[1])
+
+
+@pytest.fixture(scope="module")
+def tok(problems):
+    texts = [p["prompt"] + " " + p["solution"] for p in problems]
+    texts += [p["prompt"] + " " + p["chosen"] + " " + p["rejected"]
+              for p in safety_preference_pairs()]
+    return pt.ChatTokenizer(train_tokenizer(texts * 3, vocab_size=600, min_frequency=2))
+
+
+def tiny_model(vocab: int, seed: int = 0) -> MoETransformer:
+    torch.manual_seed(seed)
+    return MoETransformer(MoEConfig(vocab_size=vocab, d_model=48, n_layers=2, n_heads=2,
+                                    head_dim=24, n_dense_layers=1, d_ff_dense=96,
+                                    n_routed_experts=4, top_k=2, d_ff_expert=32, max_seq_len=320))
+
+
+def test_chat_format_round_trip(tok, problems):
+    prompt_ids, response_ids = pt.sft_pair(tok, problems[0]["prompt"], problems[0]["solution"])
+    assert tok.tok.decode(prompt_ids, skip_special_tokens=False) == \
+        f"<|user|>{problems[0]['prompt']}<|assistant|>"
+    assert response_ids[-1] == tok.eos_id
+    assert tok.decode_response(response_ids + [5, 6]) == problems[0]["solution"]
+
+
+def test_shorten_solution_keeps_last_think_lines_and_answer(problems):
+    sol = problems[0]["solution"]
+    short = pt.shorten_solution(sol, 1)
+    from stages.rewards import extract_answer, format_reward
+    assert format_reward(short) == 1.0 and extract_answer(short) == extract_answer(sol)
+    think = short.split("<think>\n")[1].split("\n</think>")[0]
+    assert think.count("\n") == 0 and think == sol.split("\n</think>")[0].split("\n")[-1]
+    assert pt.shorten_solution(sol, 0) == sol and pt.shorten_solution(sol, 99) == sol
+
+
+def test_sft_rows_start_at_position_zero_and_end_with_eos(tok, problems):
+    """One example per row (no packing: the model has no segment mask), the loss mask covers
+    the response and its EOS, never the prompt or padding."""
+    pairs = [pt.sft_pair(tok, p["prompt"], p["solution"]) for p in problems[:3]]
+    batch = pt.pad_sft_examples(pairs, 320, tok.pad_id)
+    assert batch.inputs_BT.shape[0] == 3
+    for b, (prompt, response) in enumerate(pairs):
+        n = len(prompt) + len(response)
+        assert batch.inputs_BT[b, :len(prompt)].tolist() == prompt
+        mask = batch.loss_mask_BT[b]
+        assert mask.sum().item() == len(response)
+        assert batch.targets_BT[b, mask.nonzero().max()].item() == tok.eos_id
+        assert mask[:len(prompt) - 1].sum().item() == 0 and mask[n - 1:].sum().item() == 0
+
+
+def test_sft_loss_falls_on_response_tokens_only(tok, problems):
+    examples = [pt.sft_pair(tok, p["prompt"], p["solution"]) for p in problems]
+    model = tiny_model(tok.vocab_size)
+    before = pt.response_loss(model, examples, tok, seq_len=320)
+    rows = pt.sft(model, examples, tok, pt.SFTConfig(epochs=40, batch_rows=4, seq_len=320,
+                                                    lr=1e-2, min_lr=1e-3))
+    after = pt.response_loss(model, examples, tok, seq_len=320)
+    assert after < 0.6 * before, (before, after)
+    # every response token (EOS included) is a target exactly once per epoch; no prompt token is
+    per_epoch = sum(r["tokens"] for r in rows if r["epoch"] == 0)
+    assert per_epoch == sum(len(resp) for _, resp in examples)
+    assert rows[-1]["lr"] < rows[0]["lr"]
+
+
+def first_token_mass(model, tok, prompts, wanted_ids) -> float:
+    """Mean probability of a response starting with one of wanted_ids."""
+    with torch.no_grad():
+        total = 0.0
+        for p in prompts:
+            ids = torch.tensor([tok.encode(pt.chat_prompt(p))])
+            probs = torch.softmax(pt.logits_of(model, ids)[0, -1], -1)
+            total += probs[wanted_ids].sum().item()
+    return total / len(prompts)
+
+
+def test_grpo_moves_probability_towards_rewarded_outputs(tok, problems):
+    model = tiny_model(tok.vocab_size, seed=1)
+    vocab = [tok.tok.decode([i]) for i in range(tok.vocab_size)]
+    rewarded = [i for i, s in enumerate(vocab) if s[:1] == " "]   # responses starting with a space
+    prompts = [p["prompt"] for p in problems[:4]]
+    before = first_token_mass(model, tok, prompts, rewarded)
+
+    def space_first(text, problem, step):
+        hit = float(text[:1] == " ")
+        return {"space": hit, "total": hit}
+
+    cfg = pt.GRPOConfig(steps=10, prompts_per_step=4, group_size=8, max_new_tokens=3, lr=2e-2,
+                        beta=0.01, clip_eps=0.2, updates_per_batch=2, ref_reset_every=5)
+    rows = pt.grpo_train(model, problems[:4], tok, cfg, space_first)
+    after = first_token_mass(model, tok, prompts, rewarded)
+    assert after > before + 0.2, (before, after)
+    assert rows[-1]["reward"] > rows[0]["reward"]
+    assert {"reward_space", "kl", "clip_fraction", "response_len", "accuracy"} <= set(rows[0])
+    assert any(r["clip_fraction"] > 0 for r in rows) and any(r["kl"] > 0 for r in rows)
+    assert [r["step"] for r in rows if r["ref_reset"]] == [5]
+
+
+def test_reward_model_ranks_chosen_over_rejected(tok):
+    pairs = safety_preference_pairs()
+    rm = pt.RewardModel(tiny_model(tok.vocab_size, seed=2))
+    assert pt.preference_accuracy(rm, pairs, tok) == 0.0  # zero head: all scores equal
+    rows = pt.train_reward_model(rm, pairs, tok, pt.RMConfig(epochs=6, batch_pairs=8, lr=3e-3))
+    assert pt.preference_accuracy(rm, pairs, tok) == 1.0
+    assert rows[-1]["loss"] < rows[0]["loss"]
+
+
+def test_reward_model_save_load_round_trip(tok, tmp_path):
+    pairs = safety_preference_pairs()[:4]
+    rm = pt.RewardModel(tiny_model(tok.vocab_size, seed=3))
+    with torch.no_grad():
+        rm.score.weight.normal_()
+    tok_json = tmp_path / "tokenizer.json"
+    tok.tok.save(str(tok_json))
+    rm.save(tok_json, tmp_path / "rm")
+    again = pt.RewardModel.load(tmp_path / "rm")
+    args = (tok, [p["prompt"] for p in pairs], [p["chosen"] for p in pairs])
+    assert again.score_texts(*args) == pytest.approx(rm.score_texts(*args), abs=1e-5)
+
+
+class ScriptedModel(nn.Module):
+    """Answers every chat prompt with the same scripted response: the token after the last
+    <|assistant|> is script[0], then script[1], … (a stub for evaluate's counting only)."""
+
+    def __init__(self, tok: pt.ChatTokenizer, response: str):
+        super().__init__()
+        self.script = tok.encode(response) + [tok.eos_id]
+        self.assistant_id = tok.tok.token_to_id("<|assistant|>")
+        self.vocab = tok.vocab_size
+        self.anchor = nn.Parameter(torch.zeros(1))
+        self.history = None
+
+    def forward(self, idx_BT, kv_cache=None, start_pos=0):
+        self.history = idx_BT if start_pos == 0 else torch.cat([self.history, idx_BT], 1)
+        B, T = idx_BT.shape
+        logits = torch.zeros(B, T, self.vocab)
+        for b in range(B):
+            row = self.history[b].tolist()
+            marks = [i for i, t in enumerate(row) if t == self.assistant_id]
+            if not marks:  # still inside this row's prompt: the sampler ignores this output
+                continue
+            since = len(row) - 1 - marks[-1]
+            logits[b, -1, self.script[min(since, len(self.script) - 1)]] = 50.0
+        return logits
+
+
+def test_evaluate_counts_pass_at_1_and_format(tok):
+    model = ScriptedModel(tok, "<think>\nadd\n</think>\n<answer>4</answer>")
+    problems = [{"id": "a", "task": "arithmetic", "prompt": "Compute 2 + 2.", "answer": "4"},
+                {"id": "b", "task": "arithmetic", "prompt": "Compute 1 + 3.", "answer": "4"},
+                {"id": "c", "task": "counting", "prompt": "Count to five.", "answer": "5"}]
+    res = pt.evaluate(model, problems[:2], tok, k=3, max_new_tokens=40)
+    assert res["pass@1"] == 1.0 and res["format_rate"] == 1.0 and res["finished_rate"] == 1.0
+    res = pt.evaluate(model, problems, tok, k=3, max_new_tokens=40)
+    assert res["pass@1"] == pytest.approx(2 / 3)
+    assert res["per_task"] == {"arithmetic": 1.0, "counting": 0.0}
+    assert res["mean_response_tokens"] == len(model.script)
+    assert pt.pass_at_1([[True, False, False, False], [True, True, True, True]]) == 0.625
+
+
+def test_rejection_sample_keeps_correct_readable_unique(tok):
+    model = ScriptedModel(tok, "<think>\nadd\n</think>\n<answer>4</answer>")
+    problems = [{"id": "a", "task": "arithmetic", "prompt": "Compute 2 + 2.", "answer": "4"},
+                {"id": "c", "task": "counting", "prompt": "Count to five.", "answer": "5"}]
+    kept, stats = pt.rejection_sample(model, problems, tok, n=3, max_new_tokens=40)
+    assert [k["problem_id"] for k in kept] == ["a"]          # wrong one dropped
+    assert stats == {"sampled": 6, "correct": 3, "readable": 6, "kept": 1, "duplicates": 2,
+                     "problems_with_kept": 1}
+
+
+def test_readable_filter():
+    ok = "<think>\nadd the ones\n</think>\n<answer>4</answer>"
+    assert pt.readable(ok, 100)
+    assert not pt.readable("<think>\nadd 的 ones\n</think>\n<answer>4</answer>", 100)
+    assert not pt.readable("<think>\n" + "word " * 50 + "\n</think>\n<answer>4</answer>", 100)
+    assert not pt.readable("<think>\n```x```\n</think>\n<answer>4</answer>", 100)
+    assert not pt.readable("add the ones <answer>4</answer>", 100)
+
+
+def test_dense_student_has_no_moe_layer():
+    teacher = tiny_model(100).cfg
+    student = pt.dense_student(teacher, d_model=32, n_layers=2, n_heads=2, head_dim=16)
+    assert student.cfg.n_dense_layers == student.cfg.n_layers == 2
+    assert student.cfg.vocab_size == 100
+    assert student.num_params() == student.num_params(active_only=True)

@@ -1,0 +1,128 @@
+"""RunR1Pipeline on tiny, once: every stage commits, the post-training loops really run (SFT loss
+falls, GRPO rewards vary and are logged per step, the cold-start model writes the format more
+often than the base), rejection samples are all correct and format-valid, the evaluation report
+names every model with its pass@1, and lineage reaches back to crawl_ingest.
+
+Tiny models do not learn arithmetic: nothing here demands accuracy gains."""
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.store import ArtifactStore
+from stages import rewards
+from tests.conftest import deeprecipe, luigi_cmd, run
+
+POST_STAGES = ["reasoning_data", "cold_start_sft", "grpo", "grpo_zero", "rejection_sample",
+               "reward_model", "final_sft", "final_rl", "distill", "evaluate"]
+EARLIER_STAGES = ["synthetic_crawl", "crawl_ingest", "url_dedup", "minhash_dedup",
+                  "simhash_dedup", "quality_filter", "pii_redact", "decontaminate",
+                  "tokenizer_train", "tokenize_pack", "pretrain_moe"]
+MODELS = ["base", "cold_start", "grpo", "grpo_zero", "final", "student"]
+MODEL_STAGES = ["cold_start_sft", "grpo", "grpo_zero", "final_sft", "final_rl", "distill"]
+
+
+@pytest.fixture(scope="module")
+def r1_store(tmp_path_factory):
+    store = str(tmp_path_factory.mktemp("r1") / "store")
+    t0 = time.time()
+    run(luigi_cmd("--module", "workflows", "RunR1Pipeline", "--store", store, "--workers", "2"),
+        timeout=2400)
+    print(f"RunR1Pipeline tiny: {time.time() - t0:.0f} s")
+    return ArtifactStore(store)
+
+
+def metrics(s: ArtifactStore, stage: str) -> dict:
+    return s.newest(stage)["outputs"]["metrics"]
+
+
+def test_every_stage_committed(r1_store):
+    for stage in EARLIER_STAGES + POST_STAGES:
+        assert r1_store.newest(stage) is not None, stage
+    for stage in MODEL_STAGES:
+        names = {f["name"] for f in r1_store.newest(stage)["outputs"]["files"]}
+        assert {"config.json", "model.safetensors", "tokenizer.json", "metrics.jsonl",
+                "metrics.png"} <= names, (stage, names)
+        assert not any(n.endswith((".pt", ".bin", ".pkl")) for n in names)
+
+
+def test_sft_loss_falls(r1_store):
+    cold = metrics(r1_store, "cold_start_sft")
+    assert cold["loss_last"] < 0.7 * cold["loss_first"], cold
+    assert cold["held_out_loss_after"] < cold["held_out_loss_before"], cold
+    for stage in ("final_sft", "distill"):
+        m = metrics(r1_store, stage)
+        assert m["loss_last"] < m["loss_first"], (stage, m)
+
+
+def test_grpo_logs_reward_parts_kl_and_clipping(r1_store):
+    for stage in ("grpo", "grpo_zero", "final_rl"):
+        man = r1_store.newest(stage)
+        rows = man["outputs"]["metrics"]["per_step"]
+        assert len(rows) == man["params"]["grpo"]["steps"]
+        for r in rows:
+            assert {"reward", "reward_accuracy", "reward_format", "reward_language", "kl",
+                    "clip_fraction", "response_len", "accuracy"} <= set(r), (stage, r)
+            assert 0.0 <= r["clip_fraction"] <= 1.0 and r["kl"] >= 0.0
+    grpo = metrics(r1_store, "grpo")["per_step"]
+    assert any(r["reward_std"] > 0 for r in grpo), "GRPO rewards were constant: no signal"
+    assert any(r["kl"] > 0 for r in grpo[1:]) and any(r["clip_fraction"] > 0 for r in grpo)
+    assert metrics(r1_store, "grpo")["ref_resets"] >= 1
+    final = r1_store.newest("final_rl")
+    start = int(final["params"]["grpo"]["steps"] * final["params"]["preference_from"])
+    steps = final["outputs"]["metrics"]["per_step"]
+    assert all(r["reward_preference"] == 0.0 for r in steps[:start])
+    assert any(r["reward_preference"] > 0.0 for r in steps[start:])
+
+
+def test_rejection_samples_are_correct_and_format_valid(r1_store):
+    man = r1_store.newest("rejection_sample")
+    folder = Path(r1_store.path("rejection_sample", man["version"]))
+    samples = pq.read_table(folder / "samples.parquet").to_pylist()
+    data = r1_store.newest("reasoning_data")
+    problems = {r["id"]: r for r in pq.read_table(
+        Path(r1_store.path("reasoning_data", data["version"])) / "problems-train.parquet").to_pylist()}
+    grpo_version = r1_store.newest("grpo")["version"]
+    for s in samples:
+        assert rewards.format_reward(s["response"]) == 1.0, s
+        assert rewards.accuracy_reward(s["response"], problems[s["problem_id"]]) == 1.0, s
+        assert s["checkpoint_version"] == grpo_version and s["sample_index"] >= 0
+    assert len({(s["problem_id"], s["response"]) for s in samples}) == len(samples)
+    m = man["outputs"]["metrics"]
+    assert m["sampled"] == m["problems"] * man["params"]["n_samples"]
+    assert m["kept"] == len(samples) and m["non_reasoning"] > 0
+    assert len(samples) > 0, ("rejection sampling kept nothing", m)
+
+
+def test_reward_model_learns_preferences(r1_store):
+    m = metrics(r1_store, "reward_model")
+    assert m["train_accuracy"] > m["train_accuracy_before"], m
+    assert m["loss_last"] < m["loss_first"], m
+
+
+def test_evaluation_report_names_every_model(r1_store):
+    man = r1_store.newest("evaluate")
+    folder = Path(r1_store.path("evaluate", man["version"]))
+    names = {f["name"] for f in man["outputs"]["files"]}
+    assert {"report.md", "pass_at_1.png", "response_length.png", "rl_curves.png"} <= names
+    report = (folder / "report.md").read_text()
+    models = man["outputs"]["metrics"]["models"]
+    assert set(models) == set(MODELS)
+    for name in MODELS:
+        line = re.search(rf"^\| {name} \|.*$", report, re.M)
+        assert line, f"report.md has no row for {name}"
+        assert f"| {models[name]['pass@1']:.3f} |" in line.group(0)
+        assert 0.0 <= models[name]["pass@1"] <= 1.0
+    assert models["cold_start"]["format_rate"] > models["base"]["format_rate"], models
+    assert models["student"]["version"] == r1_store.newest("distill")["version"]
+
+
+def test_lineage_reaches_crawl_ingest(r1_store):
+    out = deeprecipe("--store", r1_store.url, "lineage", "evaluate").stdout
+    for stage in ("evaluate", "final_rl", "final_sft", "rejection_sample", "grpo",
+                  "cold_start_sft", "pretrain_moe", "tokenize_pack", "crawl_ingest"):
+        assert stage in out, (stage, out)

@@ -1,0 +1,563 @@
+"""Post-training stages of DeepSeek-R1 (thin Luigi tasks over `stages.post_train`):
+
+    reasoning_data ─► cold_start_sft ─► grpo ─► rejection_sample ─► final_sft ─► final_rl
+                      (pretrain_moe)                              ╰► distill (dense student)
+    grpo_zero (R1-Zero, from pretrain_moe)    reward_model (BT pairs on pretrain_moe) ─► final_rl
+    evaluate: pass@1 of base, cold_start, grpo, grpo_zero, final (final_rl) and student
+
+Model artifacts are HF-style folders: config.json, model.safetensors, tokenizer.json, plus
+metrics.jsonl and metrics.png. Training runs in the Luigi worker process on torch with
+`threads` CPU threads (or one GPU with device='cuda')."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import luigi
+import pyarrow as pa
+import torch
+
+from stages import grpo as grpo_losses
+from stages import post_train as pt
+from stages import reasoning_data as rd
+from stages import rewards, sampler
+
+from .base import StageTask
+from .curation import Decontaminate
+from .train import LOCAL_CACHE, PretrainMoe, local_copy, local_dir
+
+MODEL_FILES = ("config.json", "model.safetensors", "tokenizer.json")
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def setup_torch(p: dict) -> torch.device:
+    """Thread count and device of a post-training stage's parameters."""
+    torch.set_num_threads(int(p.get("threads") or 1))
+    torch.manual_seed(int(p.get("seed") or 0))
+    device = p.get("device") or "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device='cuda' but torch sees no GPU; use --<Stage>-device cpu")
+    return torch.device(device)
+
+
+def model_folder(ctx, name: str, extra: tuple[str, ...] = ()) -> Path:
+    """A local folder holding upstream model artifact `name` (its own folder on a local store)."""
+    art = ctx.input(name)
+    folder = local_dir(ctx, "inputs", name)
+    paths = [local_copy(ctx, art, f, folder) for f in (*MODEL_FILES, *extra)]
+    return paths[0].parent
+
+
+def read_rows(ctx, name: str, file: str) -> list[dict]:
+    return ctx.input(name).read_table(file).to_pylist()
+
+
+def put_model(ctx, model, tok_json: Path, rows: list[dict], plot_keys: tuple[str, ...],
+              extra: tuple[str, ...] = ()) -> None:
+    """Export the model as an HF folder plus metrics.jsonl and metrics.png into the artifact."""
+    out = local_dir(ctx, "export")
+    pt.save_policy(model.cpu(), tok_json, out)
+    pt.write_metrics(rows, out / "metrics.jsonl")
+    pt.plot_series(rows, plot_keys, out / "metrics.png", ctx.stage)
+    for name in (*MODEL_FILES, *extra, "metrics.jsonl", "metrics.png"):
+        ctx.fs.put_file(str(out / name), ctx.output_path(name))
+
+
+def finish(ctx) -> None:
+    if not ctx.store.is_local:
+        shutil.rmtree(LOCAL_CACHE / ctx.stage / ctx.version, ignore_errors=True)
+
+
+def sft_examples(tok: pt.ChatTokenizer, rows: list[dict], response_key: str,
+                 max_response_tokens: int,
+                 max_think_lines: int | None = None) -> list[tuple[list[int], list[int]]]:
+    """Chat-format (prompt ids, response ids + EOS) of rows whose response fits the budget;
+    max_think_lines (if set) keeps only the last lines of each `<think>` block."""
+    pairs = [pt.sft_pair(tok, r["prompt"], pt.shorten_solution(r[response_key], max_think_lines))
+             for r in rows]
+    return [p for p in pairs if len(p[1]) <= max_response_tokens]
+
+
+def loss_summary(rows: list[dict]) -> dict:
+    k = max(1, len(rows) // 10)
+    return {"steps": len(rows), "loss_first": sum(r["loss"] for r in rows[:k]) / k,
+            "loss_last": sum(r["loss"] for r in rows[-k:]) / k}
+
+
+def grpo_summary(rows: list[dict]) -> dict:
+    """First/last-quarter means of the per-step GRPO metrics, plus every step's row."""
+    q = max(1, len(rows) // 4)
+    keys = [k for k in rows[0] if isinstance(rows[0][k], float)]
+    mean = lambda rs, k: sum(r[k] for r in rs) / len(rs)  # noqa: E731
+    return {"steps": len(rows), **{f"{k}_first": mean(rows[:q], k) for k in keys},
+            **{f"{k}_last": mean(rows[-q:], k) for k in keys},
+            "reward_distinct_values": len({round(r["reward"], 6) for r in rows}),
+            "ref_resets": sum(bool(r["ref_reset"]) for r in rows), "per_step": rows}
+
+
+GRPO_PLOT = ("reward", "reward_accuracy", "reward_format", "kl", "clip_fraction", "response_len")
+
+
+# ----------------------------------------------------------------------------- data
+
+
+class ReasoningData(StageTask):
+    """Generated verifiable problems (train / held-out by id hash), non-reasoning rows (factual
+    QA from curated corpus sentences, greetings) and safety preference pairs, as Parquet."""
+    code_version = "1"
+    source_objects = (rd,)
+    seed = luigi.OptionalIntParameter(default=None)
+    n_per_task_level = luigi.OptionalIntParameter(default=None)
+    tasks = luigi.OptionalListParameter(default=None)
+    levels = luigi.OptionalListParameter(default=None)
+    held_out_frac = luigi.OptionalFloatParameter(default=None)
+    n_factual_qa = luigi.OptionalIntParameter(default=None, description="corpus sentences to blank")
+    max_sentence_words = luigi.OptionalIntParameter(default=None)
+
+    def upstream(self):
+        return {"docs": self.clone(Decontaminate)}
+
+    def corpus_sentences(self, ctx, n: int, max_words: int) -> list[str]:
+        """Up to n sentences of 6..max_words words from the curated documents, in order."""
+        import re
+        docs = ctx.input("docs")
+        out: list[str] = []
+        for part in docs.parts():
+            for text in docs.read_table(part, columns=["text"]).column("text").to_pylist():
+                for s in re.split(r"(?<=[.!?])\s+", text):
+                    if 6 <= len(s.split()) <= max_words and s.endswith("."):
+                        out.append(s)
+                        if len(out) >= n:
+                            return out
+        return out
+
+    def build(self, ctx):
+        p = self.stage_params
+        problems = rd.generate_problems(p["n_per_task_level"], seed=p["seed"], tasks=p["tasks"],
+                                        levels=p["levels"], held_out_frac=p["held_out_frac"])
+        for split in (rd.TRAIN, rd.HELD_OUT):
+            ctx.write_table(rd.rows_to_table(r for r in problems if r["split"] == split),
+                            f"problems-{split}.parquet")
+        sentences = self.corpus_sentences(ctx, p["n_factual_qa"], p["max_sentence_words"])
+        non_reasoning = (rd.factual_qa_from_sentences(sentences, seed=p["seed"],
+                                                      held_out_frac=p["held_out_frac"])
+                         + rd.greeting_rows())
+        ctx.write_table(rd.rows_to_table(non_reasoning), "non_reasoning.parquet")
+        pairs = rd.safety_preference_pairs(held_out_frac=p["held_out_frac"])
+        ctx.write_table(rd.preference_pairs_to_table(pairs), "preferences.parquet")
+        count = lambda rows, s: sum(r["split"] == s for r in rows)  # noqa: E731
+        return {"rows": len(problems), "train_problems": count(problems, rd.TRAIN),
+                "held_out_problems": count(problems, rd.HELD_OUT),
+                "non_reasoning": len(non_reasoning), "preference_pairs": len(pairs),
+                "preference_pairs_held_out": count(pairs, rd.HELD_OUT)}
+
+
+# ----------------------------------------------------------------------------- SFT stages
+
+
+class ColdStartSft(StageTask):
+    """Cold start: SFT of the pretrained MoE on long-CoT responses rendered from the problems'
+    solution templates (`<think>steps</think><answer>…</answer>`); `max_think_lines` > 0 keeps
+    only the last lines of each reasoning block (tiny models learn the format from short
+    renderings)."""
+    code_version = "2"
+    source_objects = (pt, grpo_losses)
+    sft = luigi.OptionalDictParameter(default=None, description="stages.post_train.SFTConfig fields")
+    max_response_tokens = luigi.OptionalIntParameter(default=None)
+    max_think_lines = luigi.OptionalIntParameter(default=None,
+                                                 description="0 = whole reasoning; N = last N lines")
+    max_seq_len = luigi.OptionalIntParameter(default=None, description="context of post-training")
+    threads = luigi.OptionalIntParameter(default=None)
+    device = luigi.OptionalParameter(default=None)
+
+    def upstream(self):
+        return {"base": self.clone(PretrainMoe), "data": self.clone(ReasoningData)}
+
+    def build(self, ctx):
+        p = self.stage_params
+        device = setup_torch(p)
+        folder = model_folder(ctx, "base")
+        tok = pt.ChatTokenizer.from_file(folder / "tokenizer.json")
+        model = pt.load_policy(folder, p["max_seq_len"]).to(device)
+        train = read_rows(ctx, "data", "problems-train.parquet")
+        held = read_rows(ctx, "data", "problems-held_out.parquet")
+        examples = sft_examples(tok, train, "solution", p["max_response_tokens"],
+                                p["max_think_lines"])
+        held_examples = sft_examples(tok, held, "solution", p["max_response_tokens"],
+                                     p["max_think_lines"])
+        cfg = pt.SFTConfig(**{"seq_len": p["max_seq_len"], **dict(p["sft"])})
+        held_before = pt.response_loss(model, held_examples, tok, cfg.seq_len)
+        rows = pt.sft(model, examples, tok, cfg,
+                      on_step=lambda r: self.set_status_message(f"sft step {r['step']}"))
+        held_after = pt.response_loss(model, held_examples, tok, cfg.seq_len)
+        put_model(ctx, model, folder / "tokenizer.json", rows, ("loss", "lr"))
+        finish(ctx)
+        return {**loss_summary(rows), "examples": len(examples),
+                "held_out_loss_before": held_before, "held_out_loss_after": held_after}
+
+
+def non_reasoning_sft_rows(rows: list[dict]) -> list[dict]:
+    return [{"prompt": r["prompt"], "response": r["solution"]} for r in rows]
+
+
+class FinalSft(StageTask):
+    """R1's final SFT: rejection-sampled reasoning + non-reasoning rows, on the pretrained BASE."""
+    code_version = "1"
+    source_objects = (pt, grpo_losses)
+    sft = luigi.OptionalDictParameter(default=None)
+    max_response_tokens = luigi.OptionalIntParameter(default=None)
+    max_seq_len = luigi.OptionalIntParameter(default=None)
+    threads = luigi.OptionalIntParameter(default=None)
+    device = luigi.OptionalParameter(default=None)
+
+    def upstream(self):
+        return {"base": self.clone(PretrainMoe), "samples": self.clone(RejectionSample)}
+
+    def student(self, teacher_folder: Path, p: dict):
+        return pt.load_policy(teacher_folder, p["max_seq_len"])
+
+    def build(self, ctx):
+        p = self.stage_params
+        device = setup_torch(p)
+        folder = model_folder(ctx, "base")
+        tok = pt.ChatTokenizer.from_file(folder / "tokenizer.json")
+        model = self.student(folder, p).to(device)
+        reasoning = read_rows(ctx, "samples", "samples.parquet")
+        non_reasoning = read_rows(ctx, "samples", "non_reasoning.parquet")
+        examples = sft_examples(tok, reasoning + non_reasoning, "response",
+                                p["max_response_tokens"])
+        cfg = pt.SFTConfig(**{"seq_len": p["max_seq_len"], **dict(p["sft"])})
+        rows = pt.sft(model, examples, tok, cfg,
+                      on_step=lambda r: self.set_status_message(f"sft step {r['step']}"))
+        put_model(ctx, model, folder / "tokenizer.json", rows, ("loss", "lr"))
+        finish(ctx)
+        return {**loss_summary(rows), "examples": len(examples),
+                "reasoning_examples": len(reasoning), "non_reasoning_examples": len(non_reasoning),
+                "params": model.num_params()}
+
+
+class Distill(FinalSft):
+    """Distillation: SFT only (no RL) of a smaller dense student (same tokenizer, fresh init) on
+    the rejection-sampled data."""
+    student_model = luigi.OptionalDictParameter(default=None,
+                                                description="MoEConfig fields of the dense student")
+
+    def student(self, teacher_folder: Path, p: dict):
+        teacher = pt.load_policy(teacher_folder, p["max_seq_len"])
+        return pt.dense_student(teacher.cfg, **dict(p["student_model"]))
+
+
+# ----------------------------------------------------------------------------- RL stages
+
+
+class GrpoBase(StageTask):
+    """GRPO from an upstream model artifact `init` on the train problems."""
+    code_version = "1"
+    source_objects = (pt, grpo_losses, rewards, sampler)
+    grpo = luigi.OptionalDictParameter(default=None, description="stages.post_train.GRPOConfig fields")
+    weights = luigi.OptionalDictParameter(default=None, description="rule reward weights")
+    max_seq_len = luigi.OptionalIntParameter(default=None)
+    threads = luigi.OptionalIntParameter(default=None)
+    device = luigi.OptionalParameter(default=None)
+
+    def init_stage(self):
+        raise NotImplementedError
+
+    def upstream(self):
+        return {"init": self.clone(self.init_stage()), "data": self.clone(ReasoningData)}
+
+    def reward_fn(self, ctx, cfg: pt.GRPOConfig, tok) -> pt.RewardFn:
+        return pt.rule_reward(dict(self.stage_params["weights"]))
+
+    def problems(self, ctx) -> list[dict]:
+        return read_rows(ctx, "data", "problems-train.parquet")
+
+    def build(self, ctx):
+        p = self.stage_params
+        device = setup_torch(p)
+        folder = model_folder(ctx, "init")
+        tok = pt.ChatTokenizer.from_file(folder / "tokenizer.json")
+        policy = pt.load_policy(folder, p["max_seq_len"]).to(device)
+        cfg = pt.GRPOConfig(**dict(p["grpo"]))
+        rows = pt.grpo_train(policy, self.problems(ctx), tok, cfg, self.reward_fn(ctx, cfg, tok),
+                             on_step=lambda r: self.set_status_message(
+                                 f"grpo step {r['step']} reward {r['reward']:.3f}"))
+        put_model(ctx, policy, folder / "tokenizer.json", rows, GRPO_PLOT + ("reward_preference",))
+        finish(ctx)
+        return grpo_summary(rows)
+
+
+class Grpo(GrpoBase):
+    """Reasoning RL after the cold start: accuracy + format + language-consistency rewards."""
+
+    def init_stage(self):
+        return ColdStartSft
+
+
+class GrpoZero(GrpoBase):
+    """R1-Zero: GRPO straight from the base with rule rewards only, on the R1-Zero template."""
+
+    def init_stage(self):
+        return PretrainMoe
+
+
+class FinalRl(GrpoBase):
+    """Final RL from final_sft: rule rewards on reasoning problems; on the preference prompts
+    (safety / helpfulness) the reward model's score (sigmoid) joins the format reward, only in
+    the last `preference_from` share of the steps."""
+    preference_from = luigi.OptionalFloatParameter(default=None,
+                                                   description="share of steps before the RM reward")
+
+    def upstream(self):
+        return {**super().upstream(), "reward_model": self.clone(RewardModel)}
+
+    def init_stage(self):
+        return FinalSft
+
+    def problems(self, ctx):
+        problems = super().problems(ctx)
+        prefs = [r for r in read_rows(ctx, "data", "preferences.parquet") if r["split"] == rd.TRAIN]
+        return problems + [{"id": r["id"], "task": r["task"], "prompt": r["prompt"],
+                            "answer": "", "meta": "{}"} for r in prefs]
+
+    def reward_fn(self, ctx, cfg, tok):
+        rm_folder = model_folder(ctx, "reward_model", ("reward_head.safetensors",))
+        return preference_reward(pt.RewardModel.load(rm_folder), tok, dict(self.stage_params["weights"]),
+                                 int(cfg.steps * self.stage_params["preference_from"]))
+
+
+def preference_reward(rm: pt.RewardModel, tok, weights: dict, start_step: int) -> pt.RewardFn:
+    """Rule rewards for verifiable problems; format + sigmoid(RM score of the answer) for
+    preference prompts from start_step on. Every reward has the same parts."""
+    rule = pt.rule_reward(weights)
+
+    def reward(text: str, problem, step: int) -> dict:
+        if problem["task"] in rewards.VERIFIER_OF_TASK:
+            return {**rule(text, problem, step), "preference": 0.0}
+        fmt = rewards.format_reward(text)
+        pref = 0.0
+        if step >= start_step:
+            answer = rewards.extract_answer(text) or text
+            pref = float(torch.sigmoid(torch.tensor(
+                rm.score_texts(tok, [problem["prompt"]], [answer])[0])))
+        return {"accuracy": 0.0, "format": fmt, "language": rewards.language_consistency_reward(text),
+                "preference": pref, "total": weights.get("format", 1.0) * fmt + pref}
+    return reward
+
+
+class RewardModel(StageTask):
+    """Pairwise (Bradley-Terry) reward model: a scalar head on the pretrained base, trained on
+    the safety / helpfulness preference pairs."""
+    code_version = "1"
+    source_objects = (pt, grpo_losses)
+    rm = luigi.OptionalDictParameter(default=None, description="stages.post_train.RMConfig fields")
+    threads = luigi.OptionalIntParameter(default=None)
+    device = luigi.OptionalParameter(default=None)
+
+    def upstream(self):
+        return {"base": self.clone(PretrainMoe), "data": self.clone(ReasoningData)}
+
+    def build(self, ctx):
+        p = self.stage_params
+        device = setup_torch(p)
+        folder = model_folder(ctx, "base")
+        tok = pt.ChatTokenizer.from_file(folder / "tokenizer.json")
+        rm = pt.RewardModel(pt.load_policy(folder)).to(device)
+        pairs = read_rows(ctx, "data", "preferences.parquet")
+        train = [r for r in pairs if r["split"] == rd.TRAIN]
+        held = [r for r in pairs if r["split"] == rd.HELD_OUT]
+        acc_before = pt.preference_accuracy(rm, train, tok)
+        rows = pt.train_reward_model(rm, train, tok, pt.RMConfig(**dict(p["rm"])))
+        out = local_dir(ctx, "export")
+        rm.cpu().save(folder / "tokenizer.json", out)
+        pt.write_metrics(rows, out / "metrics.jsonl")
+        pt.plot_series(rows, ("loss", "accuracy"), out / "metrics.png", ctx.stage)
+        for name in (*MODEL_FILES, "reward_head.safetensors", "metrics.jsonl", "metrics.png"):
+            ctx.fs.put_file(str(out / name), ctx.output_path(name))
+        finish(ctx)
+        return {**loss_summary(rows), "pairs": len(train), "train_accuracy_before": acc_before,
+                "train_accuracy": pt.preference_accuracy(rm, train, tok),
+                "held_out_pairs": len(held),
+                "held_out_accuracy": pt.preference_accuracy(rm, held, tok) if held else None}
+
+
+# ----------------------------------------------------------------------------- rejection sampling
+
+SAMPLE_SCHEMA = pa.schema([("problem_id", pa.string()), ("task", pa.string()),
+                           ("prompt", pa.string()), ("response", pa.string()),
+                           ("sample_index", pa.int32()), ("reward", pa.float64()),
+                           ("response_tokens", pa.int32()), ("checkpoint_stage", pa.string()),
+                           ("checkpoint_version", pa.string())])
+NON_REASONING_SCHEMA = pa.schema([("problem_id", pa.string()), ("task", pa.string()),
+                                  ("prompt", pa.string()), ("response", pa.string()),
+                                  ("source", pa.string())])
+
+
+class RejectionSample(StageTask):
+    """n samples per train problem from the GRPO checkpoint; keep the correct, format-valid,
+    single-language ones without over-long paragraphs, deduplicated (samples.parquet); plus
+    the non-reasoning rows with their reference replies (non_reasoning.parquet)."""
+    code_version = "1"
+    source_objects = (pt, rewards, sampler)
+    n_samples = luigi.OptionalIntParameter(default=None)
+    max_new_tokens = luigi.OptionalIntParameter(default=None)
+    temperature = luigi.OptionalFloatParameter(default=None)
+    max_paragraph_chars = luigi.OptionalIntParameter(default=None)
+    max_seq_len = luigi.OptionalIntParameter(default=None)
+    seed = luigi.OptionalIntParameter(default=None)
+    threads = luigi.OptionalIntParameter(default=None)
+    device = luigi.OptionalParameter(default=None)
+
+    def upstream(self):
+        return {"policy": self.clone(Grpo), "data": self.clone(ReasoningData)}
+
+    def build(self, ctx):
+        p = self.stage_params
+        device = setup_torch(p)
+        folder = model_folder(ctx, "policy")
+        tok = pt.ChatTokenizer.from_file(folder / "tokenizer.json")
+        policy = pt.load_policy(folder, p["max_seq_len"]).to(device)
+        problems = read_rows(ctx, "data", "problems-train.parquet")
+        kept, stats = pt.rejection_sample(policy, problems, tok, p["n_samples"], p["max_new_tokens"],
+                                          p["temperature"], 1.0, p["max_paragraph_chars"], p["seed"])
+        ckpt = ctx.input("policy")
+        for row in kept:
+            row.update(checkpoint_stage=ckpt.stage, checkpoint_version=ckpt.version)
+        ctx.write_table(pa.Table.from_pylist(kept, schema=SAMPLE_SCHEMA), "samples.parquet")
+        non_reasoning = [{"problem_id": r["id"], "task": r["task"], "prompt": r["prompt"],
+                          "response": r["solution"], "source": "reference"}
+                         for r in read_rows(ctx, "data", "non_reasoning.parquet")
+                         if r["split"] == rd.TRAIN]
+        ctx.write_table(pa.Table.from_pylist(non_reasoning, schema=NON_REASONING_SCHEMA),
+                        "non_reasoning.parquet")
+        finish(ctx)
+        return {"rows": len(kept) + len(non_reasoning), **stats, "problems": len(problems),
+                "non_reasoning": len(non_reasoning)}
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+EVAL_MODELS = {  # report name -> (upstream name, prompt style)
+    "base": ("base", "r1_zero"), "cold_start": ("cold_start", "chat"), "grpo": ("grpo", "chat"),
+    "grpo_zero": ("grpo_zero", "r1_zero"), "final": ("final", "chat"),
+    "student": ("student", "chat")}
+
+
+class Evaluate(StageTask):
+    """pass@1 over k samples (T=0.6, top-p 0.95) on the held-out problems for every model;
+    format rate; response length; report.md with PNG plots."""
+    code_version = "1"
+    source_objects = (pt, rewards, sampler)
+    k = luigi.OptionalIntParameter(default=None)
+    temperature = luigi.OptionalFloatParameter(default=None)
+    top_p = luigi.OptionalFloatParameter(default=None)
+    max_new_tokens = luigi.OptionalIntParameter(default=None)
+    max_problems = luigi.OptionalIntParameter(default=None)
+    max_seq_len = luigi.OptionalIntParameter(default=None)
+    seed = luigi.OptionalIntParameter(default=None)
+    threads = luigi.OptionalIntParameter(default=None)
+    device = luigi.OptionalParameter(default=None)
+
+    def upstream(self):
+        return {"base": self.clone(PretrainMoe), "cold_start": self.clone(ColdStartSft),
+                "grpo": self.clone(Grpo), "grpo_zero": self.clone(GrpoZero),
+                "final": self.clone(FinalRl), "student": self.clone(Distill),
+                "data": self.clone(ReasoningData)}
+
+    def build(self, ctx):
+        p = self.stage_params
+        device = setup_torch(p)
+        problems = read_rows(ctx, "data", "problems-held_out.parquet")[:p["max_problems"]]
+        results = {}
+        for name, (upstream, style) in EVAL_MODELS.items():
+            self.set_status_message(f"evaluate {name}")
+            folder = model_folder(ctx, upstream)
+            tok = pt.ChatTokenizer.from_file(folder / "tokenizer.json")
+            model = pt.load_policy(folder, p["max_seq_len"]).to(device)
+            res = pt.evaluate(model, problems, tok, p["k"], p["temperature"], p["top_p"],
+                              p["max_new_tokens"], style, p["seed"])
+            art = ctx.input(upstream)
+            results[name] = {**res, "stage": art.stage, "version": art.version,
+                             "prompt_style": style, "params": model.num_params()}
+        curves = {n: self.curve(ctx, n) for n in ("grpo", "grpo_zero", "final")}
+        out = local_dir(ctx, "report")
+        write_report(results, curves, problems, p, out)
+        for name in ("report.md", "pass_at_1.png", "response_length.png", "rl_curves.png",
+                     "results.json"):
+            ctx.fs.put_file(str(out / name), ctx.output_path(name))
+        finish(ctx)
+        return {"models": {n: {k: r[k] for k in ("pass@1", "format_rate", "mean_response_tokens",
+                                                 "finished_rate", "per_task", "stage", "version")}
+                           for n, r in results.items()},
+                "held_out_problems": len(problems), "k": p["k"]}
+
+    @staticmethod
+    def curve(ctx, name: str) -> list[dict]:
+        return ctx.input(name).manifest["outputs"]["metrics"].get("per_step", [])
+
+
+def write_report(results: dict, curves: dict, problems: list, p: dict, out: Path) -> None:
+    """report.md + pass_at_1.png + response_length.png + rl_curves.png + results.json."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    names = list(results)
+    lines = ["# R1 pipeline evaluation", "",
+             f"{len(problems)} held-out problems, k = {p['k']} samples each at temperature "
+             f"{p['temperature']}, top-p {p['top_p']}, at most {p['max_new_tokens']} new tokens. "
+             "pass@1 = mean over problems of (correct samples / k).", "",
+             "| model | stage | version | prompt | params | pass@1 | format rate | "
+             "mean response tokens | finished |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for n in names:
+        r = results[n]
+        lines.append(f"| {n} | {r['stage']} | {r['version']} | {r['prompt_style']} | "
+                     f"{r['params']:,} | {r['pass@1']:.3f} | {r['format_rate']:.3f} | "
+                     f"{r['mean_response_tokens']:.1f} | {r['finished_rate']:.3f} |")
+    tasks = sorted({t for r in results.values() for t in r["per_task"]})
+    lines += ["", "## pass@1 per task", "", "| model | " + " | ".join(tasks) + " |",
+              "|---|" + "---|" * len(tasks)]
+    for n in names:
+        lines.append(f"| {n} | " + " | ".join(f"{results[n]['per_task'].get(t, float('nan')):.3f}"
+                                              for t in tasks) + " |")
+    lines += ["", "## Sample responses", ""]
+    for n in names:
+        lines.append(f"**{n}**: `{(results[n]['examples'] or [''])[0][:300]!r}`")
+        lines.append("")
+    lines += ["![pass@1 and format rate](pass_at_1.png)", "",
+              "![response length](response_length.png)", "", "![RL curves](rl_curves.png)", ""]
+    (out / "report.md").write_text("\n".join(lines))
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+
+    fig = Figure(figsize=(9, 3.5), tight_layout=True)
+    FigureCanvasAgg(fig)
+    ax = fig.subplots(1, 2)
+    ax[0].bar(names, [results[n]["pass@1"] for n in names])
+    ax[0].set_title("pass@1")
+    ax[1].bar(names, [results[n]["format_rate"] for n in names])
+    ax[1].set_title("format rate")
+    for a in ax:
+        a.tick_params(axis="x", rotation=30)
+    fig.savefig(str(out / "pass_at_1.png"), dpi=80)
+
+    fig = Figure(figsize=(5, 3.5), tight_layout=True)
+    FigureCanvasAgg(fig)
+    a = fig.subplots()
+    a.bar(names, [results[n]["mean_response_tokens"] for n in names])
+    a.set_title("mean response tokens")
+    a.tick_params(axis="x", rotation=30)
+    fig.savefig(str(out / "response_length.png"), dpi=80)
+
+    fig = Figure(figsize=(12, 3.5), tight_layout=True)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 3)
+    for a, key in zip(axes, ("reward", "kl", "response_len")):
+        for n, rows in curves.items():
+            if rows:
+                a.plot([r["step"] for r in rows], [r[key] for r in rows], label=n)
+        a.set_title(key)
+        a.legend()
+    fig.savefig(str(out / "rl_curves.png"), dpi=80)
