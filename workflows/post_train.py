@@ -116,9 +116,19 @@ class ReasoningData(StageTask):
     held_out_frac = luigi.OptionalFloatParameter(default=None)
     n_factual_qa = luigi.OptionalIntParameter(default=None, description="corpus sentences to blank")
     max_sentence_words = luigi.OptionalIntParameter(default=None)
+    problem_files = luigi.OptionalListParameter(default=None, description="your GSM8K-style JSONL "
+                                                "files (question, answer with '#### N')")
+    sft_files = luigi.OptionalListParameter(default=None, description="your SFT JSONL files "
+                                            "(prompt/response or chat messages)")
 
     def upstream(self):
         return {"docs": self.clone(Decontaminate)}
+
+    def key_extras(self):
+        """The user's files by content, so editing one re-keys this stage and its downstream."""
+        import hashlib
+        files = [*self.stage_params["problem_files"], *self.stage_params["sft_files"]]
+        return {"file_sha256": {f: hashlib.sha256(open(f, "rb").read()).hexdigest() for f in files}}
 
     def corpus_sentences(self, ctx, n: int, max_words: int) -> list[str]:
         """Up to n sentences of 6..max_words words from the curated documents, in order."""
@@ -138,6 +148,10 @@ class ReasoningData(StageTask):
         p = self.stage_params
         problems = rd.generate_problems(p["n_per_task_level"], seed=p["seed"], tasks=p["tasks"],
                                         levels=p["levels"], held_out_frac=p["held_out_frac"])
+        skipped: list[str] = []
+        for path in p["problem_files"]:
+            rows, bad = rd.load_gsm8k_jsonl(path, held_out_frac=p["held_out_frac"])
+            problems, skipped = problems + rows, skipped + bad
         for split in (rd.TRAIN, rd.HELD_OUT):
             ctx.write_table(rd.rows_to_table(r for r in problems if r["split"] == split),
                             f"problems-{split}.parquet")
@@ -145,6 +159,9 @@ class ReasoningData(StageTask):
         non_reasoning = (rd.factual_qa_from_sentences(sentences, seed=p["seed"],
                                                       held_out_frac=p["held_out_frac"])
                          + rd.greeting_rows())
+        for path in p["sft_files"]:
+            rows, bad = rd.load_sft_jsonl(path)
+            non_reasoning, skipped = non_reasoning + rows, skipped + bad
         ctx.write_table(rd.rows_to_table(non_reasoning), "non_reasoning.parquet")
         pairs = rd.safety_preference_pairs(held_out_frac=p["held_out_frac"])
         ctx.write_table(rd.preference_pairs_to_table(pairs), "preferences.parquet")
@@ -152,7 +169,8 @@ class ReasoningData(StageTask):
         return {"rows": len(problems), "train_problems": count(problems, rd.TRAIN),
                 "held_out_problems": count(problems, rd.HELD_OUT),
                 "non_reasoning": len(non_reasoning), "preference_pairs": len(pairs),
-                "preference_pairs_held_out": count(pairs, rd.HELD_OUT)}
+                "preference_pairs_held_out": count(pairs, rd.HELD_OUT),
+                "user_records_skipped": len(skipped), "user_skip_examples": skipped[:20]}
 
 
 # ----------------------------------------------------------------------------- SFT stages

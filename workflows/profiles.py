@@ -106,7 +106,7 @@ for _name, _p in {
         "reasoning_data": {"seed": 0, "n_per_task_level": _p["n"],
                            "tasks": ["arithmetic", "word_problem", "counting"],
                            "levels": _p["levels"], "held_out_frac": 0.2, "n_factual_qa": 40,
-                           "max_sentence_words": 16},
+                           "max_sentence_words": 16, "problem_files": [], "sft_files": []},
         "cold_start_sft": {"sft": _sft, "max_response_tokens": _p["new"],
                            "max_think_lines": _p["think_lines"],
                            "max_seq_len": _p["ctx"], **_run},
