@@ -51,6 +51,13 @@ def model_folder(ctx, name: str, extra: tuple[str, ...] = ()) -> Path:
     return paths[0].parent
 
 
+def load_chat_model(ctx, name: str, max_seq_len: int, device: torch.device):
+    """``(folder, tokenizer, model on device)`` of upstream model artifact ``name``."""
+    folder = model_folder(ctx, name)
+    tok = pt.ChatTokenizer.from_file(folder / "tokenizer.json")
+    return folder, tok, pt.load_policy(folder, max_seq_len).to(device)
+
+
 def read_rows(ctx, name: str, file: str) -> list[dict]:
     return ctx.input(name).read_table(file).to_pylist()
 
@@ -197,9 +204,7 @@ class ColdStartSft(StageTask):
     def build(self, ctx):
         p = self.stage_params
         device = setup_torch(p)
-        folder = model_folder(ctx, "base")
-        tok = pt.ChatTokenizer.from_file(folder / "tokenizer.json")
-        model = pt.load_policy(folder, p["max_seq_len"]).to(device)
+        folder, tok, model = load_chat_model(ctx, "base", p["max_seq_len"], device)
         train = read_rows(ctx, "data", "problems-train.parquet")
         held = read_rows(ctx, "data", "problems-held_out.parquet")
         examples = sft_examples(tok, train, "solution", p["max_response_tokens"],
@@ -296,9 +301,7 @@ class GrpoBase(StageTask):
     def build(self, ctx):
         p = self.stage_params
         device = setup_torch(p)
-        folder = model_folder(ctx, "init")
-        tok = pt.ChatTokenizer.from_file(folder / "tokenizer.json")
-        policy = pt.load_policy(folder, p["max_seq_len"]).to(device)
+        folder, tok, policy = load_chat_model(ctx, "init", p["max_seq_len"], device)
         cfg = pt.GRPOConfig(**dict(p["grpo"]))
         rows = pt.grpo_train(policy, self.problems(ctx), tok, cfg, self.reward_fn(ctx, cfg, tok),
                              on_step=lambda r: self.set_status_message(
@@ -435,9 +438,7 @@ class RejectionSample(StageTask):
     def build(self, ctx):
         p = self.stage_params
         device = setup_torch(p)
-        folder = model_folder(ctx, "policy")
-        tok = pt.ChatTokenizer.from_file(folder / "tokenizer.json")
-        policy = pt.load_policy(folder, p["max_seq_len"]).to(device)
+        _, tok, policy = load_chat_model(ctx, "policy", p["max_seq_len"], device)
         problems = read_rows(ctx, "data", "problems-train.parquet")
         kept, stats = pt.rejection_sample(policy, problems, tok, p["n_samples"], p["max_new_tokens"],
                                           p["temperature"], 1.0, p["max_paragraph_chars"], p["seed"])
@@ -492,9 +493,7 @@ class Evaluate(StageTask):
         results = {}
         for name, (upstream, style) in EVAL_MODELS.items():
             self.set_status_message(f"evaluate {name}")
-            folder = model_folder(ctx, upstream)
-            tok = pt.ChatTokenizer.from_file(folder / "tokenizer.json")
-            model = pt.load_policy(folder, p["max_seq_len"]).to(device)
+            _, tok, model = load_chat_model(ctx, upstream, p["max_seq_len"], device)
             res = pt.evaluate(model, problems, tok, p["k"], p["temperature"], p["top_p"],
                               p["max_new_tokens"], style, p["seed"])
             art = ctx.input(upstream)
