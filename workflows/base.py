@@ -2,6 +2,8 @@
 per-shard stages map each upstream shard to one output shard."""
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import ClassVar
 
 import pyarrow as pa
@@ -15,9 +17,38 @@ def part_name(shard: int) -> str:
     return f"part-{shard:05d}.parquet"
 
 
+def phase_markers(ctx: StageContext, phase: str) -> list[dict]:
+    """Committed markers of one phase's work units of this attempt."""
+    return read_markers(ctx.store, ctx.stage, ctx.version, phase)
+
+
 def sum_phase(ctx: StageContext, phase: str) -> dict:
     """Stats of one phase's work units, added up."""
-    return sum_stats(read_markers(ctx.store, ctx.stage, ctx.version, phase))
+    return sum_stats(phase_markers(ctx, phase))
+
+
+LOCAL_CACHE = Path(os.environ.get("DEEPRECIPE_CACHE", Path.home() / ".cache" / "deeprecipe"))
+
+
+def local_dir(ctx, *parts: str) -> Path:
+    """A local folder for this attempt: inside the version folder on a local store, else in
+    the local cache (remote stores cannot be trained into directly)."""
+    if ctx.store.is_local:
+        path = Path(ctx.scratch_path(*parts))
+    else:
+        path = LOCAL_CACHE / ctx.stage / ctx.version / "_work" / Path(*parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def local_copy(ctx, artifact, name: str, folder: Path) -> Path:
+    """A local path of an upstream file (the file itself on a local store)."""
+    if ctx.store.is_local:
+        return Path(artifact.path(name))
+    dest = folder / name
+    if not dest.exists():
+        ctx.fs.get_file(artifact.path(name), str(dest))
+    return dest
 
 
 class StageTask(VersionedTask):

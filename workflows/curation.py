@@ -7,6 +7,7 @@ import json
 import os
 import tempfile
 from functools import cached_property
+from pathlib import Path
 
 import luigi
 import numpy as np
@@ -17,7 +18,7 @@ import pyarrow.parquet as pq
 from stages import (decontaminate, minhash_dedup, ngram_lm, pii_redact, quality_classifier,
                     quality_heuristics, reference_texts, simhash_dedup)
 
-from .base import ShardMapStage, StageTask, StageWork, part_name, sum_phase, work_of
+from .base import ShardMapStage, StageTask, StageWork, local_copy, part_name, sum_phase, work_of
 from .data import SyntheticCrawl, UrlDedup
 
 
@@ -34,12 +35,6 @@ def read_parquet(ctx, path: str, **kw) -> pa.Table:
 def put_local_file(ctx, local: str, name: str) -> None:
     """Copy a file a library wrote locally into the artifact (local or remote store)."""
     ctx.fs.put_file(local, ctx.output_path(name))
-
-
-def fetch_local_file(artifact, name: str, folder: str) -> str:
-    local = os.path.join(folder, name)
-    artifact.store.fs.get_file(artifact.path(name), local)
-    return local
 
 
 # -- minhash_dedup: signatures+bands (per shard) → pairs (per band) → clusters → filter -----
@@ -327,8 +322,10 @@ class QualityScore(StageWork):
     def do(self, ctx):
         table = ctx.input("docs").read_table(part_name(self.unit))
         with tempfile.TemporaryDirectory() as tmp:
-            lm = ngram_lm.KneserNeyLM.load(fetch_local_file(ctx.input("lm"), "model.json", tmp))
-            clf = quality_classifier.FastTextClassifier.load(fetch_local_file(ctx.input("classifier"), "model.bin", tmp))
+            # on a local store the models are read in place (no copy of the fastText .bin per shard)
+            lm = ngram_lm.KneserNeyLM.load(local_copy(ctx, ctx.input("lm"), "model.json", Path(tmp)))
+            clf = quality_classifier.FastTextClassifier.load(
+                local_copy(ctx, ctx.input("classifier"), "model.bin", Path(tmp)))
         texts = table.column("text").to_pylist()
         scored = quality_heuristics.HeuristicFilter()(table)
         scored = scored.append_column("ppl", pa.array(lm.perplexities(texts), pa.float64()))

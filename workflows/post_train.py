@@ -23,9 +23,9 @@ from stages import post_train as pt
 from stages import reasoning_data as rd
 from stages import rewards, sampler
 
-from .base import StageTask
+from .base import LOCAL_CACHE, StageTask, local_copy, local_dir
 from .curation import Decontaminate
-from .train import LOCAL_CACHE, PretrainMoe, local_copy, local_dir
+from .train import PretrainMoe
 
 MODEL_FILES = ("config.json", "model.safetensors", "tokenizer.json")
 

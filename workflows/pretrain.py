@@ -9,7 +9,7 @@ from tokenizers import Tokenizer
 
 from stages import tokenize_pack, tokenizer_train
 
-from .base import StageTask, StageWork, part_name, sum_phase, work_of
+from .base import StageTask, StageWork, part_name, phase_markers, sum_phase, work_of
 from .curation import Decontaminate as CuratedDocs
 
 
@@ -72,7 +72,7 @@ class TokenizePack(StageTask):
         markers = sum_phase(ctx, "pack")
         index = {}
         for split in ("train", "validation"):
-            entries = [e for m in read_pack_markers(ctx) for e in m["stats"]["index"][split]]
+            entries = [e for m in phase_markers(ctx, "pack") for e in m["stats"]["index"][split]]
             index[split] = tokenize_pack.build_index(entries, seq_len=self.stage_params["seq_len"],
                                                      fmt="npy", split=split)
             with ctx.fs.open(ctx.output_path(f"index-{split}.json"), "w") as f:
@@ -84,19 +84,10 @@ class TokenizePack(StageTask):
 
     def sampling_rates(self, ctx) -> dict:
         totals: dict[str, int] = {}
-        for m in read_markers_phase(ctx, "count"):
+        for m in phase_markers(ctx, "count"):
             for source, n in m["stats"]["tokens_per_source"].items():
                 totals[source] = totals.get(source, 0) + n
         return tokenize_pack.sampling_rates(totals, self.stage_params["temperature"])
-
-
-def read_markers_phase(ctx, phase):
-    from pipeline.task import read_markers
-    return read_markers(ctx.store, ctx.stage, ctx.version, phase)
-
-
-def read_pack_markers(ctx):
-    return read_markers_phase(ctx, "pack")
 
 
 @work_of(TokenizePack)

@@ -18,34 +18,10 @@ import numpy as np
 
 from stages import moe_model, pretrain
 
-from .base import StageTask
+from .base import LOCAL_CACHE, StageTask, local_copy, local_dir
 from .pretrain import TokenizePack, TokenizerTrain
 
 DIST_VARS = ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE")
-LOCAL_CACHE = Path(os.environ.get("DEEPRECIPE_CACHE", Path.home() / ".cache" / "deeprecipe"))
-
-
-def local_dir(ctx, *parts: str) -> Path:
-    """A local folder for this attempt: inside the version folder on a local store, else in
-    the local cache (remote stores cannot be trained into directly)."""
-    if ctx.store.is_local:
-        path = Path(ctx.scratch_path(*parts))
-    else:
-        path = LOCAL_CACHE / ctx.stage / ctx.version / "_work" / Path(*parts)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def local_copy(ctx, artifact, name: str, folder: Path) -> Path:
-    """A local path of an upstream file (the file itself on a local store)."""
-    if ctx.store.is_local:
-        return Path(artifact.path(name))
-    dest = folder / name
-    if not dest.exists():
-        ctx.fs.get_file(artifact.path(name), str(dest))
-    return dest
-
-
 class PretrainMoe(StageTask):
     """DeepSeekMoE pretraining (aux-loss-free routing, DeepSpeed ZeRO, bf16 on GPU)."""
     code_version = "1"
