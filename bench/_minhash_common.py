@@ -164,11 +164,7 @@ def clusters_same(clusters: pa.Table):
 def step_map(work: Path, shard: int, shard_path: Path, bands: int, rows: int, method: str) -> int:
     """Signatures of one shard -> ``sig/NNNNN.npy``; bucket rows -> ``buckets/band_BBB/NNNNN.parquet``."""
     table = pq.read_table(shard_path, columns=["text"])
-    if method == "word_combine_batched":  # proposed faster path, bit-identical to "word_combine"
-        from _minhash_fast import signatures_word_combine_batched
-        sig = signatures_word_combine_batched(table)
-    else:
-        sig = md.signatures(table, method=method)
+    sig = md.signatures(table, method=method)
     del table
     (work / "sig").mkdir(parents=True, exist_ok=True)
     np.save(work / "sig" / f"{shard:05d}.npy", sig)

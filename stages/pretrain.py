@@ -87,6 +87,10 @@ class TrainConfig:
     dtype: str = "bf16"                # 'fp32' | 'bf16' (bf16 only takes effect on CUDA)
     bias_update_speed: float | None = None  # gamma; None = model_cfg.bias_update_speed
     gamma_off_frac: float = 0.05       # gamma = 0 in the last fraction of steps
+    # Short runs: start gamma at gamma_start and decay it geometrically to gamma over the first
+    # gamma_decay_frac of the steps (None: constant gamma, V3's schedule).
+    gamma_start: float | None = None
+    gamma_decay_frac: float = 0.5
     checkpoint_every_steps: int | None = 500
     checkpoint_every_minutes: float | None = 10.0
     keep_checkpoints: int = 2
@@ -106,6 +110,10 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{name}={getattr(self, name)} must be >= 1")
         if not 0 <= self.gamma_off_frac <= 1:
             raise ValueError(f"TrainConfig.gamma_off_frac={self.gamma_off_frac} not in [0, 1]")
+        if not 0 < self.gamma_decay_frac <= 1:
+            raise ValueError(f"TrainConfig.gamma_decay_frac={self.gamma_decay_frac} not in (0, 1]")
+        if self.gamma_start is not None and self.gamma_start <= 0:
+            raise ValueError(f"TrainConfig.gamma_start={self.gamma_start} must be > 0 (or None)")
         if not 0 <= self.min_lr <= self.lr:
             raise ValueError(f"TrainConfig: need 0 <= min_lr ({self.min_lr}) <= lr ({self.lr})")
 
@@ -120,11 +128,26 @@ def lr_multiplier(step: int, cfg: TrainConfig) -> float:
     return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def scheduled_gamma(step: int, steps: int, gamma: float, gamma_start: float | None = None,
+                    decay_frac: float = 0.5, off_frac: float = 0.0) -> float:
+    """Router-bias update speed after optimiser step `step` (1-based) of `steps`.
+
+    V3: constant gamma, 0 in the last off_frac of the run. With gamma_start: geometric decay
+    gamma_start -> gamma over the first decay_frac of the steps (a short run cannot wait for
+    gamma = 1e-3 to move the biases; V3 had ~10^6 steps), then gamma."""
+    if step > steps * (1 - off_frac):
+        return 0.0
+    if gamma_start is None or gamma <= 0:
+        return gamma
+    progress = min(1.0, step / max(1.0, steps * decay_frac))
+    return gamma_start * (gamma / gamma_start) ** progress
+
+
 def bias_gamma(step: int, model_cfg: MoEConfig, cfg: TrainConfig) -> float:
-    """Router-bias update speed after optimiser step `step` (1-based): 0 in the last
-    gamma_off_frac of the run."""
+    """`scheduled_gamma` for a TrainConfig (gamma None = model_cfg.bias_update_speed)."""
     gamma = model_cfg.bias_update_speed if cfg.bias_update_speed is None else cfg.bias_update_speed
-    return 0.0 if step > cfg.steps * (1 - cfg.gamma_off_frac) else gamma
+    return scheduled_gamma(step, cfg.steps, gamma, cfg.gamma_start, cfg.gamma_decay_frac,
+                           cfg.gamma_off_frac)
 
 
 # ----------------------------------------------------------------------------- data

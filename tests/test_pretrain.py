@@ -24,8 +24,8 @@ from safetensors.torch import load_file
 
 from stages.moe_model import MOE_CONFIGS, MoETransformer
 from stages.pretrain import (TokenSource, TrainConfig, checkpoint_dirs, export_hf_folder,
-                             load_model, lr_multiplier, train, tree_from_tensors,
-                             tree_to_tensors)
+                             load_model, lr_multiplier, scheduled_gamma, train,
+                             tree_from_tensors, tree_to_tensors)
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -142,6 +142,19 @@ def test_lr_schedule_warms_up_then_decays_to_min_lr():
     assert max(lrs) == pytest.approx(cfg.lr) and lrs.index(max(lrs)) == cfg.warmup_steps - 1
     assert all(a >= b for a, b in zip(lrs[cfg.warmup_steps:], lrs[cfg.warmup_steps + 1:]))
     assert lrs[-1] == pytest.approx(cfg.min_lr)
+
+
+def test_gamma_schedule_constant_or_decaying_then_off():
+    const = [scheduled_gamma(s, 100, 1e-3, off_frac=0.1) for s in range(1, 101)]
+    assert const[:90] == [1e-3] * 90 and const[90:] == [0.0] * 10
+    dec = [scheduled_gamma(s, 100, 1e-3, gamma_start=1e-2, decay_frac=0.5, off_frac=0.1)
+           for s in range(0, 101)]
+    assert dec[0] == pytest.approx(1e-2) and dec[50] == pytest.approx(1e-3)
+    assert dec[25] == pytest.approx(1e-2 * 0.1 ** 0.5)  # geometric: halfway in log space
+    assert all(a > b for a, b in zip(dec[:50], dec[1:51]))
+    assert dec[51:91] == [pytest.approx(1e-3)] * 40 and dec[91:] == [0.0] * 10
+    with pytest.raises(ValueError, match="gamma_start"):
+        TrainConfig(**{**TRAIN, "gamma_start": 0.0})
 
 
 def test_token_source_shards_ranks_and_resumes_mid_epoch():

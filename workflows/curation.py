@@ -50,6 +50,8 @@ class MinhashDedup(StageTask):
     rows_per_band = luigi.OptionalIntParameter(default=None)
     seed = luigi.OptionalIntParameter(default=None)
     verify = luigi.OptionalBoolParameter(default=None)
+    shingle_hash = luigi.OptionalParameter(
+        default=None, description="word_combine (batched, faster) | sha1 (datasketch's default)")
 
     def upstream(self):
         return {"docs": self.clone(UrlDedup)}
@@ -80,7 +82,8 @@ class MinhashSignatures(StageWork):
         p = self.params
         bands, rows = self.stage_task.banding()
         table = ctx.input("docs").read_table(part_name(self.unit), columns=["text"])
-        sig = minhash_dedup.signatures(table, p["num_perm"], p["ngram"], p["seed"])
+        sig = minhash_dedup.signatures(table, p["num_perm"], p["ngram"], p["seed"],
+                                       method=p["shingle_hash"])
         with ctx.fs.open(ctx.scratch_path("sig", f"s{self.unit:06d}.npy"), "wb") as f:
             np.save(f, sig)
         buckets = minhash_dedup.band_bucket_rows(sig, self.unit, None, bands, rows)
@@ -284,8 +287,9 @@ class QualityFilter(StageTask):
     """Heuristics (Gopher/C4/FineWeb), perplexity under the reference LM with per-group
     percentile thresholds (CCNet head/middle/tail), fastText quality score, language filter.
     Every score is a column; rejected documents are kept in ``rejected-*.parquet`` with their
-    reasons, so users can re-threshold without recomputing."""
-    code_version = "2"
+    reasons, so users can re-threshold without recomputing. Code and math pages (``q_kind``) are
+    exempt from the heuristics that are wrong for them (``quality_heuristics.KIND_EXEMPT_RULES``)."""
+    code_version = "3"
     source_objects = (quality_heuristics, ngram_lm, quality_classifier)
     group_column = luigi.OptionalParameter(default=None, description="perplexity buckets per: domain | lang")
     ppl_drop_percentile = luigi.OptionalFloatParameter(default=None)
@@ -295,7 +299,8 @@ class QualityFilter(StageTask):
     langs = luigi.OptionalListParameter(default=None, description="languages kept; empty keeps all")
     heuristics = luigi.OptionalBoolParameter(default=None)
     ignore_rules = luigi.OptionalListParameter(default=None, description="heuristic rules not applied "
-                                               "(curly_bracket would drop every code page)")
+                                               "to any page (code and math pages are already exempt "
+                                               "from curly_bracket)")
 
     def upstream(self):
         return {"docs": self.clone(SimhashDedup), "lm": self.clone(ReferenceLm),
@@ -397,7 +402,10 @@ class QualityFilterShard(StageWork):
         for r in reasons:
             for x in set(r):
                 removed[x] = removed.get(x, 0) + 1
+        kinds_in, kinds_out = t.column("q_kind").to_pylist(), kept.column("q_kind").to_pylist()
         return {"docs_in": t.num_rows, "docs_out": kept.num_rows, "removed_by_reason": removed,
+                "docs_in_by_kind": {k: kinds_in.count(k) for k in set(kinds_in)},
+                "docs_out_by_kind": {k: kinds_out.count(k) for k in set(kinds_out)},
                 "tokens_removed_approx": int(sum(len((x or "").split()) for x in rejected.column("text").to_pylist()))}
 
 

@@ -46,7 +46,7 @@ for _name, _stages in {
 for _name, _scale in {"tiny": 1, "small": 10, "cluster": 100}.items():
     PROFILES[_name].update({
         "minhash_dedup": {"threshold": 0.8, "num_perm": 112, "ngram": 5, "bands": 0, "rows_per_band": 0,
-                          "seed": 1, "verify": True},
+                          "seed": 1, "verify": True, "shingle_hash": "word_combine"},
         "simhash_dedup": {"max_distance": 3, "min_sentence_words": 5, "min_doc_words": 50},
         "reference_lm": {"order": 3, "seed_source": "builtin", "seed_docs": 300 * _scale},
         "quality_classifier": {"seed_source": "builtin", "seed_docs": 300 * _scale, "rounds": 3,
