@@ -2,6 +2,8 @@
 
 import functools
 import random
+import re
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -30,19 +32,126 @@ EXPECTED_REASON = {"spam_lorem": "lorem_ipsum", "spam_keywords": "stop_words", "
                    "spam_javascript": "javascript_lines", "spam_bullets": "bullet_lines"}
 
 
-def test_heuristics_pass_natural_fail_spam_with_the_right_reason():
+def test_heuristics_pass_natural_code_math_fail_spam_with_the_right_reason():
     docs, _ = corpus()
     step = qh.HeuristicFilter()
     d = step(docs).to_pandas()
-    natural_pass = d[d.kind == "natural"].q_pass.mean()
+    passed = d.groupby("kind").q_pass.mean()
     spam = d[d.kind.str.startswith("spam")]
     spam_fail = 1 - spam.q_pass.mean()
     right = np.mean([EXPECTED_REASON[k] in r for k, r in zip(spam.kind, spam.q_reasons)])
-    print(f"heuristics: natural pass {natural_pass:.3f}, spam fail {spam_fail:.3f}, expected reason {right:.3f}; "
-          f"{dict(step.stats)}")
-    assert natural_pass >= 0.98 and spam_fail >= 0.98 and right >= 0.95
+    print(f"heuristics: pass rate per kind {passed.round(3).to_dict()}, spam fail {spam_fail:.3f}, "
+          f"expected reason {right:.3f}; {dict(step.stats)}")
+    assert passed["natural"] >= 0.98 and spam_fail >= 0.98 and right >= 0.95
+    assert passed["code"] == 1.0 and passed["math"] == 1.0  # 0.0 and 0.2 before the per-kind rules
+    assert (d[d.kind == "code"].q_kind == "code").all() and (d[d.kind == "math"].q_kind == "math").all()
+    assert (d[d.kind == "natural"].q_kind == "prose").all()
     assert {f"q_{k}" for k in qh.score_text("x", "en")} <= set(d.columns)
     assert step.stats["docs_failed"] == (~d.q_pass).sum()
+    assert step.stats["kind_code"] >= 20 and step.stats["kind_math"] == 60
+
+
+CODE_PAGE = """# settings.py -- read key = value pairs
+# blank lines and comments are skipped
+def parse(path):
+    out = {}
+    for line in open(path):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, value = line.split("=", 1)
+        out[key.strip()] = value.strip()
+    return out
+
+# the same for a list of files
+def parse_all(paths):
+    out = {}
+    for path in paths:
+        out.update(parse(path))
+    return out
+
+# and for one string
+def parse_text(text):
+    out = {}
+    for line in text.splitlines():
+        if "=" in line:
+            key, value = line.split("=", 1)
+            out[key.strip()] = value.strip()
+    return out
+"""
+LATEX_PAGE = """We show that the sum of the first $n$ odd numbers is a square.
+Let $S_n = \\sum_{k=1}^{n} (2k - 1)$. Then $S_1 = 1$ and $S_{n+1} = S_n + 2n + 1$.
+If $S_n = n^2$ then $S_{n+1} = n^2 + 2n + 1 = (n + 1)^2$, which proves the claim by induction.
+Hence $S_{10} = 100$ and $S_{12} = 144$; in general $\\sqrt{S_n} = n$ for every $n \\ge 1$."""
+PROSE_PAGE = ("The museum sold 1200 tickets at $20 each, and the director (anna_b@example.org) said "
+              "that the exhibition will travel to three other cities in the spring. ") * 4
+
+
+def test_code_and_math_are_detected_and_exempt_only_from_the_rules_wrong_for_them():
+    code, math, prose = (qh.score_text(t, "en") for t in (CODE_PAGE, LATEX_PAGE, PROSE_PAGE))
+    assert [qh.content_kind(s) for s in (code, math, prose)] == ["code", "math", "prose"]
+    assert code["code_lines"] >= 10 and prose["code_line_frac"] == 0 and prose["math_token_frac"] < 0.04
+    no_exemptions = qh.Thresholds(kind_exempt_rules={}, min_words=1)
+    assert {"alpha_words", "curly_bracket", "dup_5gram"} <= set(qh.failed_rules(code, no_exemptions))
+    assert {"alpha_words", "curly_bracket"} <= set(qh.failed_rules(math, no_exemptions))
+    assert qh.failed_rules(code, qh.Thresholds(min_words=1)) == []
+    assert qh.failed_rules(math, qh.Thresholds(min_words=1)) == []
+    # a code page still fails the rules it keeps: no stop words, repeated 2-grams, "lorem ipsum"
+    junk = "\n".join(f"var x{i} = document.getElementById('x{i}');" for i in range(40))
+    assert qh.content_kind(qh.score_text(junk, "en")) == "code"
+    assert {"stop_words", "top_2gram"} <= set(qh.failed_rules(qh.score_text(junk, "en")))
+    assert "lorem_ipsum" in qh.failed_rules(qh.score_text(CODE_PAGE + "\nlorem ipsum dolor sit amet", "en"))
+    # one code-like line does not make a short page code
+    one_line = qh.score_text("Prices went up again this year, the shop owners said;", "en")
+    assert one_line["code_line_frac"] == 1.0 and qh.content_kind(one_line) == "prose"
+
+
+# ---- speed-ups must not change a score ----
+
+def reference_top_ngram_char_frac(words, n, total_chars):
+    """The Counter-based original (Gopher): share of characters of the most frequent n-gram."""
+    if len(words) < n or total_chars == 0:
+        return 0.0
+    counts = Counter(tuple(words[i : i + n]) for i in range(len(words) - n + 1))
+    gram, c = counts.most_common(1)[0]
+    return c * sum(len(w) for w in gram) / total_chars if c > 1 else 0.0
+
+
+def reference_dup_ngram_char_frac(words, n, total_chars):
+    """The Counter-based original: share of characters inside n-grams occurring more than once."""
+    if len(words) < n or total_chars == 0:
+        return 0.0
+    grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+    counts = Counter(grams)
+    covered = bytearray(len(words))
+    for i, g in enumerate(grams):
+        if counts[g] > 1:
+            covered[i : i + n] = b"\x01" * n
+    return sum(len(w) for w, c in zip(words, covered) if c) / total_chars
+
+
+def reference_scores(text):
+    words = re.findall(r"\w+", text.lower())
+    total = sum(len(w) for w in words)
+    s = {f"top_{n}gram_char_frac": reference_top_ngram_char_frac(words, n, total) for n in qh.NGRAM_TOP}
+    s.update({f"dup_{n}gram_char_frac": reference_dup_ngram_char_frac(words, n, total) for n in qh.NGRAM_DUP})
+    raw = text.split()
+    s["alpha_word_frac"] = sum(bool(re.search(r"[^\W\d_]", w)) for w in raw) / max(1, len(raw))
+    s["mean_word_length"] = sum(len(w) for w in raw) / len(raw) if raw else 0.0
+    return s
+
+
+EDGE_CASES = ["", "word", "a b a b c d c d", "x yy x yy zzz q zzz q",  # ties: first-seen n-gram wins
+              " ".join(["the cat sat on the mat."] * 20), "a b c d e a b c d e f a b c d e",
+              "12 34 ½ ² x_1 __ -- ok\u00a0fine\u2003em\u3000ideo\x1cfs\x85nel\u2028ls tab\tend"]
+
+
+def test_fast_scores_equal_the_counter_reference():
+    docs, _ = corpus()
+    texts = docs.column("text").to_pylist()[::3] + EDGE_CASES
+    for text in texts:
+        fast, ref = qh.score_text(text, "en"), reference_scores(text)
+        assert {k: fast[k] for k in ref} == ref, text[:80]  # exact, not approx
 
 
 def test_heuristic_scores_and_rethresholding():
@@ -54,6 +163,7 @@ def test_heuristic_scores_and_rethresholding():
     assert "top_2gram" in qh.failed_rules(qh.score_text(text, "en"))
     loose = qh.Thresholds(max_top_ngram_char_frac={}, max_dup_ngram_char_frac={}, min_words=1)
     assert qh.failed_rules(qh.score_text(text, "en"), loose) == []
+    assert qh.content_kind(s) != "code"  # one code-like line of four is not a code page
 
 
 # ---- n-gram LM ----
