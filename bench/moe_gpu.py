@@ -10,10 +10,12 @@ Parts (all by default; --parts picks some):
   timing   training step of the `small` config (bf16 autocast, AdamW fused, clip 1.0, bias
            update) for each MoE backend, eager and with `compile_regions`; tokens/s, MFU
            against 989 and 790 TFLOP/s, peak memory; a profile of the fastest row.
-  ablation two runs from the same seed on the same tokens of a fixed random Markov source:
-           aux-free (gamma 0.001, alpha 0.0001) vs aux loss (gamma 0, alpha 0.01); final
-           max/mean expert load (last steps, per layer, then mean/max over layers) and held-out
-           validation loss. The step count is set from the time left (same for both runs).
+  ablation runs from the same seed on the same tokens of a fixed random Markov source, with
+           the stage's warmup + cosine LR: aux-free (gamma 0.001, alpha 0.0001; variants with
+           another gamma or a decaying gamma, ABLATION_VARIANTS) vs aux loss (gamma 0,
+           alpha 0.01); final max/mean expert load (last steps, per layer, then mean/max over
+           layers) and held-out validation loss. The step count is set from the time left
+           (same for every run) unless --abl-steps is given.
 Prints a short table last; full logs, the profile and results.json go to --out.
 """
 from __future__ import annotations
@@ -37,6 +39,7 @@ import torch.nn.functional as F  # noqa: E402
 from kernels.moe_grouped import moe_experts  # noqa: E402
 from stages.moe_model import (MOE_CONFIGS, MoETransformer, compile_regions,  # noqa: E402
                               router_load_ratios, update_router_bias)
+from stages.pretrain import TrainConfig, lr_multiplier, scheduled_gamma  # noqa: E402
 
 PEAKS = {"989": 989e12, "790": 790e12}
 T_START = time.time()
@@ -360,8 +363,13 @@ def profile_step(log, model, opt, batch, dev, cfg, out_dir, name):
 
 # ----------------------------------------------------------------------------- ablation
 
-ABLATION_VARIANTS = {"aux_free": (1e-3, 1e-4), "aux_loss": (0.0, 1e-2),
-                     "aux_free_g0.01": (1e-2, 1e-4)}  # name: (gamma, alpha)
+# name: (gamma, alpha, gamma_start); gamma_start: geometric decay gamma_start -> gamma over the
+# first half of the run (stages.pretrain.scheduled_gamma)
+ABLATION_VARIANTS = {"aux_free": (1e-3, 1e-4, None), "aux_loss": (0.0, 1e-2, None),
+                     "aux_free_g0.01": (1e-2, 1e-4, None),
+                     "aux_free_g0.005": (5e-3, 1e-4, None),
+                     "aux_free_decay": (1e-3, 1e-4, 3e-2),
+                     "aux_free_decay_g0.005": (5e-3, 1e-4, 3e-2)}
 
 
 def ablation(log, dev, base_cfg, backend, compiled, B, T, steps, src, out_dir, n_val=8,
@@ -376,17 +384,20 @@ def ablation(log, dev, base_cfg, backend, compiled, B, T, steps, src, out_dir, n
     csv = open(os.path.join(out_dir, "ablation.csv"), "w")
     csv.write("run,step,train_lm,load_max_over_mean_mean,load_max_over_mean_max\n")
     for name in names:
-        gamma, alpha = ABLATION_VARIANTS[name]
+        gamma, alpha, gamma_start = ABLATION_VARIANTS[name]
         model = opt = None
         try:
             model = make_model(cfg, dev, compiled)
             opt = make_opt(model, 6e-4, fused=dev.type == "cuda")
             warm = max(1, min(30, steps // 10))
-            sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm))
+            tcfg = TrainConfig(steps=steps, micro_batch=B, lr=6e-4, min_lr=6e-5,
+                               warmup_steps=warm)  # the stage's warmup + cosine
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_multiplier(s, tcfg))
             ratios, losses = [], []
             t0 = time.time()
             for s in range(steps):
-                lm, r = train_step(model, opt, tokens[s * B:(s + 1) * B], dev, gamma, alpha,
+                g = scheduled_gamma(s + 1, steps, gamma, gamma_start)
+                lm, r = train_step(model, opt, tokens[s * B:(s + 1) * B], dev, g, alpha,
                                    cfg.mtp_weight, track_load=True)
                 sched.step()
                 ratios.append(r)
@@ -412,7 +423,7 @@ def ablation(log, dev, base_cfg, backend, compiled, B, T, steps, src, out_dir, n
                         _, L = model(val[i * B:(i + 1) * B, :-1], val[i * B:(i + 1) * B, 1:],
                                      return_logits=False)
                     vl.append(L["lm"].float())
-            runs[name] = dict(gamma=gamma, alpha=alpha, steps=steps,
+            runs[name] = dict(gamma=gamma, alpha=alpha, gamma_start=gamma_start, steps=steps,
                               tokens=steps * B * T, train_s=train_s,
                               train_lm_last=float(torch.stack(losses[-last:]).float().mean()),
                               load_max_over_mean=float(per_layer.mean()),
@@ -460,6 +471,7 @@ def main():
     ap.add_argument("--abl-steps", type=int, default=0, help="fixed step count (0: from budget)")
     ap.add_argument("--abl-backend", default="", help="backend[:compiled] (default: fastest)")
     ap.add_argument("--smoke", action="store_true", help="tiny config on CPU (script check)")
+    ap.add_argument("--backends", default="triton,torch,reference", help="timing rows (GPU)")
     args = ap.parse_args()
     log = Log(args.out)
     parts = set(args.parts.split(","))
@@ -489,7 +501,7 @@ def main():
     else:
         base = MOE_CONFIGS["small"]
         B, T = args.batch, args.seq
-        backends = ["triton", "torch", "reference"]
+        backends = args.backends.split(",")
         compile_ok = not args.no_compile
         micro_shape = (16384, base.d_model, base.d_ff_expert, base.n_routed_experts, base.top_k)
     # alpha is applied in train_step (see there): the model's 'aux' is the raw balance term
@@ -615,7 +627,8 @@ def summary(log, res, B, T, cfg):
                 continue
             r = ab.get(k, {})
             if "val_lm" in r:
-                lines.append(f"{k:<9} {r['gamma']:6.0e} {r['alpha']:7.0e} "
+                g0 = f"{r['gamma_start']:.0e}->" if r.get("gamma_start") else ""
+                lines.append(f"{k:<14} {g0}{r['gamma']:6.0e} {r['alpha']:7.0e} "
                              f"{r['tokens'] / 1e6:6.1f} {r['load_max_over_mean']:8.2f} "
                              f"{r['load_max_over_mean_worst_layer']:6.2f} "
                              f"{r['train_lm_last']:8.3f} {r['val_lm']:7.3f}")

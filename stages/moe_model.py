@@ -122,39 +122,121 @@ def apply_rope(x_BHTd: torch.Tensor, cos_TR: torch.Tensor, sin_TR: torch.Tensor)
 
 
 class KVCache:
-    """Per-layer cache for generation: each entry is a pair of tensors with time on dim -2
-    (MHA: k, v as B,H,T,d; MLA: c_kv as B,T,C and k_pe as B,1,T,R)."""
+    """Per-layer cache for generation, preallocated and written in place (no torch.cat per step).
 
-    def __init__(self):
-        self.layers: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+    A layer's entry is a tuple of buffers with time on dim -2: MHA k, v (B,H,S,d); MLA one latent
+    buffer kv_BSL (L = C + R: c_kv then the shared RoPE key). A layer's buffers are allocated,
+    zero-filled, at its first `update` with the incoming batch, dtype and device and room for
+    max_len positions (None: room doubles as needed, for callers that do not know the length).
 
-    def update(self, layer: int, a: torch.Tensor, b: torch.Tensor):
-        if layer in self.layers:
-            pa, pb = self.layers[layer]
-            a, b = torch.cat([pa, a], dim=-2), torch.cat([pb, b], dim=-2)
-        self.layers[layer] = (a, b)
-        return a, b
+    Eager mode: `update` writes T new positions at the layer's current length and returns views
+    of all cached positions. Static mode (`begin_static`; CUDA-graph safe, T = 1): the write
+    position is a device tensor, views always cover the first `span` positions and `key_mask_S`
+    (True for positions <= the write position) must mask the attention.
+    """
+
+    def __init__(self, max_len: int | None = None):
+        self.max_len = max_len
+        self.buffers: dict[int, tuple[torch.Tensor, ...]] = {}
+        self.lengths: dict[int, int] = {}
+        self.pos_1: torch.Tensor | None = None      # static mode: write position, int64 (1,)
+        self.span = 0                               # static mode: positions in the views
+        self.key_mask_S: torch.Tensor | None = None  # static mode: bool (span,)
+
+    def update(self, layer: int, *new: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Write `new` (one tensor per buffer, T positions on dim -2); return the views."""
+        if self.pos_1 is not None:
+            return self._update_static(layer, new)
+        start = self.lengths.get(layer, 0)
+        end = start + new[0].shape[-2]
+        bufs = self._reserve(layer, new, end)
+        for buf, x in zip(bufs, new):
+            buf.narrow(-2, start, x.shape[-2]).copy_(x)
+        self.lengths[layer] = end
+        return tuple(buf.narrow(-2, 0, end) for buf in bufs)
+
+    def _reserve(self, layer: int, new: tuple[torch.Tensor, ...], end: int):
+        """The layer's buffers, allocated (or grown, max_len None) to hold `end` positions."""
+        if self.max_len is not None and end > self.max_len:
+            raise ValueError(f"KVCache overflow: layer {layer} would hold {end} positions, "
+                             f"max_len is {self.max_len}")
+        bufs = self.buffers.get(layer)
+        if bufs is not None:
+            for buf, x in zip(bufs, new):
+                if buf.shape[:-2] != x.shape[:-2] or buf.shape[-1] != x.shape[-1]:
+                    raise ValueError(f"KVCache: layer {layer} holds {tuple(buf.shape)} "
+                                     f"(time on dim -2), got {tuple(x.shape)}")
+            if end <= bufs[0].shape[-2]:
+                return bufs
+        old = bufs[0].shape[-2] if bufs is not None else 0
+        room = self.max_len if self.max_len is not None else max(end, 2 * old, 16)
+        grown = tuple(x.new_zeros(*x.shape[:-2], room, x.shape[-1]) for x in new)
+        if bufs is not None:
+            n = self.lengths[layer]
+            for g, b in zip(grown, bufs):
+                g.narrow(-2, 0, n).copy_(b.narrow(-2, 0, n))
+        self.buffers[layer] = grown
+        return grown
+
+    def _update_static(self, layer: int, new: tuple[torch.Tensor, ...]):
+        bufs = self.buffers[layer]
+        for buf, x in zip(bufs, new):
+            buf.index_copy_(buf.dim() - 2, self.pos_1, x)
+        return tuple(buf.narrow(-2, 0, self.span) for buf in bufs)
+
+    def room(self) -> int:
+        """Positions every allocated layer can hold (0 before the first update)."""
+        return min((b[0].shape[-2] for b in self.buffers.values()), default=0)
+
+    def begin_static(self, pos_1: torch.Tensor, span: int) -> None:
+        """Enter static mode: write at device position pos_1 (int64, (1,)), views of `span`
+        positions. Every layer must already be allocated (prefill in eager mode first)."""
+        if not self.buffers or span > self.room():
+            raise ValueError(f"KVCache.begin_static: span {span} > room {self.room()}; "
+                             "prefill first (eager) with max_len >= the final length")
+        self.pos_1, self.span = pos_1, span
+        self.key_mask_S = torch.arange(span, device=pos_1.device) <= pos_1
+
+    def end_static(self, length: int | None = None) -> None:
+        """Back to eager mode; with `length`, every layer now holds that many positions."""
+        self.pos_1, self.span, self.key_mask_S = None, 0, None
+        if length is not None:
+            self.lengths = {layer: length for layer in self.buffers}
 
     def seq_len(self) -> int:
-        return next(iter(self.layers.values()))[0].shape[-2] if self.layers else 0
+        return max(self.lengths.values(), default=0)
 
 
-def causal_attention(q_BHTd, k_BHSd, v_BHSe, scale: float, pad_v: bool = False):
+def causal_attention(q_BHTd, k_BHSd, v_BHSe, scale: float, pad_v: bool = False,
+                     key_mask_S: torch.Tensor | None = None):
     """SDPA with the causal mask aligned to the end (queries are the last T of S positions).
     pad_v: when V's head dim is smaller than Q/K's, zero-pad V to it and slice the output (same
-    result; lets SDPA pick the flash kernel, which needs equal head dims)."""
+    result; lets SDPA pick the flash kernel, which needs equal head dims).
+    key_mask_S: bool (S,), False for keys to ignore (a static-mode KVCache's unwritten tail);
+    only for T = 1."""
     dv = v_BHSe.shape[-1]
     if pad_v and q_BHTd.shape[-1] > dv:
         v_BHSe = F.pad(v_BHSe, (0, q_BHTd.shape[-1] - dv))
-        return causal_attention(q_BHTd, k_BHSd, v_BHSe, scale)[..., :dv]
+        return causal_attention(q_BHTd, k_BHSd, v_BHSe, scale, key_mask_S=key_mask_S)[..., :dv]
     T, S = q_BHTd.shape[-2], k_BHSd.shape[-2]
+    if key_mask_S is not None:
+        if T != 1:
+            raise ValueError(f"causal_attention: key_mask_S needs one query position, got {T}")
+        return F.scaled_dot_product_attention(q_BHTd, k_BHSd, v_BHSe,
+                                              attn_mask=key_mask_S.view(1, 1, 1, S), scale=scale)
     if T == S:
         return F.scaled_dot_product_attention(q_BHTd, k_BHSd, v_BHSe, is_causal=True, scale=scale)
     if T == 1:
         return F.scaled_dot_product_attention(q_BHTd, k_BHSd, v_BHSe, scale=scale)
-    pos_T = torch.arange(S - T, S, device=q_BHTd.device)
-    mask_TS = torch.arange(S, device=q_BHTd.device)[None, :] <= pos_T[:, None]
-    return F.scaled_dot_product_attention(q_BHTd, k_BHSd, v_BHSe, attn_mask=mask_TS, scale=scale)
+    return F.scaled_dot_product_attention(q_BHTd, k_BHSd, v_BHSe,
+                                          attn_mask=_end_causal_mask(T, S, q_BHTd.device),
+                                          scale=scale)
+
+
+def _end_causal_mask(T: int, S: int, device) -> torch.Tensor:
+    """mask_TS: query t (position S-T+t) sees keys 0..S-T+t."""
+    pos_T = torch.arange(S - T, S, device=device)
+    return torch.arange(S, device=device)[None, :] <= pos_T[:, None]
 
 
 class MHA(nn.Module):
@@ -173,15 +255,20 @@ class MHA(nn.Module):
         k = self.wk(x_BTD).view(B, T, self.H, self.hd).transpose(1, 2)
         v = self.wv(x_BTD).view(B, T, self.H, self.hd).transpose(1, 2)
         q, k = apply_rope(q, cos_TR, sin_TR), apply_rope(k, cos_TR, sin_TR)
+        key_mask_S = None
         if kv_cache is not None:
             k, v = kv_cache.update(self.layer_idx, k, v)
-        o_BHTd = causal_attention(q, k, v, scale=self.hd ** -0.5)
+            key_mask_S = kv_cache.key_mask_S
+        o_BHTd = causal_attention(q, k, v, scale=self.hd ** -0.5, key_mask_S=key_mask_S)
         return self.wo(o_BHTd.transpose(1, 2).reshape(B, T, -1))
 
 
 class MLA(nn.Module):
     """Multi-head latent attention (V2/V3): K and V are up-projected from a normalised latent
-    c_kv (kv_lora_rank); a single RoPE key of qk_rope_head_dim is shared by all heads."""
+    c_kv (kv_lora_rank); a single RoPE key of qk_rope_head_dim is shared by all heads.
+
+    With a KV cache only [c_kv | RoPE key] is cached; a few query positions attend to it with the
+    up-projections absorbed (`_attend_absorbed`), a prefill expands K/V (`_attend_expanded`)."""
 
     def __init__(self, cfg: MoEConfig, layer_idx: int):
         super().__init__()
@@ -202,23 +289,73 @@ class MLA(nn.Module):
         self.wo = nn.Linear(H * self.dv, D, bias=False)
 
     def forward(self, x_BTD, cos_TR, sin_TR, kv_cache: KVCache | None = None):
+        q_nope, q_pe, c_kv_BTC, k_pe_B1TR = self._project(x_BTD, cos_TR, sin_TR)
+        if kv_cache is None:
+            return self._attend_expanded(q_nope, q_pe, c_kv_BTC, k_pe_B1TR)
+        (kv_BSL,) = kv_cache.update(self.layer_idx,
+                                    torch.cat([c_kv_BTC, k_pe_B1TR.squeeze(1)], dim=-1))
+        if kv_cache.key_mask_S is not None or self.absorb_pays(x_BTD.shape[1]):
+            return self._attend_absorbed(q_nope, q_pe, kv_BSL, kv_cache.key_mask_S)
+        c_kv_BSC, k_pe_BSR = kv_BSL.split([self.C, self.dr], dim=-1)
+        return self._attend_expanded(q_nope, q_pe, c_kv_BSC, k_pe_BSR.unsqueeze(1))
+
+    def _project(self, x_BTD, cos_TR, sin_TR):
+        """x_BTD -> q_nope (B,H,T,dn), q_pe (B,H,T,dr) roped, c_kv_BTC normalised, k_pe_B1TR
+        roped."""
         B, T, _ = x_BTD.shape
-        H, dn, dr, dv = self.H, self.dn, self.dr, self.dv
+        H, dn, dr = self.H, self.dn, self.dr
         q = self.wq_b(self.q_norm(self.wq_a(x_BTD))) if hasattr(self, "wq_a") else self.wq(x_BTD)
         q_nope, q_pe = q.view(B, T, H, dn + dr).transpose(1, 2).split([dn, dr], dim=-1)
         q_pe = apply_rope(q_pe, cos_TR, sin_TR)
         c_kv_BTC, k_pe = self.wkv_a(x_BTD).split([self.C, dr], dim=-1)
         c_kv_BTC = self.kv_norm(c_kv_BTC)
         k_pe_B1TR = apply_rope(k_pe.unsqueeze(1), cos_TR, sin_TR)
-        if kv_cache is not None:
-            c_kv_BTC, k_pe_B1TR = kv_cache.update(self.layer_idx, c_kv_BTC, k_pe_B1TR)
-        S = c_kv_BTC.shape[1]
-        k_nope, v = self.wkv_b(c_kv_BTC).view(B, S, H, dn + dv).transpose(1, 2).split([dn, dv], -1)
-        k = torch.cat([k_nope, k_pe_B1TR.expand(B, H, S, dr)], dim=-1)
+        return q_nope, q_pe, c_kv_BTC, k_pe_B1TR
+
+    def _attend_expanded(self, q_nope, q_pe, c_kv_BSC, k_pe_B1SR):
+        """Attention over K/V up-projected (wkv_b) at all S positions -> y_BTD (training path)."""
+        B, H, T, _ = q_nope.shape
+        dn, dr, dv = self.dn, self.dr, self.dv
+        S = c_kv_BSC.shape[1]
+        k_nope, v = self.wkv_b(c_kv_BSC).view(B, S, H, dn + dv).transpose(1, 2).split([dn, dv], -1)
+        k = torch.cat([k_nope, k_pe_B1SR.expand(B, H, S, dr)], dim=-1)
         q = torch.cat([q_nope, q_pe], dim=-1)
         pad_v = self.pad_v if self.pad_v is not None else q.is_cuda  # None: pad on CUDA
         o_BHTv = causal_attention(q, k, v, scale=(dn + dr) ** -0.5, pad_v=pad_v)
         return self.wo(o_BHTv.transpose(1, 2).reshape(B, T, H * dv))
+
+    def absorb_pays(self, T: int) -> bool:
+        """Absorbed attention is cheaper than expanding K/V: per cached position it costs
+        ~T*(2C+dr) MACs a head against C*(dn+dv) to up-project it (so: decode, short chunks)."""
+        return T * (2 * self.C + self.dr) <= self.C * (self.dn + self.dv)
+
+    def _attend_absorbed(self, q_nope_BHTd, q_pe_BHTr, kv_BSL, key_mask_S=None):
+        """Attention on the cached latent, DeepSeek-V2's weight absorption -> y_BTD.
+
+        q_nope.k_nope = (W_UK^T q_nope).c_kv and sum_s p_s W_UV c_kv_s = W_UV (sum_s p_s c_kv_s),
+        so W_UK folds into the query and W_UV applies after attention: K/V are never expanded
+        over the S positions. All heads share the one latent "KV head", so a row's T*H queries
+        (ordered t, h) attend as one head of dim L = C + dr over kv_BSL = [c_kv | k_pe].
+        key_mask_S: bool (S,), False for keys to ignore (static-mode cache)."""
+        B, H, T, dn = q_nope_BHTd.shape
+        C, dr, dv, S = self.C, self.dr, self.dv, kv_BSL.shape[1]
+        w_uk_HdC, w_uv_HvC = self.wkv_b.weight.view(H, dn + dv, C).split([dn, dv], dim=1)
+        q_lat_HNC = torch.bmm(q_nope_BHTd.permute(1, 0, 2, 3).reshape(H, B * T, dn), w_uk_HdC)
+        q_lat_BRC = q_lat_HNC.view(H, B, T, C).permute(1, 2, 0, 3).reshape(B, T * H, C)
+        q_pe_BRr = q_pe_BHTr.permute(0, 2, 1, 3).reshape(B, T * H, dr)
+        q_B1RL = torch.cat([q_lat_BRC, q_pe_BRr], dim=-1).unsqueeze(1)
+        mask = None
+        if T > 1:
+            mask = _end_causal_mask(T, S, kv_BSL.device).repeat_interleave(H, dim=0)
+        if key_mask_S is not None:
+            mask = key_mask_S[None, :] if mask is None else mask & key_mask_S[None, :]
+        o_B1RC = F.scaled_dot_product_attention(
+            q_B1RL, kv_BSL.unsqueeze(1), kv_BSL[..., :C].unsqueeze(1),
+            attn_mask=None if mask is None else mask.view(1, 1, -1, S),
+            scale=(dn + dr) ** -0.5)
+        o_HNC = o_B1RC.view(B, T, H, C).permute(2, 0, 1, 3).reshape(H, B * T, C)
+        o_HNv = torch.bmm(o_HNC, w_uv_HvC.transpose(1, 2))
+        return self.wo(o_HNv.view(H, B, T, dv).permute(1, 2, 0, 3).reshape(B, T, H * dv))
 
 
 class FFN(nn.Module):
@@ -504,12 +641,15 @@ class MoETransformer(nn.Module):
         6 * active matmul params + 6 * L * n_h * (d_qk + d_v) * T.
         Active matmul params: all matrices touched per token (attention projections, dense and
         shared FFNs, top-k routed experts, router, head, MTP) -- not the embedding lookup, not
-        norm weights. L counts the MTP block when present; T = seq_len or max_seq_len."""
+        norm weights. The head is shared by the main and the MTP loss, so it counts once per
+        prediction depth (1 + mtp_depth). L counts the MTP block when present; T = seq_len or
+        max_seq_len."""
         cfg = self.cfg
         T = seq_len or cfg.max_seq_len
         matmul = sum(p.numel() for n, p in self.named_parameters()
                      if p.dim() >= 2 and not n.startswith("embed."))
         matmul -= self._routed_params() * (1 - cfg.top_k / cfg.n_routed_experts)
+        matmul += self.head.weight.numel() * cfg.mtp_depth  # the MTP loss runs the head again
         if cfg.attention == "mha":
             d_qk = d_v = cfg.head_dim
         else:

@@ -1,4 +1,5 @@
 """DeepSeekMoE model: router, aux-free balancing, every-expert calls, training, MTP, MLA."""
+import dataclasses
 import math
 
 import pytest
@@ -248,6 +249,9 @@ def test_param_and_flop_counts():
     matmul_active = active - V * D - norms  # no embedding lookup, no norm weights
     T = 128
     assert model.flops_per_token(T) == 6 * matmul_active + 6 * L * H * (2 * hd) * T
+    mtp = MoETransformer(dataclasses.replace(cfg, mtp_depth=1))  # + MTP block, head runs twice
+    mtp_matmul = (matmul_active + 2 * D * D + attn + moe_fixed + routed * K / E + V * D)
+    assert mtp.flops_per_token(T) == 6 * mtp_matmul + 6 * (L + 1) * H * (2 * hd) * T
     small = MOE_CONFIGS["small"]
     assert (small.n_layers, small.d_model, small.n_shared_experts, small.n_routed_experts,
             small.top_k, small.max_seq_len) == (12, 1024, 2, 64, 6, 2048)

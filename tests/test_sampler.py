@@ -3,8 +3,9 @@ import pytest
 import torch
 
 from stages.grpo import token_logprobs
-from stages.moe_model import MoEConfig, MoETransformer
-from stages.sampler import generate, generate_no_cache, top_p_filter, unpad_left
+from stages.moe_model import KVCache, MoEConfig, MoETransformer
+from stages.sampler import (DONE_CHECK_EVERY, generate, generate_no_cache, static_decode_logits,
+                            top_p_filter, unpad_left)
 
 PROMPTS = [[5, 17, 3], [9], [40, 41, 42, 43, 44, 45], [7, 7]]
 
@@ -116,3 +117,116 @@ def test_training_mode_and_router_counters_untouched(model):
         assert counts and all(c.sum() == 0 for c in counts)
     finally:
         model.eval()
+
+
+# ----------------------------------------------------------------------------- KV cache, decode
+
+
+def _step_logits(model, idx, prefill, cache):
+    """Logits of prefill idx[:, :prefill] then one-token steps, each (B, V), via the cache."""
+    out = [model(idx[:, :prefill], kv_cache=cache)[0][:, -1]]
+    for t in range(prefill, idx.shape[1]):
+        out.append(model(idx[:, t:t + 1], kv_cache=cache, start_pos=t)[0][:, -1])
+    return torch.stack(out, 1)
+
+
+@pytest.mark.parametrize("attention", ["mha", "mla"])
+@pytest.mark.parametrize("max_len", [None, 20, 48])
+def test_preallocated_and_growing_cache_match_full_forward(attention, max_len):
+    model = tiny_model(attention)
+    idx = torch.randint(0, 64, (3, 20), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        full = model(idx)[0][:, 3:]
+        cache = KVCache(max_len=max_len)
+        steps = _step_logits(model, idx, 4, cache)
+    assert cache.seq_len() == 20
+    assert cache.room() == (max_len or 32)  # None: room doubled 16 -> 32
+    torch.testing.assert_close(steps, full, atol=1e-4, rtol=1e-4)
+
+
+def test_absorbed_mla_decode_matches_full_forward():
+    model = tiny_model("mla")
+    calls = []
+    for blk in model.layers:
+        real = blk.attn._attend_absorbed
+        blk.attn._attend_absorbed = lambda *a, _real=real, **k: calls.append(1) or _real(*a, **k)
+    idx = torch.randint(0, 64, (4, 16), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        full = model(idx)[0][:, 8:]
+        n0 = len(calls)
+        steps = _step_logits(model, idx, 9, KVCache(max_len=16))
+    assert len(calls) - n0 == 2 * 7  # every one-token step, both layers, was absorbed
+    torch.testing.assert_close(steps, full, atol=1e-4, rtol=1e-4)
+
+
+def test_absorbed_equals_expanded_attention_on_a_chunk():
+    """Both MLA paths on T=5 queries over S=12 cached positions (causal mask at the end)."""
+    attn = tiny_model("mla").layers[1].attn
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(3, 12, 32, generator=g)
+    cos, sin = torch.randn(12, 4, generator=g), torch.randn(12, 4, generator=g)
+    with torch.no_grad():
+        q_nope, q_pe, c_kv, k_pe = attn._project(x, cos, sin)
+        q_nope, q_pe = q_nope[:, :, 7:], q_pe[:, :, 7:]
+        kv = torch.cat([c_kv, k_pe.squeeze(1)], -1)
+        absorbed = attn._attend_absorbed(q_nope, q_pe, kv)
+        expanded = attn._attend_expanded(q_nope, q_pe, c_kv, k_pe)
+        full = attn(x, cos, sin)[:, 7:]
+    torch.testing.assert_close(absorbed, expanded, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(expanded, full, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("attention", ["mha", "mla"])
+def test_static_decode_step_matches_eager(attention):
+    """The CUDA-graph step (device position, fixed span, masked tail) on CPU."""
+    model = tiny_model(attention)
+    idx = torch.randint(0, 64, (3, 14), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        eager = _step_logits(model, idx, 5, KVCache(max_len=14))
+        cache = KVCache(max_len=14)
+        static = [model(idx[:, :5], kv_cache=cache)[0][:, -1]]
+        for t in range(5, 14):
+            span = 8 if t < 8 else 14  # two "graph buckets"
+            static.append(static_decode_logits(model, cache, idx[:, t:t + 1],
+                                               torch.tensor([t]), span))
+            cache.end_static(t + 1)
+    assert cache.seq_len() == 14 and cache.key_mask_S is None
+    torch.testing.assert_close(torch.stack(static, 1), eager, atol=1e-4, rtol=1e-4)
+
+
+def test_cache_overflow_and_misuse_give_clear_errors():
+    model = tiny_model("mla")
+    idx = torch.randint(0, 64, (2, 9))
+    cache = KVCache(max_len=8)
+    with torch.no_grad():
+        model(idx[:, :8], kv_cache=cache)
+        with pytest.raises(ValueError, match="KVCache overflow.*max_len is 8"):
+            model(idx[:, 8:], kv_cache=cache, start_pos=8)
+        with pytest.raises(ValueError, match="span 9 > room 0"):
+            KVCache(max_len=8).begin_static(torch.tensor([0]), 9)
+        c = KVCache(max_len=8)
+        model(idx[:, :2], kv_cache=c)
+        with pytest.raises(ValueError, match=r"KVCache: layer 0 holds \(2, 8, 24\)"):
+            model(idx[:1, 2:3], kv_cache=c, start_pos=2)  # another batch size
+
+
+def test_generate_with_a_growing_cache_and_cpu_graph_request(model):
+    default = generate(model, PROMPTS, max_new_tokens=10, eos_id=None, temperature=0.0)
+    growing = generate(model, PROMPTS, max_new_tokens=10, eos_id=None, temperature=0.0,
+                       new_cache=KVCache)
+    assert torch.equal(default.tokens_BN, growing.tokens_BN)
+    with pytest.raises(ValueError, match="cuda_graph=True"):
+        generate(model, PROMPTS, max_new_tokens=2, eos_id=None, cuda_graph=True)
+
+
+def test_all_rows_at_eos_stop_within_the_check_interval(model):
+    free = generate(model, [[5, 17, 3]], max_new_tokens=40, eos_id=None, temperature=0.0)
+    eos = free.tokens_BN[0, 1].item()  # hit at the 2nd (or 1st) token
+    calls = []
+    hook = model.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        out = generate(model, [[5, 17, 3]] * 2, max_new_tokens=40, eos_id=eos, temperature=0.0)
+    finally:
+        hook.remove()
+    assert out.finished_B.all() and (out.lengths_B <= 2).all()
+    assert len(calls) == DONE_CHECK_EVERY  # not 40 steps, one host check
