@@ -363,13 +363,14 @@ def profile_step(log, model, opt, batch, dev, cfg, out_dir, name):
 
 # ----------------------------------------------------------------------------- ablation
 
-# name: (gamma, alpha, gamma_start); gamma_start: geometric decay gamma_start -> gamma over the
-# first half of the run (stages.pretrain.scheduled_gamma)
-ABLATION_VARIANTS = {"aux_free": (1e-3, 1e-4, None), "aux_loss": (0.0, 1e-2, None),
-                     "aux_free_g0.01": (1e-2, 1e-4, None),
-                     "aux_free_g0.005": (5e-3, 1e-4, None),
-                     "aux_free_decay": (1e-3, 1e-4, 3e-2),
-                     "aux_free_decay_g0.005": (5e-3, 1e-4, 3e-2)}
+# name: (gamma, alpha, gamma_start, decay_frac); gamma_start: geometric decay gamma_start ->
+# gamma over the first decay_frac of the run (stages.pretrain.scheduled_gamma)
+ABLATION_VARIANTS = {"aux_free": (1e-3, 1e-4, None, 0.5), "aux_loss": (0.0, 1e-2, None, 0.5),
+                     "aux_free_g0.01": (1e-2, 1e-4, None, 0.5),
+                     "aux_free_g0.005": (5e-3, 1e-4, None, 0.5),
+                     "aux_free_decay": (1e-3, 1e-4, 3e-2, 0.5),
+                     "aux_free_decay_full": (1e-3, 1e-4, 3e-2, 1.0),
+                     "aux_free_decay_g0.005": (5e-3, 1e-4, 3e-2, 0.5)}
 
 
 def ablation(log, dev, base_cfg, backend, compiled, B, T, steps, src, out_dir, n_val=8,
@@ -384,7 +385,7 @@ def ablation(log, dev, base_cfg, backend, compiled, B, T, steps, src, out_dir, n
     csv = open(os.path.join(out_dir, "ablation.csv"), "w")
     csv.write("run,step,train_lm,load_max_over_mean_mean,load_max_over_mean_max\n")
     for name in names:
-        gamma, alpha, gamma_start = ABLATION_VARIANTS[name]
+        gamma, alpha, gamma_start, decay_frac = ABLATION_VARIANTS[name]
         model = opt = None
         try:
             model = make_model(cfg, dev, compiled)
@@ -396,7 +397,7 @@ def ablation(log, dev, base_cfg, backend, compiled, B, T, steps, src, out_dir, n
             ratios, losses = [], []
             t0 = time.time()
             for s in range(steps):
-                g = scheduled_gamma(s + 1, steps, gamma, gamma_start)
+                g = scheduled_gamma(s + 1, steps, gamma, gamma_start, decay_frac)
                 lm, r = train_step(model, opt, tokens[s * B:(s + 1) * B], dev, g, alpha,
                                    cfg.mtp_weight, track_load=True)
                 sched.step()
@@ -423,7 +424,8 @@ def ablation(log, dev, base_cfg, backend, compiled, B, T, steps, src, out_dir, n
                         _, L = model(val[i * B:(i + 1) * B, :-1], val[i * B:(i + 1) * B, 1:],
                                      return_logits=False)
                     vl.append(L["lm"].float())
-            runs[name] = dict(gamma=gamma, alpha=alpha, gamma_start=gamma_start, steps=steps,
+            runs[name] = dict(gamma=gamma, alpha=alpha, gamma_start=gamma_start,
+                              decay_frac=decay_frac, steps=steps,
                               tokens=steps * B * T, train_s=train_s,
                               train_lm_last=float(torch.stack(losses[-last:]).float().mean()),
                               load_max_over_mean=float(per_layer.mean()),
