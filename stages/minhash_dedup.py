@@ -244,25 +244,31 @@ def word_combine_batch(texts: list[str], n: int = NGRAM) -> tuple[np.ndarray, np
 
 def signatures(
     table: pa.Table, num_perm: int = NUM_PERM, ngram: int = NGRAM, seed: int = SEED,
-    text_column: str = "text", method: str = "sha1",
+    text_column: str = "text", method: str = "sha1", batch_docs: int = 4096,
 ) -> np.ndarray:
     """MinHash signatures of every row's text -> uint32 ``(num_rows, num_perm)``.
 
-    ``method="word_combine"`` hashes the whole table at once (``word_combine_batch``, about 2x
-    the docs/s of ``"sha1"``, see BENCHMARKS.md); ``"sha1"`` is datasketch's default hashing.
+    ``method="word_combine"`` hashes ``batch_docs`` rows at once (``word_combine_batch``, about
+    1.6x the docs/s of ``"sha1"``, see BENCHMARKS.md); ``"sha1"`` is datasketch's default
+    hashing. Rows go through in batches of ``batch_docs``, so memory is bounded by the batch,
+    not the table (the result itself is 4 * num_perm bytes per row).
     """
     if method not in ("sha1", "word_combine"):
         raise ValueError(f"unknown shingle hash method {method!r}: use 'sha1' or 'word_combine'")
-    texts = table.column(text_column).to_pylist()
+    column = table.column(text_column)
     a, b = permutations(num_perm, seed)
-    if method == "word_combine":
-        hashes, doc_index = word_combine_batch(texts, ngram)
-        return minhash_batch(hashes, doc_index, len(texts), a, b)
-    per_doc = [shingle_hashes(t or "", ngram, method) for t in texts]
-    lengths = np.fromiter((len(h) for h in per_doc), dtype=np.int64, count=len(per_doc))
-    hashes = np.concatenate(per_doc) if per_doc else np.zeros(0, dtype=np.uint32)
-    doc_index = np.repeat(np.arange(len(per_doc)), lengths)
-    return minhash_batch(hashes, doc_index, len(per_doc), a, b)
+    sig = np.empty((table.num_rows, num_perm), dtype=np.uint32)
+    for lo in range(0, table.num_rows, batch_docs):
+        texts = column.slice(lo, batch_docs).to_pylist()
+        if method == "word_combine":
+            hashes, doc_index = word_combine_batch(texts, ngram)
+        else:
+            per_doc = [shingle_hashes(t or "", ngram, method) for t in texts]
+            lengths = np.fromiter((len(h) for h in per_doc), dtype=np.int64, count=len(per_doc))
+            hashes = np.concatenate(per_doc) if per_doc else np.zeros(0, dtype=np.uint32)
+            doc_index = np.repeat(np.arange(len(per_doc)), lengths)
+        sig[lo:lo + len(texts)] = minhash_batch(hashes, doc_index, len(texts), a, b)
+    return sig
 
 
 def estimated_jaccard(sig_a: np.ndarray, sig_b: np.ndarray) -> np.ndarray:

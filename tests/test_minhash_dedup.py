@@ -49,6 +49,15 @@ def test_signatures_chunking_does_not_change_result():
     np.testing.assert_array_equal(big, small)
 
 
+@pytest.mark.parametrize("method", ["sha1", "word_combine"])
+def test_signature_row_batches_do_not_change_result(method):
+    docs, _ = corpus()
+    table = pa.table({"text": TEXTS + docs.column("text").to_pylist()[:25]})
+    whole = md.signatures(table, method=method, batch_docs=10_000)
+    for batch in (1, 3, 7):  # batch edges fall on the short and the empty text too
+        np.testing.assert_array_equal(md.signatures(table, method=method, batch_docs=batch), whole)
+
+
 def test_shingles_normalise_case_and_punctuation():
     assert md.word_shingles("A b, C d E!", 5) == md.word_shingles("a B c  D-e", 5) == ["a b c d e"]
     assert md.word_shingles("one two", 5) == ["one two"]
