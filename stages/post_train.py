@@ -11,15 +11,23 @@ tokens and uses the plain-text template `reasoning_data.r1_zero_prompt` (`prompt
 on the base model. Generated responses are decoded with special tokens kept (the tags are what
 `stages.rewards.format_reward` checks) and cut at `<|eos|>`.
 
+Precision (the configs' `dtype`): on CUDA with 'bf16', forward passes run under bf16 autocast
+over fp32 weights and AdamW (fused) updates the fp32 weights; sampling runs on a bf16 copy of
+the model (`inference_model`), which the sampler's CUDA graphs need. On CPU everything is fp32,
+whatever `dtype` says.
+
 Shape suffixes: B rows, G samples per prompt, T positions, V vocab, D model width.
 """
 from __future__ import annotations
 
+import contextlib
+import copy
 import dataclasses
 import json
 import math
 import random
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -137,10 +145,55 @@ def save_policy(model: MoETransformer, tokenizer_json: str | Path, folder: str |
 def dense_student(teacher_cfg: MoEConfig, **overrides) -> MoETransformer:
     """A dense (no MoE layer) student with the teacher's vocabulary and context length:
     n_dense_layers = n_layers; `overrides` set d_model, n_layers, … (fresh init)."""
-    fields = {"vocab_size": teacher_cfg.vocab_size, "max_seq_len": teacher_cfg.max_seq_len,
-              **overrides}
-    fields["n_dense_layers"] = fields.get("n_layers", teacher_cfg.n_layers)
+    fields = dense_overrides(teacher_cfg, vocab_size=teacher_cfg.vocab_size,
+                             max_seq_len=teacher_cfg.max_seq_len, **overrides)
     return MoETransformer(dataclasses.replace(teacher_cfg, **fields))
+
+
+def dense_overrides(base: MoEConfig, **overrides) -> dict:
+    """MoEConfig overrides that make `base` + `overrides` a dense model: every layer a dense
+    FFN (n_dense_layers = n_layers), so no router or expert is ever built."""
+    return {**overrides, "n_dense_layers": overrides.get("n_layers", base.n_layers)}
+
+
+def autocast(device: torch.device, dtype: str):
+    """bf16 autocast on CUDA when dtype == 'bf16'; a no-op elsewhere (CPU runs fp32)."""
+    if device.type == "cuda" and dtype == "bf16":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def adamw(model: nn.Module, lr: float, weight_decay: float = 0.0) -> torch.optim.AdamW:
+    """AdamW over the model's parameters; the fused kernel on CUDA."""
+    cuda = next(model.parameters()).device.type == "cuda"
+    return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay,
+                             fused=True if cuda else None)
+
+
+def inference_model(model: nn.Module, dtype: str, copy_weights: bool = False) -> nn.Module:
+    """The model to sample from: on CUDA with dtype 'bf16', the model cast to bf16 (a frozen
+    copy when copy_weights, else the model itself, cast in place); otherwise the model."""
+    if next(model.parameters()).device.type != "cuda" or dtype != "bf16":
+        return model
+    out = copy.deepcopy(model) if copy_weights else model
+    out = out.to(torch.bfloat16).eval()
+    if copy_weights:
+        out.requires_grad_(False)
+    return out
+
+
+def sampling_generator(model: nn.Module, seed: int) -> torch.Generator:
+    """A seeded generator on the model's device (torch.multinomial needs one on the device of
+    the probabilities it samples)."""
+    return torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
+
+
+def subset(rows: Sequence, n: int | None, seed: int) -> list:
+    """n rows drawn without replacement by a seeded draw, in their original order (all rows when
+    n is None/0 or >= len(rows)): a held-out subset that covers every task and level."""
+    if not n or n >= len(rows):
+        return list(rows)
+    return [rows[i] for i in sorted(random.Random(seed).sample(range(len(rows)), n))]
 
 
 def logits_of(model: nn.Module, idx_BT: torch.Tensor) -> torch.Tensor:
@@ -219,6 +272,7 @@ class SFTConfig:
     warmup_steps: int = 0
     weight_decay: float = 0.0
     grad_clip: float = 1.0
+    dtype: str = "bf16"          # 'bf16': autocast on CUDA (module docstring); CPU runs fp32
     seed: int = 0
 
 
@@ -239,7 +293,7 @@ def sft(model: nn.Module, examples: Sequence[tuple[Sequence[int], Sequence[int]]
     device = next(model.parameters()).device
     batches_per_epoch = math.ceil(n_rows / cfg.batch_rows)
     total = cfg.epochs * batches_per_epoch
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = adamw(model, cfg.lr, cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
     model.train()
     rows, step = [], 0
@@ -250,7 +304,8 @@ def sft(model: nn.Module, examples: Sequence[tuple[Sequence[int], Sequence[int]]
             inputs, targets, mask = (t.to(device) for t in _trim(packed, idx))
             lr = cosine_lr(step, total, cfg.lr, cfg.min_lr, cfg.warmup_steps)
             _set_lr(opt, lr)
-            loss = G.sft_loss(logits_of(model, inputs), targets, mask)
+            with autocast(device, cfg.dtype):
+                loss = G.sft_loss(logits_of(model, inputs), targets, mask)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -267,7 +322,8 @@ def sft(model: nn.Module, examples: Sequence[tuple[Sequence[int], Sequence[int]]
 
 @torch.no_grad()
 def response_loss(model: nn.Module, examples: Sequence[tuple[Sequence[int], Sequence[int]]],
-                  tokenizer: ChatTokenizer, seq_len: int, batch_rows: int = 16) -> float:
+                  tokenizer: ChatTokenizer, seq_len: int, batch_rows: int = 16,
+                  dtype: str = "bf16") -> float:
     """Mean cross-entropy on the response tokens of `examples` (held-out SFT loss)."""
     packed = pad_sft_examples(examples, seq_len, tokenizer.pad_id)
     device = next(model.parameters()).device
@@ -277,7 +333,8 @@ def response_loss(model: nn.Module, examples: Sequence[tuple[Sequence[int], Sequ
         inputs, targets, mask = (t.to(device) for t in
                                  _trim(packed, torch.arange(i, min(i + batch_rows,
                                                                    packed.inputs_BT.shape[0]))))
-        loss = G.sft_loss(logits_of(model, inputs), targets, mask)
+        with autocast(device, dtype):
+            loss = G.sft_loss(logits_of(model, inputs), targets, mask)
         total += loss.item() * mask.sum().item()
         count += mask.sum().item()
     return total / max(count, 1.0)
@@ -301,17 +358,24 @@ def sample_responses(model: nn.Module, tokenizer: ChatTokenizer, prompts: Sequen
                      n: int, max_new_tokens: int, temperature: float = 1.0, top_p: float = 1.0,
                      style: str = "chat", generator: torch.Generator | None = None,
                      batch_rows: int = 64) -> Samples:
-    """n samples for each prompt (rendered in `style`), in batches of at most batch_rows rows."""
+    """n samples for each prompt (rendered in `style`), in `generate` calls of at most
+    batch_rows rows. Rows go to the calls in order of prompt length: a call's decode steps are
+    its longest prompt minus its shortest plus max_new_tokens (see `stages.sampler`)."""
     prompt_ids = [tokenizer.encode(prompt_text(p, style)) for p in prompts]
     flat = [ids for ids in prompt_ids for _ in range(n)]
-    resp, fin = [], []
-    for i in range(0, len(flat), batch_rows):
-        out = generate(model, flat[i:i + batch_rows], max_new_tokens, tokenizer.eos_id,
+    order = sorted(range(len(flat)), key=lambda i: len(flat[i]))
+    resp: list[list[int]] = [[] for _ in flat]
+    fin = [False] * len(flat)
+    for i in range(0, len(order), batch_rows):
+        rows = order[i:i + batch_rows]
+        out = generate(model, [flat[r] for r in rows], max_new_tokens, tokenizer.eos_id,
                        pad_id=tokenizer.pad_id, temperature=temperature, top_p=top_p,
                        generator=generator)
-        for b in range(out.tokens_BN.shape[0]):
-            resp.append(out.tokens_BN[b, :int(out.lengths_B[b])].tolist())
-            fin.append(bool(out.finished_B[b]))
+        tokens_BN, lengths_B = out.tokens_BN.cpu(), out.lengths_B.tolist()
+        finished_B = out.finished_B.tolist()
+        for b, r in enumerate(rows):
+            resp[r] = tokens_BN[b, :lengths_B[b]].tolist()
+            fin[r] = bool(finished_B[b])
     texts = [tokenizer.decode_response(r) for r in resp]
     group = lambda xs: [xs[p * n:(p + 1) * n] for p in range(len(prompts))]  # noqa: E731
     return Samples(prompt_ids, group(resp), group(texts), group(fin))
@@ -334,10 +398,13 @@ class GRPOConfig:
     lr: float = 1e-4
     beta: float = 0.04             # KL weight (R1: 0.001)
     clip_eps: float = 0.2          # epsilon of the clipped ratio (R1: 10)
-    updates_per_batch: int = 2     # mu: policy updates on one batch of rollouts
+    updates_per_batch: int = 2     # mu: policy updates on one batch of rollouts (DeepSeekMath: 1)
     ref_reset_every: int = 0       # reset the reference to the policy every N steps (R1: 400)
     grad_clip: float = 1.0
     prompt_style: str = "chat"
+    micro_batch_rows: int = 64     # rollout rows per forward/backward (gradients accumulate)
+    sample_batch_rows: int = 256   # rows per `generate` call
+    dtype: str = "bf16"            # 'bf16': autocast + a bf16 sampling copy on CUDA; CPU: fp32
     seed: int = 0
 
 
@@ -360,29 +427,67 @@ def sequence_logprobs(model: nn.Module, tokens_BT: torch.Tensor) -> torch.Tensor
     return G.token_logprobs(logits_of(model, tokens_BT[:, :-1]), tokens_BT[:, 1:])
 
 
+def length_chunks(mask_BT: torch.Tensor, rows: int) -> list[tuple[torch.Tensor, int]]:
+    """Rollout rows in chunks of at most `rows`, shortest rows first, each chunk with its
+    longest row's token count (last response position + 2): a chunk cut to that length carries
+    little padding."""
+    T1 = mask_BT.shape[1]
+    last_B = (T1 - 1 - mask_BT.flip(1).argmax(1)).tolist()
+    order = sorted(range(len(last_B)), key=lambda b: last_B[b])
+    out = []
+    for i in range(0, len(order), rows):
+        idx = order[i:i + rows]
+        out.append((torch.tensor(idx), max(last_B[b] for b in idx) + 2))
+    return out
+
+
 def grpo_step(policy: nn.Module, ref: nn.Module, opt: torch.optim.Optimizer,
               tokens_BT: torch.Tensor, mask_BT: torch.Tensor, advantages_B: torch.Tensor,
               cfg: GRPOConfig) -> dict[str, float]:
-    """cfg.updates_per_batch policy updates on one batch of rollouts; the sampling policy's
-    log-probs (pi_old) are taken before the first update. Returns the last update's loss stats
-    with 'clip_fraction' averaged over the updates."""
-    with torch.no_grad():
+    """cfg.updates_per_batch policy updates on one batch of rollouts (host tensors; moved to
+    the policy's device chunk by chunk). Each update accumulates gradients over chunks of
+    cfg.micro_batch_rows rows (`length_chunks`), weighted so the loss is the whole batch's mean
+    over sequences. pi_old's log-probs are taken before the first update (with one update they
+    are the update's own, detached: the ratio is 1 and only its gradient acts). Returns the last
+    update's loss stats (sequence-level ones averaged over rows, token-level ones over response
+    tokens) with 'clip_fraction' averaged over the updates."""
+    device = next(policy.parameters()).device
+    B = tokens_BT.shape[0]
+    chunks = []
+    for idx, T in length_chunks(mask_BT, cfg.micro_batch_rows):
+        chunks.append((tokens_BT[idx, :T].to(device), mask_BT[idx, :T - 1].to(device),
+                       advantages_B[idx].to(device)))
+    with torch.no_grad(), autocast(device, cfg.dtype):
         policy.eval()
-        logp_old = sequence_logprobs(policy, tokens_BT)
-        logp_ref = sequence_logprobs(ref, tokens_BT)
+        logp_ref = [sequence_logprobs(ref, tok) for tok, _, _ in chunks]
+        logp_old = ([sequence_logprobs(policy, tok) for tok, _, _ in chunks]
+                    if cfg.updates_per_batch > 1 else None)
     policy.train()
-    clip_fracs, stats, loss = [], {}, None
+    clip_fracs, stats, loss = [], {}, 0.0
     for _ in range(cfg.updates_per_batch):
-        logp_new = sequence_logprobs(policy, tokens_BT)
-        loss, stats = G.grpo_loss(logp_new, logp_old, logp_ref, advantages_B, mask_BT,
-                                  clip_eps=cfg.clip_eps, beta=cfg.beta)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss, sums, tokens = 0.0, {}, 0.0
+        for c, (tok, mask, adv) in enumerate(chunks):
+            with autocast(device, cfg.dtype):
+                logp_new = sequence_logprobs(policy, tok)
+            old = logp_old[c] if logp_old is not None else logp_new.detach()
+            part, st = G.grpo_loss(logp_new, old, logp_ref[c], adv, mask,
+                                   clip_eps=cfg.clip_eps, beta=cfg.beta)
+            share = tok.shape[0] / B
+            (part * share).backward()
+            loss += part.item() * share
+            n_tok = mask.sum().item()
+            tokens += n_tok
+            for k, v in st.items():  # clip_fraction, ratio: per token; kl, objective: per row
+                w = n_tok if k in ("clip_fraction", "ratio") else share
+                sums[k] = sums.get(k, 0.0) + v * w
         torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
         opt.step()
+        stats = {k: v / max(tokens, 1.0) if k in ("clip_fraction", "ratio") else v
+                 for k, v in sums.items()}
         clip_fracs.append(stats["clip_fraction"])
     policy.eval()
-    return {**stats, "loss": loss.item(), "clip_fraction": sum(clip_fracs) / len(clip_fracs)}
+    return {**stats, "loss": loss, "clip_fraction": sum(clip_fracs) / len(clip_fracs)}
 
 
 def _mean(xs: Sequence[float]) -> float:
@@ -396,26 +501,34 @@ def grpo_train(policy: nn.Module, problems: Sequence[Mapping], tokenizer: ChatTo
     responses each from the policy, scores them with reward_fn, turns the rewards into group
     advantages and updates the policy with the clipped-ratio loss with beta * k3 KL to a frozen
     reference inside the loss; the reference is reset to the policy every cfg.ref_reset_every
-    steps. Returns one row per step: reward (mean total), reward_<part> for every part,
-    reward_std, accuracy, kl, clip_fraction, ratio, loss, response_len, finished, ref_reset."""
+    steps. On CUDA with dtype 'bf16' the samples come from a bf16 copy of the policy, refreshed
+    before every step. Returns one row per step: reward (mean total), reward_<part> for every
+    part, reward_std, accuracy, kl, clip_fraction, ratio, loss, response_len, finished,
+    ref_reset, sample_s and update_s (wall seconds of sampling and of the update)."""
     if not problems:
         raise ValueError("grpo_train: no problems")
     rng = random.Random(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
+    gen = sampling_generator(policy, cfg.seed)
     ref = G.make_reference_model(policy)
-    opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=0.0)
+    sampler_model = inference_model(policy, cfg.dtype, copy_weights=True)
+    opt = adamw(policy, cfg.lr)
     order: list[int] = []
     rows = []
     for step in range(cfg.steps):
         reset = G.maybe_reset_reference(policy, ref, step, cfg.ref_reset_every)
+        if sampler_model is not policy and step > 0:
+            sampler_model.load_state_dict(policy.state_dict())
         batch = []
         for _ in range(cfg.prompts_per_step):
             if not order:
                 order = list(range(len(problems)))
                 rng.shuffle(order)
             batch.append(problems[order.pop()])
-        s = sample_responses(policy, tokenizer, [p["prompt"] for p in batch], cfg.group_size,
-                             cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.prompt_style, gen)
+        t0 = time.perf_counter()
+        s = sample_responses(sampler_model, tokenizer, [p["prompt"] for p in batch],
+                             cfg.group_size, cfg.max_new_tokens, cfg.temperature, cfg.top_p,
+                             cfg.prompt_style, gen, cfg.sample_batch_rows)
+        t1 = time.perf_counter()
         parts = [[dict(reward_fn(t, p, step)) for t in texts] for texts, p in zip(s.texts, batch)]
         rewards_BG = torch.tensor([[r["total"] for r in group] for group in parts])
         adv_B = G.group_advantages(rewards_BG).reshape(-1)
@@ -433,7 +546,7 @@ def grpo_train(policy: nn.Module, problems: Sequence[Mapping], tokenizer: ChatTo
                "ratio": stats["ratio"], "loss": stats["loss"],
                "response_len": _mean([len(r) for g in s.response_ids for r in g]),
                "finished": _mean([float(f) for g in s.finished for f in g]),
-               "ref_reset": reset}
+               "ref_reset": reset, "sample_s": t1 - t0, "update_s": time.perf_counter() - t1}
         rows.append(row)
         if on_step:
             on_step(row)
@@ -475,8 +588,11 @@ class RewardModel(nn.Module):
         return m.norm(h_BTD)
 
     def forward(self, idx_BT: torch.Tensor, lengths_B: torch.Tensor) -> torch.Tensor:
+        """Scores of right-padded rows (moved to the model's device), scores_B fp32."""
+        device = self.score.weight.device
+        idx_BT, lengths_B = idx_BT.to(device), lengths_B.to(device)
         h_BTD = self.hidden_states(idx_BT)
-        last_BD = h_BTD[torch.arange(idx_BT.shape[0]), lengths_B.long() - 1]
+        last_BD = h_BTD[torch.arange(idx_BT.shape[0], device=device), lengths_B.long() - 1]
         return self.score(last_BD).squeeze(-1).float()
 
     @torch.no_grad()
@@ -532,7 +648,7 @@ def train_reward_model(rm: RewardModel, pairs: Sequence[Mapping], tokenizer: Cha
     (chat format). Returns one row per step: step, epoch, loss, accuracy (chosen > rejected)."""
     if not pairs:
         raise ValueError("train_reward_model: no preference pairs")
-    opt = torch.optim.AdamW(rm.parameters(), lr=cfg.lr, weight_decay=0.0)
+    opt = adamw(rm, cfg.lr)
     rng = random.Random(cfg.seed)
     max_len = rm.backbone.cfg.max_seq_len
     rows, step = [], 0
@@ -596,37 +712,35 @@ def is_correct(text: str, problem: Mapping) -> bool:
 def rejection_sample(model: nn.Module, problems: Sequence[Mapping], tokenizer: ChatTokenizer,
                      n: int, max_new_tokens: int, temperature: float = 1.0, top_p: float = 1.0,
                      max_paragraph_chars: int = 2000, seed: int = 0,
-                     batch_prompts: int = 16) -> tuple[list[dict], dict]:
-    """n samples per problem; keep the correct, readable (`readable`) ones, one per distinct
-    response text per problem. Returns (kept rows {problem_id, task, prompt, response,
-    sample_index, reward, response_tokens}, stats {sampled, correct, readable, kept,
-    duplicates, problems_with_kept})."""
-    gen = torch.Generator().manual_seed(seed)
+                     batch_rows: int = 64) -> tuple[list[dict], dict]:
+    """n samples per problem (`generate` calls of at most batch_rows rows); keep the correct,
+    readable (`readable`) ones, one per distinct response text per problem. Returns (kept rows
+    {problem_id, task, prompt, response, sample_index, reward, response_tokens}, stats
+    {sampled, correct, readable, kept, duplicates, problems_with_kept})."""
+    gen = sampling_generator(model, seed)
     kept, stats = [], {"sampled": 0, "correct": 0, "readable": 0, "kept": 0, "duplicates": 0}
     covered = set()
-    for i in range(0, len(problems), batch_prompts):
-        batch = problems[i:i + batch_prompts]
-        s = sample_responses(model, tokenizer, [p["prompt"] for p in batch], n, max_new_tokens,
-                             temperature, top_p, "chat", gen)
-        for p, texts, ids in zip(batch, s.texts, s.response_ids):
-            seen = set()
-            for g, text in enumerate(texts):
-                stats["sampled"] += 1
-                correct = is_correct(text, p)
-                ok = readable(text, max_paragraph_chars)
-                stats["correct"] += correct
-                stats["readable"] += ok
-                if not (correct and ok):
-                    continue
-                key = " ".join(text.split())
-                if key in seen:
-                    stats["duplicates"] += 1
-                    continue
-                seen.add(key)
-                covered.add(p["id"])
-                kept.append({"problem_id": p["id"], "task": p["task"], "prompt": p["prompt"],
-                             "response": text, "sample_index": g,
-                             "reward": 1.0 + format_reward(text), "response_tokens": len(ids)})
+    s = sample_responses(model, tokenizer, [p["prompt"] for p in problems], n, max_new_tokens,
+                         temperature, top_p, "chat", gen, batch_rows)
+    for p, texts, ids in zip(problems, s.texts, s.response_ids):
+        seen = set()
+        for g, text in enumerate(texts):
+            stats["sampled"] += 1
+            correct = is_correct(text, p)
+            ok = readable(text, max_paragraph_chars)
+            stats["correct"] += correct
+            stats["readable"] += ok
+            if not (correct and ok):
+                continue
+            key = " ".join(text.split())
+            if key in seen:
+                stats["duplicates"] += 1
+                continue
+            seen.add(key)
+            covered.add(p["id"])
+            kept.append({"problem_id": p["id"], "task": p["task"], "prompt": p["prompt"],
+                         "response": text, "sample_index": g,
+                         "reward": 1.0 + format_reward(text), "response_tokens": len(ids[g])})
     stats["kept"] = len(kept)
     stats["problems_with_kept"] = len(covered)
     return kept, stats
@@ -644,12 +758,13 @@ def pass_at_1(correct_PK: Sequence[Sequence[bool]]) -> float:
 
 def evaluate(model: nn.Module, problems: Sequence[Mapping], tokenizer: ChatTokenizer, k: int,
              temperature: float = 0.6, top_p: float = 0.95, max_new_tokens: int = 64,
-             style: str = "chat", seed: int = 0) -> dict:
-    """R1's evaluation: k samples per problem at temperature/top_p -> {'pass@1', 'format_rate',
-    'mean_response_tokens', 'finished_rate', 'per_task': {task: pass@1}, 'n_problems', 'k'}."""
-    gen = torch.Generator().manual_seed(seed)
+             style: str = "chat", seed: int = 0, batch_rows: int = 64) -> dict:
+    """R1's evaluation: k samples per problem at temperature/top_p (`generate` calls of at most
+    batch_rows rows) -> {'pass@1', 'format_rate', 'mean_response_tokens', 'finished_rate',
+    'per_task': {task: pass@1}, 'n_problems', 'k'}."""
+    gen = sampling_generator(model, seed)
     s = sample_responses(model, tokenizer, [p["prompt"] for p in problems], k, max_new_tokens,
-                         temperature, top_p, style, gen)
+                         temperature, top_p, style, gen, batch_rows)
     correct = [[is_correct(t, p) for t in texts] for texts, p in zip(s.texts, problems)]
     by_task: dict[str, list] = {}
     for p, row in zip(problems, correct):

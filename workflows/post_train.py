@@ -1,13 +1,16 @@
 """Post-training stages of DeepSeek-R1 (thin Luigi tasks over `stages.post_train`):
 
     reasoning_data ─► cold_start_sft ─► grpo ─► rejection_sample ─► final_sft ─► final_rl
-                      (pretrain_moe)                              ╰► distill (dense student)
+                      (pretrain_moe)                              ╰► distill ─► student_grpo
     grpo_zero (R1-Zero, from pretrain_moe)    reward_model (BT pairs on pretrain_moe) ─► final_rl
-    evaluate: pass@1 of base, cold_start, grpo, grpo_zero, final (final_rl) and student
+    pretrain_student (dense, same token shards) ─► distill (SFT on the rejection samples)
+                                                ╰► student_grpo (RL alone, as many steps)
+    evaluate: pass@1 of base, cold_start, grpo, grpo_zero, final (final_rl), student (distill)
+              and student_rl (student_grpo)
 
 Model artifacts are HF-style folders: config.json, model.safetensors, tokenizer.json, plus
 metrics.jsonl and metrics.png. Training runs in the Luigi worker process on torch with
-`threads` CPU threads (or one GPU with device='cuda')."""
+`threads` CPU threads (or one GPU with device='cuda'; precision: stages.post_train's docstring)."""
 from __future__ import annotations
 
 import json
@@ -22,6 +25,7 @@ from stages import grpo as grpo_losses
 from stages import post_train as pt
 from stages import reasoning_data as rd
 from stages import rewards, sampler
+from stages.moe_model import MOE_CONFIGS
 
 from .base import LOCAL_CACHE, StageTask, local_copy, local_dir
 from .curation import Decontaminate
@@ -40,6 +44,9 @@ def setup_torch(p: dict) -> torch.device:
     device = p.get("device") or "cpu"
     if device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device='cuda' but torch sees no GPU; use --<Stage>-device cpu")
+    if device == "cuda":  # fp32 matmuls outside autocast (reward model, samplers' fp32 ops)
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     return torch.device(device)
 
 
@@ -188,7 +195,7 @@ class ColdStartSft(StageTask):
     solution templates (`<think>steps</think><answer>…</answer>`); `max_think_lines` > 0 keeps
     only the last lines of each reasoning block (tiny models learn the format from short
     renderings)."""
-    code_version = "2"
+    code_version = "3"
     source_objects = (pt, grpo_losses)
     sft = luigi.OptionalDictParameter(default=None, description="stages.post_train.SFTConfig fields")
     max_response_tokens = luigi.OptionalIntParameter(default=None)
@@ -212,10 +219,10 @@ class ColdStartSft(StageTask):
         held_examples = sft_examples(tok, held, "solution", p["max_response_tokens"],
                                      p["max_think_lines"])
         cfg = pt.SFTConfig(**{"seq_len": p["max_seq_len"], **dict(p["sft"])})
-        held_before = pt.response_loss(model, held_examples, tok, cfg.seq_len)
+        held_before = pt.response_loss(model, held_examples, tok, cfg.seq_len, dtype=cfg.dtype)
         rows = pt.sft(model, examples, tok, cfg,
                       on_step=lambda r: self.set_status_message(f"sft step {r['step']}"))
-        held_after = pt.response_loss(model, held_examples, tok, cfg.seq_len)
+        held_after = pt.response_loss(model, held_examples, tok, cfg.seq_len, dtype=cfg.dtype)
         put_model(ctx, model, folder / "tokenizer.json", rows, ("loss", "lr"))
         finish(ctx)
         return {**loss_summary(rows), "examples": len(examples),
@@ -226,9 +233,20 @@ def non_reasoning_sft_rows(rows: list[dict]) -> list[dict]:
     return [{"prompt": r["prompt"], "response": r["solution"]} for r in rows]
 
 
+class PretrainStudent(PretrainMoe):
+    """The dense student's base: PretrainMoe's training (same token shards, tokenizer and
+    trainer) on a dense config, `model` with `model_overrides` and every layer a dense FFN.
+    distill and student_grpo both start from it, as R1's distilled and RL-only 32B models both
+    start from Qwen-32B-Base."""
+
+    def model_overrides_for(self, ctx) -> dict:
+        base = MOE_CONFIGS[self.stage_params["model"]]
+        return pt.dense_overrides(base, **super().model_overrides_for(ctx))
+
+
 class FinalSft(StageTask):
     """R1's final SFT: rejection-sampled reasoning + non-reasoning rows, on the pretrained BASE."""
-    code_version = "1"
+    code_version = "2"
     source_objects = (pt, grpo_losses)
     sft = luigi.OptionalDictParameter(default=None)
     max_response_tokens = luigi.OptionalIntParameter(default=None)
@@ -236,18 +254,16 @@ class FinalSft(StageTask):
     threads = luigi.OptionalIntParameter(default=None)
     device = luigi.OptionalParameter(default=None)
 
-    def upstream(self):
-        return {"base": self.clone(PretrainMoe), "samples": self.clone(RejectionSample)}
+    def base_stage(self):
+        return PretrainMoe
 
-    def student(self, teacher_folder: Path, p: dict):
-        return pt.load_policy(teacher_folder, p["max_seq_len"])
+    def upstream(self):
+        return {"base": self.clone(self.base_stage()), "samples": self.clone(RejectionSample)}
 
     def build(self, ctx):
         p = self.stage_params
         device = setup_torch(p)
-        folder = model_folder(ctx, "base")
-        tok = pt.ChatTokenizer.from_file(folder / "tokenizer.json")
-        model = self.student(folder, p).to(device)
+        folder, tok, model = load_chat_model(ctx, "base", p["max_seq_len"], device)
         reasoning = read_rows(ctx, "samples", "samples.parquet")
         non_reasoning = read_rows(ctx, "samples", "non_reasoning.parquet")
         examples = sft_examples(tok, reasoning + non_reasoning, "response",
@@ -263,14 +279,11 @@ class FinalSft(StageTask):
 
 
 class Distill(FinalSft):
-    """Distillation: SFT only (no RL) of a smaller dense student (same tokenizer, fresh init) on
-    the rejection-sampled data."""
-    student_model = luigi.OptionalDictParameter(default=None,
-                                                description="MoEConfig fields of the dense student")
+    """Distillation: SFT only (no RL) of the dense student base (pretrain_student, same
+    tokenizer) on the rejection-sampled data; its optimiser steps set student_grpo's."""
 
-    def student(self, teacher_folder: Path, p: dict):
-        teacher = pt.load_policy(teacher_folder, p["max_seq_len"])
-        return pt.dense_student(teacher.cfg, **dict(p["student_model"]))
+    def base_stage(self):
+        return PretrainStudent
 
 
 # ----------------------------------------------------------------------------- RL stages
@@ -278,7 +291,7 @@ class Distill(FinalSft):
 
 class GrpoBase(StageTask):
     """GRPO from an upstream model artifact `init` on the train problems."""
-    code_version = "1"
+    code_version = "2"
     source_objects = (pt, grpo_losses, rewards, sampler)
     grpo = luigi.OptionalDictParameter(default=None, description="stages.post_train.GRPOConfig fields")
     weights = luigi.OptionalDictParameter(default=None, description="rule reward weights")
@@ -298,11 +311,14 @@ class GrpoBase(StageTask):
     def problems(self, ctx) -> list[dict]:
         return read_rows(ctx, "data", "problems-train.parquet")
 
+    def grpo_config(self, ctx) -> pt.GRPOConfig:
+        return pt.GRPOConfig(**dict(self.stage_params["grpo"]))
+
     def build(self, ctx):
         p = self.stage_params
         device = setup_torch(p)
         folder, tok, policy = load_chat_model(ctx, "init", p["max_seq_len"], device)
-        cfg = pt.GRPOConfig(**dict(p["grpo"]))
+        cfg = self.grpo_config(ctx)
         rows = pt.grpo_train(policy, self.problems(ctx), tok, cfg, self.reward_fn(ctx, cfg, tok),
                              on_step=lambda r: self.set_status_message(
                                  f"grpo step {r['step']} reward {r['reward']:.3f}"))
@@ -323,6 +339,27 @@ class GrpoZero(GrpoBase):
 
     def init_stage(self):
         return PretrainMoe
+
+
+class StudentGrpo(GrpoBase):
+    """RL alone on the student (R1's distillation-vs-RL comparison): R1-Zero-style GRPO (rule
+    rewards, R1-Zero template) from pretrain_student, the base distill starts from, for exactly
+    as many optimiser steps as distill's SFT took. distill is an upstream for that count only;
+    the profile's `grpo` dict must not set `steps`."""
+
+    def init_stage(self):
+        return PretrainStudent
+
+    def upstream(self):
+        return {**super().upstream(), "distill": self.clone(Distill)}
+
+    def grpo_config(self, ctx) -> pt.GRPOConfig:
+        fields = dict(self.stage_params["grpo"])
+        if "steps" in fields:
+            raise ValueError("student_grpo takes its step count from distill's manifest; "
+                             "drop 'steps' from --StudentGrpo-grpo")
+        steps = ctx.input("distill").manifest["outputs"]["metrics"]["steps"]
+        return pt.GRPOConfig(**fields, steps=steps)
 
 
 class FinalRl(GrpoBase):
@@ -346,7 +383,8 @@ class FinalRl(GrpoBase):
 
     def reward_fn(self, ctx, cfg, tok):
         rm_folder = model_folder(ctx, "reward_model", ("reward_head.safetensors",))
-        return preference_reward(pt.RewardModel.load(rm_folder), tok, dict(self.stage_params["weights"]),
+        rm = pt.RewardModel.load(rm_folder).to(setup_torch(self.stage_params))
+        return preference_reward(rm, tok, dict(self.stage_params["weights"]),
                                  int(cfg.steps * self.stage_params["preference_from"]))
 
 
@@ -372,7 +410,7 @@ def preference_reward(rm: pt.RewardModel, tok, weights: dict, start_step: int) -
 class RewardModel(StageTask):
     """Pairwise (Bradley-Terry) reward model: a scalar head on the pretrained base, trained on
     the safety / helpfulness preference pairs."""
-    code_version = "1"
+    code_version = "2"
     source_objects = (pt, grpo_losses)
     rm = luigi.OptionalDictParameter(default=None, description="stages.post_train.RMConfig fields")
     threads = luigi.OptionalIntParameter(default=None)
@@ -420,9 +458,14 @@ NON_REASONING_SCHEMA = pa.schema([("problem_id", pa.string()), ("task", pa.strin
 class RejectionSample(StageTask):
     """n samples per train problem from the GRPO checkpoint; keep the correct, format-valid,
     single-language ones without over-long paragraphs, deduplicated (samples.parquet); plus
-    the non-reasoning rows with their reference replies (non_reasoning.parquet)."""
-    code_version = "1"
+    the non-reasoning rows with their reference replies (non_reasoning.parquet). `max_problems`
+    draws a seeded subset of the train problems."""
+    code_version = "2"
     source_objects = (pt, rewards, sampler)
+    max_problems = luigi.OptionalIntParameter(default=None, description="train problems to sample "
+                                              "(seeded subset; 0 = all)")
+    batch_rows = luigi.OptionalIntParameter(default=None, description="rows per generate call")
+    dtype = luigi.OptionalParameter(default=None, description="'bf16': sample in bf16 on CUDA")
     n_samples = luigi.OptionalIntParameter(default=None)
     max_new_tokens = luigi.OptionalIntParameter(default=None)
     temperature = luigi.OptionalFloatParameter(default=None)
@@ -439,9 +482,12 @@ class RejectionSample(StageTask):
         p = self.stage_params
         device = setup_torch(p)
         _, tok, policy = load_chat_model(ctx, "policy", p["max_seq_len"], device)
-        problems = read_rows(ctx, "data", "problems-train.parquet")
+        policy = pt.inference_model(policy, p["dtype"])
+        problems = pt.subset(read_rows(ctx, "data", "problems-train.parquet"), p["max_problems"],
+                             p["seed"])
         kept, stats = pt.rejection_sample(policy, problems, tok, p["n_samples"], p["max_new_tokens"],
-                                          p["temperature"], 1.0, p["max_paragraph_chars"], p["seed"])
+                                          p["temperature"], 1.0, p["max_paragraph_chars"], p["seed"],
+                                          p["batch_rows"])
         ckpt = ctx.input("policy")
         for row in kept:
             row.update(checkpoint_stage=ckpt.stage, checkpoint_version=ckpt.version)
@@ -462,14 +508,17 @@ class RejectionSample(StageTask):
 EVAL_MODELS = {  # report name -> (upstream name, prompt style)
     "base": ("base", "r1_zero"), "cold_start": ("cold_start", "chat"), "grpo": ("grpo", "chat"),
     "grpo_zero": ("grpo_zero", "r1_zero"), "final": ("final", "chat"),
-    "student": ("student", "chat")}
+    "student": ("student", "chat"), "student_rl": ("student_rl", "r1_zero")}
 
 
 class Evaluate(StageTask):
-    """pass@1 over k samples (T=0.6, top-p 0.95) on the held-out problems for every model;
-    format rate; response length; report.md with PNG plots."""
-    code_version = "1"
+    """pass@1 over k samples (T=0.6, top-p 0.95) on a seeded subset of `max_problems` held-out
+    problems (every task and level) for every model; format rate; response length; report.md
+    with PNG plots."""
+    code_version = "2"
     source_objects = (pt, rewards, sampler)
+    batch_rows = luigi.OptionalIntParameter(default=None, description="rows per generate call")
+    dtype = luigi.OptionalParameter(default=None, description="'bf16': sample in bf16 on CUDA")
     k = luigi.OptionalIntParameter(default=None)
     temperature = luigi.OptionalFloatParameter(default=None)
     top_p = luigi.OptionalFloatParameter(default=None)
@@ -484,22 +533,25 @@ class Evaluate(StageTask):
         return {"base": self.clone(PretrainMoe), "cold_start": self.clone(ColdStartSft),
                 "grpo": self.clone(Grpo), "grpo_zero": self.clone(GrpoZero),
                 "final": self.clone(FinalRl), "student": self.clone(Distill),
-                "data": self.clone(ReasoningData)}
+                "student_rl": self.clone(StudentGrpo), "data": self.clone(ReasoningData)}
 
     def build(self, ctx):
         p = self.stage_params
         device = setup_torch(p)
-        problems = read_rows(ctx, "data", "problems-held_out.parquet")[:p["max_problems"]]
+        problems = pt.subset(read_rows(ctx, "data", "problems-held_out.parquet"),
+                             p["max_problems"], p["seed"])
         results = {}
         for name, (upstream, style) in EVAL_MODELS.items():
             self.set_status_message(f"evaluate {name}")
             _, tok, model = load_chat_model(ctx, upstream, p["max_seq_len"], device)
+            model = pt.inference_model(model, p["dtype"])
             res = pt.evaluate(model, problems, tok, p["k"], p["temperature"], p["top_p"],
-                              p["max_new_tokens"], style, p["seed"])
+                              p["max_new_tokens"], style, p["seed"], p["batch_rows"])
             art = ctx.input(upstream)
             results[name] = {**res, "stage": art.stage, "version": art.version,
                              "prompt_style": style, "params": model.num_params()}
-        curves = {n: self.curve(ctx, n) for n in ("grpo", "grpo_zero", "final")}
+            del model
+        curves = {n: self.curve(ctx, n) for n in ("grpo", "grpo_zero", "final", "student_rl")}
         out = local_dir(ctx, "report")
         write_report(results, curves, problems, p, out)
         for name in ("report.md", "pass_at_1.png", "response_length.png", "rl_curves.png",
