@@ -13,6 +13,7 @@ import os
 import posixpath
 import tempfile
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Iterator
 
 import fsspec
@@ -52,6 +53,19 @@ def open_filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
     options = {} if protocol in ("file", "local") else {"use_listings_cache": False}
     fs, root = fsspec.core.url_to_fs(url, **options)
     return fs, root.rstrip("/") or root
+
+
+def _plain(value):
+    """JSON fallback for what Luigi hands tasks: DictParameter values are FrozenOrderedDicts,
+    ListParameter values tuples of them."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable: {value!r}")
+
+
+def to_json(value) -> str:
+    """Indented, key-sorted JSON of manifests and metadata (Luigi's frozen dicts included)."""
+    return json.dumps(value, indent=2, sort_keys=True, default=_plain)
 
 
 class ArtifactStore:
@@ -100,7 +114,7 @@ class ArtifactStore:
 
     def commit_manifest(self, stage: str, version: str, manifest: dict) -> str:
         """Write the manifest atomically and exclusively; raise AlreadyCommitted if present."""
-        data = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+        data = (to_json(manifest) + "\n").encode()
         self.create_exclusive(self.manifest_path(stage, version), data)
         return self.manifest_path(stage, version)
 
@@ -175,7 +189,7 @@ class ArtifactStore:
 
     def write_json(self, path: str, value) -> None:
         with self.fs.open(path, "wb") as f:
-            f.write(json.dumps(value, indent=2, sort_keys=True).encode())
+            f.write(to_json(value).encode())
 
     def read_json(self, path: str):
         with self.fs.open(path, "rb") as f:

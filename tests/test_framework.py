@@ -30,6 +30,14 @@ def ran(stdout_stderr: str) -> int:
     return 0
 
 
+def test_dict_parameter_from_the_command_line_commits(store):
+    """Luigi hands DictParameter values over as frozen dicts; the manifest must still commit."""
+    labels = {"note": {"run": [1, 2], "by": "test"}}
+    run(luigi_cmd(*TOY, "--store", store, "--Squares-labels", json.dumps(labels)))
+    squares = ArtifactStore(store).newest("squares")
+    assert squares["params"]["labels"] == labels and squares["key"]["params"]["labels"] == labels
+
+
 def test_rerun_semantics(store):
     r1 = run(luigi_cmd(*TOY, "--store", store, "--workers", "2"))
     first = versions(store)

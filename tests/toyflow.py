@@ -53,6 +53,7 @@ class NumbersShard(StageWork):
 
 class Squares(VersionedTask):
     offset = luigi.IntParameter(default=0)
+    labels = luigi.DictParameter(default={}, description="free-form, recorded in the manifest")
 
     def upstream(self):
         return {"numbers": self.clone(Numbers)}
