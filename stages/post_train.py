@@ -589,7 +589,7 @@ class RewardModel(nn.Module):
 
     def forward(self, idx_BT: torch.Tensor, lengths_B: torch.Tensor) -> torch.Tensor:
         """Scores of right-padded rows (moved to the model's device), scores_B fp32."""
-        device = self.score.weight.device
+        device = self.backbone.embed.weight.device
         idx_BT, lengths_B = idx_BT.to(device), lengths_B.to(device)
         h_BTD = self.hidden_states(idx_BT)
         last_BD = h_BTD[torch.arange(idx_BT.shape[0], device=device), lengths_B.long() - 1]

@@ -202,3 +202,49 @@ def test_dense_student_has_no_moe_layer():
     assert student.cfg.n_dense_layers == student.cfg.n_layers == 2
     assert student.cfg.vocab_size == 100
     assert student.num_params() == student.num_params(active_only=True)
+
+
+def test_grpo_step_micro_batches_accumulate_to_the_whole_batch_update(tok, problems):
+    """Chunks of rows (sorted by length, cut to their longest row) give the update and the
+    stats of one pass over the whole batch; with one update per batch the ratio is exactly 1."""
+    pairs = [pt.sft_pair(tok, p["prompt"], p["solution"]) for p in problems[:6]]
+    tokens_BT, mask_BT = pt.rollout_batch([p for p, _ in pairs], [r[:5 + 3 * i] for i, (_, r)
+                                                                  in enumerate(pairs)], tok.pad_id)
+    adv_B = torch.tensor([1.0, -0.5, 0.3, -1.2, 0.8, -0.4])
+    results = []
+    for rows, mu in ((6, 2), (2, 2), (4, 1)):
+        model = tiny_model(tok.vocab_size, seed=4)
+        ref = tiny_model(tok.vocab_size, seed=5)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        cfg = pt.GRPOConfig(micro_batch_rows=rows, updates_per_batch=mu, beta=0.1, clip_eps=0.2)
+        stats = pt.grpo_step(model, ref, opt, tokens_BT, mask_BT, adv_B, cfg)
+        results.append((stats, torch.cat([p.detach().flatten() for p in model.parameters()])))
+    (whole, w_whole), (chunked, w_chunked), (single, _) = results
+    assert torch.allclose(w_whole, w_chunked, atol=1e-6)
+    for key in ("loss", "kl", "ratio", "clip_fraction", "policy_objective"):
+        assert chunked[key] == pytest.approx(whole[key], abs=1e-5), key
+    assert single["ratio"] == pytest.approx(1.0) and single["clip_fraction"] == 0.0
+
+
+def test_length_chunks_group_rows_by_length():
+    mask_BT = torch.zeros(5, 10)
+    for b, last in enumerate([8, 2, 5, 3, 9]):
+        mask_BT[b, 1:last + 1] = 1.0
+    chunks = pt.length_chunks(mask_BT, 2)
+    assert [idx.tolist() for idx, _ in chunks] == [[1, 3], [2, 0], [4]]
+    assert [T for _, T in chunks] == [5, 10, 11]
+
+
+def test_subset_is_seeded_ordered_and_spans_the_rows():
+    rows = list(range(100))
+    a, b = pt.subset(rows, 10, seed=0), pt.subset(rows, 10, seed=0)
+    assert a == b == sorted(a) and len(set(a)) == 10 and max(a) > 50
+    assert pt.subset(rows, 0, seed=0) == rows and pt.subset(rows, 500, seed=1) == rows
+
+
+def test_cpu_runs_fp32_whatever_dtype_says(tok):
+    model = tiny_model(tok.vocab_size)
+    assert pt.inference_model(model, "bf16", copy_weights=True) is model
+    assert next(model.parameters()).dtype == torch.float32
+    assert pt.dense_overrides(model.cfg, n_layers=3) == {"n_layers": 3, "n_dense_layers": 3}
+    assert pt.dense_overrides(model.cfg) == {"n_dense_layers": model.cfg.n_layers}

@@ -1,7 +1,9 @@
 """RunR1Pipeline on tiny, once: every stage commits, the post-training loops really run (SFT loss
 falls, GRPO rewards vary and are logged per step, the cold-start model writes the format more
-often than the base), rejection samples are all correct and format-valid, the evaluation report
-names every model with its pass@1, and lineage reaches back to crawl_ingest.
+often than the base), rejection samples are all correct and format-valid, the distilled and the
+RL-only student start from the same pretrained dense base and take the same number of
+optimiser steps, the evaluation report names every model with its pass@1, and lineage reaches
+back to crawl_ingest.
 
 Tiny models do not learn arithmetic: nothing here demands accuracy gains."""
 from __future__ import annotations
@@ -18,12 +20,14 @@ from stages import rewards
 from tests.conftest import deeprecipe, luigi_cmd, run
 
 POST_STAGES = ["reasoning_data", "cold_start_sft", "grpo", "grpo_zero", "rejection_sample",
-               "reward_model", "final_sft", "final_rl", "distill", "evaluate"]
+               "reward_model", "final_sft", "final_rl", "pretrain_student", "distill",
+               "student_grpo", "evaluate"]
 EARLIER_STAGES = ["synthetic_crawl", "crawl_ingest", "url_dedup", "minhash_dedup",
                   "simhash_dedup", "quality_filter", "pii_redact", "decontaminate",
                   "tokenizer_train", "tokenize_pack", "pretrain_moe"]
-MODELS = ["base", "cold_start", "grpo", "grpo_zero", "final", "student"]
-MODEL_STAGES = ["cold_start_sft", "grpo", "grpo_zero", "final_sft", "final_rl", "distill"]
+MODELS = ["base", "cold_start", "grpo", "grpo_zero", "final", "student", "student_rl"]
+MODEL_STAGES = ["cold_start_sft", "grpo", "grpo_zero", "final_sft", "final_rl", "distill",
+                "student_grpo"]
 
 
 @pytest.fixture(scope="module")
@@ -60,10 +64,10 @@ def test_sft_loss_falls(r1_store):
 
 
 def test_grpo_logs_reward_parts_kl_and_clipping(r1_store):
-    for stage in ("grpo", "grpo_zero", "final_rl"):
+    for stage in ("grpo", "grpo_zero", "final_rl", "student_grpo"):
         man = r1_store.newest(stage)
         rows = man["outputs"]["metrics"]["per_step"]
-        assert len(rows) == man["params"]["grpo"]["steps"]
+        assert len(rows) == man["params"]["grpo"].get("steps", metrics(r1_store, "distill")["steps"])
         for r in rows:
             assert {"reward", "reward_accuracy", "reward_format", "reward_language", "kl",
                     "clip_fraction", "response_len", "accuracy"} <= set(r), (stage, r)
@@ -98,6 +102,23 @@ def test_rejection_samples_are_correct_and_format_valid(r1_store):
     assert len(samples) > 0, ("rejection sampling kept nothing", m)
 
 
+def test_students_share_a_pretrained_dense_base_and_step_count(r1_store):
+    """distill (SFT) and student_grpo (RL alone) start from the same pretrain_student version,
+    a dense model (no router parameter), and take the same number of optimiser steps."""
+    base = r1_store.newest("pretrain_student")
+    for stage in ("distill", "student_grpo"):
+        up = r1_store.newest(stage)["upstream"]
+        key = "base" if stage == "distill" else "init"
+        assert up[key]["stage"] == "pretrain_student" and up[key]["version"] == base["version"]
+    assert r1_store.newest("student_grpo")["upstream"]["distill"]["version"] == \
+        r1_store.newest("distill")["version"]
+    m = base["outputs"]["metrics"]
+    assert m["params"] == m["active_params"] and m["loss_last"] < m["loss_first"], m
+    assert m["expert_load_max_over_mean"] is None
+    assert m["params"] < metrics(r1_store, "pretrain_moe")["active_params"]
+    assert metrics(r1_store, "student_grpo")["steps"] == metrics(r1_store, "distill")["steps"] > 0
+
+
 def test_reward_model_learns_preferences(r1_store):
     m = metrics(r1_store, "reward_model")
     assert m["train_accuracy"] > m["train_accuracy_before"], m
@@ -119,10 +140,13 @@ def test_evaluation_report_names_every_model(r1_store):
         assert 0.0 <= models[name]["pass@1"] <= 1.0
     assert models["cold_start"]["format_rate"] > models["base"]["format_rate"], models
     assert models["student"]["version"] == r1_store.newest("distill")["version"]
+    assert models["student_rl"]["version"] == r1_store.newest("student_grpo")["version"]
+    assert models["student_rl"]["stage"] == "student_grpo"
 
 
 def test_lineage_reaches_crawl_ingest(r1_store):
     out = deeprecipe("--store", r1_store.url, "lineage", "evaluate").stdout
     for stage in ("evaluate", "final_rl", "final_sft", "rejection_sample", "grpo",
-                  "cold_start_sft", "pretrain_moe", "tokenize_pack", "crawl_ingest"):
+                  "cold_start_sft", "pretrain_moe", "student_grpo", "distill",
+                  "pretrain_student", "tokenize_pack", "crawl_ingest"):
         assert stage in out, (stage, out)

@@ -383,7 +383,7 @@ class FinalRl(GrpoBase):
 
     def reward_fn(self, ctx, cfg, tok):
         rm_folder = model_folder(ctx, "reward_model", ("reward_head.safetensors",))
-        rm = pt.RewardModel.load(rm_folder).to(setup_torch(self.stage_params))
+        rm = pt.RewardModel.load(rm_folder).to(self.stage_params["device"] or "cpu")
         return preference_reward(rm, tok, dict(self.stage_params["weights"]),
                                  int(cfg.steps * self.stage_params["preference_from"]))
 

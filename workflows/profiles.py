@@ -88,28 +88,75 @@ PROFILES["cluster"]["pretrain_moe"] = {
 # RunR1Pipeline finishes on 2 CPU cores in minutes (the loops run; tiny models learn the format,
 # not arithmetic). tiny cold start keeps only the last reasoning line (think_lines = 1) and
 # 64-token responses: the tiny base was pretrained on 128-token rows (ctx 384 fits the
-# longest R1-Zero prompt, ~300 tokens, plus 64 new ones). small: one GPU, full CoT.
+# longest R1-Zero prompt, ~300 tokens, plus 64 new ones).
+#
+# small: one H200, full CoT, sized so that bench/r1_small.py runs the whole RunR1Pipeline in
+# three commands of <= 9.5 min (data, base, post; about 18 min in all). Rates measured on one
+# H200 (2026-11, random-init `small`, worst case: every row runs to max_new_tokens):
+#   GRPO step, MoE, 16 prompts x G 16, 512 new tokens: sampling 3.2 s + update 1.6-2.0 s ~ 5 s
+#   GRPO step, MoE, R1-Zero prompts, 256 new tokens: ~2.2 s + ~1.6 s ~ 3.8 s (estimated)
+#   GRPO step, dense student, R1-Zero, 256 new: 0.7-0.85 s + 0.7-1.0 s ~ 1.7 s
+#   SFT step: MoE 32 rows 0.17 s; student 64 rows 0.10 s
+#   evaluate, 256 problems x k 4 = 1024 rows in one generate call, 512 new: MoE 8.7 s, student 6.3 s
+#   pretraining (BENCHMARKS.md): MoE 227k tokens/s at 32 x 2048 tokens per step, compiled
+# Estimated, not measured: ~10 s per MoE stage to load, save and digest a 2.8 GB fp32
+# checkpoint; data (--crawl-files 16 in the bench) ~3 min on 16 cores; the dense student's
+# pretraining ~0.1 s per step; compile/DeepSpeed start-up ~30-60 s per pretraining run.
+# base: pretrain_moe 500 steps x 64k tokens ~ 145 s + ~60 s compile/export;
+#   pretrain_student 500 steps ~ 70 s; cold_start_sft 3600 examples x 2 epochs / 32 = 225
+#   steps ~ 40 s + held-out loss ~ 5 s; reward_model ~ 15 s          -> ~6 min
+# post: grpo 30 x 5 s = 150 s; grpo_zero 20 x 3.8 s = 76 s; rejection_sample 2048 problems x
+#   2 = 4096 rows, 4 calls x ~8 s = 32 s; final_sft ~1500 kept samples x 2 / 32 = ~95 steps
+#   ~ 16 s; final_rl 4 x 5 s = 20 s; distill ~1500 x 2 / 64 = ~47 steps ~ 5 s; student_grpo
+#   as many steps x 1.7 s ~ 80 s; evaluate 5 x 8.7 + 2 x 6.3 ~ 56 s; loads/saves ~ 80 s
+#                                                                     -> ~8.5-9 min
+# (a post phase cut off by the 9.5-min budget keeps its committed stages: a 4th command
+# `--phase post` finishes the rest).
+# GRPO from the cold start: 30 steps x 256 rollouts over 480 distinct problems, lr 1e-5 (R1's
+# 3e-6 is for 671B parameters over thousands of steps), one update per batch of rollouts
+# (DeepSeekMath's mu = 1). 512 new tokens fit the longest level-3 CoT (a 4 x 3-digit long
+# multiplication, ~600 tokens with a 2k vocabulary, fewer with 32k); the R1-Zero runs
+# (grpo_zero, student_grpo) get 256: enough to learn the tags, at half the sampling cost.
 for _name, _p in {
-    "tiny": {"n": 40, "levels": [1], "ctx": 384, "new": 64, "threads": 1, "device": "cpu",
-             "think_lines": 1, "sft_epochs": 5, "final_sft_epochs": 8, "rl_steps": 12,
-             "prompts": 4, "G": 4, "lr_rl": 1e-4,
-             "k": 4, "eval_n": 16, "rs_n": 4, "student": {"d_model": 96, "n_layers": 2,
-                                                           "n_heads": 4, "head_dim": 24,
-                                                           "d_ff_dense": 384}},
-    "small": {"n": 2000, "levels": [1, 2, 3], "ctx": 2048, "new": 1024, "threads": 8,
-              "think_lines": 0, "final_sft_epochs": 2,
-              "device": "cuda", "sft_epochs": 2, "rl_steps": 400, "prompts": 32, "G": 16,
-              "lr_rl": 3e-6, "k": 16, "eval_n": 500, "rs_n": 16,
+    "tiny": {"n": 40, "levels": [1], "ctx": 384, "new": 64, "new_zero": 64, "threads": 1,
+             "device": "cpu", "dtype": "fp32", "think_lines": 1,
+             "sft_epochs": 5, "sft_batch": 8, "sft_lr": (3e-3, 3e-4),
+             "final_sft_epochs": 8, "final_sft_batch": 4,
+             "distill_epochs": 4, "distill_batch": 16, "distill_lr": (3e-3, 3e-4),
+             "rl_steps": 12, "zero_steps": 12, "final_rl_steps": 12, "prompts": 4, "G": 4,
+             "lr_rl": 1e-4, "lr_zero": 1e-4, "mu": 2, "micro_rows": 64, "sample_rows": 64,
+             "k": 4, "eval_n": 16, "rs_problems": 0, "rs_n": 4, "rm_lr": 1e-3,
+             "student": {"d_model": 96, "n_layers": 2, "n_heads": 4, "head_dim": 24,
+                         "d_ff_dense": 384},
+             "student_train": {"steps": 40, "warmup_steps": 5, "checkpoint_every_steps": 40}},
+    "small": {"n": 500, "levels": [1, 2, 3], "ctx": 1024, "new": 512, "new_zero": 256,
+              "threads": 8, "device": "cuda", "dtype": "bf16", "think_lines": 0,
+              "sft_epochs": 2, "sft_batch": 32, "sft_lr": (1e-4, 1e-5),
+              "final_sft_epochs": 2, "final_sft_batch": 32,
+              "distill_epochs": 2, "distill_batch": 64, "distill_lr": (3e-4, 3e-5),
+              "rl_steps": 30, "zero_steps": 20, "final_rl_steps": 4, "prompts": 16, "G": 16,
+              "lr_rl": 1e-5, "lr_zero": 2e-5, "mu": 1, "micro_rows": 32, "sample_rows": 256,
+              "k": 4, "eval_n": 256, "rs_problems": 2048, "rs_n": 2, "rm_lr": 1e-5,
               "student": {"d_model": 512, "n_layers": 8, "n_heads": 8, "head_dim": 64,
-                          "d_ff_dense": 1408, "attention": "mha"}},
+                          "d_ff_dense": 1408, "attention": "mha", "mtp_depth": 0},
+              "student_train": {"lr": 6e-4, "min_lr": 6e-5}},
 }.items():
     _run = {"threads": _p["threads"], "device": _p["device"]}
-    _sft = {"epochs": _p["sft_epochs"], "batch_rows": 8, "lr": 3e-3 if _name == "tiny" else 5e-5,
-            "min_lr": 3e-4 if _name == "tiny" else 5e-6, "seed": 0}
-    _grpo = {"steps": _p["rl_steps"], "prompts_per_step": _p["prompts"], "group_size": _p["G"],
-             "max_new_tokens": _p["new"], "temperature": 1.0, "lr": _p["lr_rl"],
-             "beta": 0.04, "clip_eps": 0.2, "updates_per_batch": 2,
-             "ref_reset_every": max(2, _p["rl_steps"] // 2), "seed": 0}
+    _sft = {"epochs": _p["sft_epochs"], "batch_rows": _p["sft_batch"], "lr": _p["sft_lr"][0],
+            "min_lr": _p["sft_lr"][1], "dtype": _p["dtype"], "seed": 0}
+
+    def _grpo(steps: int | None, new: int, lr: float, style: str) -> dict:
+        """GRPOConfig fields; steps None: the stage decides (student_grpo: distill's count)."""
+        out = {"prompts_per_step": _p["prompts"], "group_size": _p["G"], "max_new_tokens": new,
+               "temperature": 1.0, "lr": lr, "beta": 0.04, "clip_eps": 0.2,
+               "updates_per_batch": _p["mu"],
+               "ref_reset_every": max(2, (steps or _p["zero_steps"]) // 2),
+               "micro_batch_rows": _p["micro_rows"], "sample_batch_rows": _p["sample_rows"],
+               "dtype": _p["dtype"], "prompt_style": style, "seed": 0}
+        return out if steps is None else {"steps": steps, **out}
+    _sampling = {"batch_rows": _p["k"] * _p["eval_n"] if _name == "small" else _p["sample_rows"],
+                 "dtype": _p["dtype"]}
+    _moe_train = PROFILES[_name]["pretrain_moe"]["train"]
     PROFILES[_name].update({
         "reasoning_data": {"seed": 0, "n_per_task_level": _p["n"],
                            "tasks": ["arithmetic", "word_problem", "counting"],
@@ -118,29 +165,42 @@ for _name, _p in {
         "cold_start_sft": {"sft": _sft, "max_response_tokens": _p["new"],
                            "max_think_lines": _p["think_lines"],
                            "max_seq_len": _p["ctx"], **_run},
-        "grpo": {"grpo": {**_grpo, "prompt_style": "chat"},
+        "grpo": {"grpo": _grpo(_p["rl_steps"], _p["new"], _p["lr_rl"], "chat"),
                  "weights": {"accuracy": 1.0, "format": 1.0, "language": 1.0},
                  "max_seq_len": _p["ctx"], **_run},
-        "grpo_zero": {"grpo": {**_grpo, "prompt_style": "r1_zero"},
+        "grpo_zero": {"grpo": _grpo(_p["zero_steps"], _p["new_zero"], _p["lr_zero"], "r1_zero"),
                       "weights": {"accuracy": 1.0, "format": 1.0, "language": 0.0},
                       "max_seq_len": _p["ctx"], **_run},
-        "rejection_sample": {"n_samples": _p["rs_n"], "max_new_tokens": _p["new"],
-                             "temperature": 1.0, "max_paragraph_chars": 2000,
-                             "max_seq_len": _p["ctx"], "seed": 0, **_run},
-        "reward_model": {"rm": {"epochs": 3, "batch_pairs": 8,
-                                "lr": 1e-3 if _name == "tiny" else 1e-5, "seed": 0}, **_run},
+        "rejection_sample": {"n_samples": _p["rs_n"], "max_problems": _p["rs_problems"],
+                             "max_new_tokens": _p["new"], "temperature": 1.0,
+                             "max_paragraph_chars": 2000, "max_seq_len": _p["ctx"], "seed": 0,
+                             **_sampling, **_run},
+        "reward_model": {"rm": {"epochs": 3, "batch_pairs": 8, "lr": _p["rm_lr"], "seed": 0},
+                         **_run},
         "final_sft": {"sft": {**_sft, "epochs": _p["final_sft_epochs"],
-                              "batch_rows": 4 if _name == "tiny" else 8},
+                              "batch_rows": _p["final_sft_batch"]},
                       "max_response_tokens": _p["new"],
                       "max_seq_len": _p["ctx"], **_run},
-        "final_rl": {"grpo": {**_grpo, "prompt_style": "chat"},
+        "final_rl": {"grpo": _grpo(_p["final_rl_steps"], _p["new"], _p["lr_rl"], "chat"),
                      "weights": {"accuracy": 1.0, "format": 1.0, "language": 1.0},
                      "preference_from": 0.75, "max_seq_len": _p["ctx"], **_run},
-        "distill": {"sft": {**_sft, "epochs": _p["final_sft_epochs"] if _name == "tiny"
-                            else _p["sft_epochs"],
-                            "batch_rows": 4 if _name == "tiny" else 8},
-                    "max_response_tokens": _p["new"], "max_seq_len": _p["ctx"],
-                    "student_model": _p["student"], **_run},
+        # The dense student's base: PretrainMoe's schedule on the same token shards (no router,
+        # so no gamma); distill and student_grpo both start from it.
+        "pretrain_student": {
+            "model": PROFILES[_name]["pretrain_moe"]["model"], "model_overrides": _p["student"],
+            "gpus": PROFILES[_name]["pretrain_moe"]["gpus"],
+            "train": {**{k: v for k, v in _moe_train.items() if not k.startswith("gamma")},
+                      **_p["student_train"]}},
+        "distill": {"sft": {**_sft, "epochs": _p["distill_epochs"],
+                            "batch_rows": _p["distill_batch"], "lr": _p["distill_lr"][0],
+                            "min_lr": _p["distill_lr"][1]},
+                    "max_response_tokens": _p["new"], "max_seq_len": _p["ctx"], **_run},
+        # RL alone on the student base, R1-Zero style, for as many optimiser steps as distill's
+        # SFT took (the stage reads the count from distill's manifest).
+        "student_grpo": {"grpo": _grpo(None, _p["new_zero"], _p["lr_zero"], "r1_zero"),
+                         "weights": {"accuracy": 1.0, "format": 1.0, "language": 0.0},
+                         "max_seq_len": _p["ctx"], **_run},
         "evaluate": {"k": _p["k"], "temperature": 0.6, "top_p": 0.95, "max_new_tokens": _p["new"],
-                     "max_problems": _p["eval_n"], "max_seq_len": _p["ctx"], "seed": 0, **_run},
+                     "max_problems": _p["eval_n"], "max_seq_len": _p["ctx"], "seed": 0,
+                     **_sampling, **_run},
     })
