@@ -27,8 +27,13 @@ every stage sees plain values and the versions are those the same values would g
 command line. Anything after `--` goes to every luigi call unchanged (e.g. `-- --rerun grpo`).
 Give every phase the same options: they are part of the stages' versions.
 
-Next session, on the development machine once: `bash ../shared/gpu/make-wheels.sh` (fills
-.whl/ with luigi, deepspeed, datasketch, fasttext, pydantic for Python 3.12). Then three
+Next session, on the development machine once:
+
+    bash ../shared/gpu/make-wheels.sh warcio six resiliparse fastwarc brotli click matplotlib contourpy cycler fonttools kiwisolver pillow pyparsing
+
+(fills .whl/, ~40 MB, with luigi, deepspeed, datasketch, fasttext, pydantic and, for the data
+phase and the plots, warcio, resiliparse/fastwarc and matplotlib with their needs: the GPU image
+lists none of them; Python 3.12 wheels). Then three
 back-to-back `run` calls (kind nvidia-h200, carry [".whl"], timeout_s 600), each:
 
     python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD TORCH_CUDA_ARCH_LIST=9.0 PYTHONUNBUFFERED=1 || exit; python3 bench/r1_small.py --phase data --out $OUT
