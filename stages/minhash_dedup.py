@@ -106,9 +106,12 @@ def fmix32(h: np.ndarray) -> np.ndarray:
 
 def word_hash64(words: list[str]) -> np.ndarray:
     """64-bit hash per word (first 8 SHA-1 bytes, little-endian); one call per distinct word."""
-    uniq, inverse = np.unique(np.asarray(words, dtype=object), return_inverse=True)
-    digests = b"".join([hashlib.sha1(w.encode("utf-8")).digest()[:8] for w in uniq])
-    return np.frombuffer(digests, dtype="<u8").astype(np.uint64)[inverse]
+    vocab: dict[str, int] = {}
+    ids = [vocab.setdefault(w, len(vocab)) for w in words]
+    if not ids:
+        return np.zeros(0, dtype=np.uint64)
+    digests = b"".join([hashlib.sha1(w.encode("utf-8")).digest()[:8] for w in vocab])
+    return np.frombuffer(digests, dtype="<u8").astype(np.uint64)[np.asarray(ids, dtype=np.int64)]
 
 
 def combine_ngram_hashes(word_hashes: np.ndarray, n: int) -> np.ndarray:
@@ -194,18 +197,9 @@ def minhash_batch(
 def word_hash_sequence(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """Normalised words of every text as one 64-bit hash sequence -> (hashes uint64 (W,),
     words per text int64 (N,)). SHA-1 runs once per distinct word of the whole batch."""
-    vocab: dict[str, int] = {}
-    ids: list[int] = []
-    lengths = np.zeros(len(texts), dtype=np.int64)
-    for d, text in enumerate(texts):
-        words = normalise_words(text or "")
-        lengths[d] = len(words)
-        ids.extend([vocab.setdefault(w, len(vocab)) for w in words])
-    if not ids:
-        return np.zeros(0, dtype=np.uint64), lengths
-    digests = b"".join([hashlib.sha1(w.encode("utf-8")).digest()[:8] for w in vocab])
-    vocab_hash = np.frombuffer(digests, dtype="<u8").astype(np.uint64)
-    return vocab_hash[np.asarray(ids, dtype=np.int64)], lengths
+    words = [normalise_words(text or "") for text in texts]
+    lengths = np.fromiter((len(w) for w in words), dtype=np.int64, count=len(words))
+    return word_hash64([w for ws in words for w in ws]), lengths
 
 
 def word_combine_batch(texts: list[str], n: int = NGRAM) -> tuple[np.ndarray, np.ndarray]:

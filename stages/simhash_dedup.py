@@ -72,6 +72,7 @@ def simhash_bits(features: np.ndarray, owner: np.ndarray, n_owners: int) -> np.n
     """SimHash per owner: bit b set where more features have bit b set than not.
 
     features: uint64 ``(F,)``; owner: int ``(F,)`` in ``[0, n_owners)``.  Returns uint64 ``(n_owners,)``.
+    Bits are unpacked to one uint8 per bit ``(F, 64)``, counted per owner and packed back.
     """
     out = np.zeros(n_owners, dtype=np.uint64)
     if len(features) == 0:
@@ -79,14 +80,13 @@ def simhash_bits(features: np.ndarray, owner: np.ndarray, n_owners: int) -> np.n
     order = np.argsort(owner, kind="stable")
     features, owner = features[order], owner[order]
     starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
-    shifts = np.arange(64, dtype=np.uint64)
-    bits = ((features[:, None] >> shifts[None, :]) & np.uint64(1)).astype(np.int32)  # (F, 64)
-    votes = np.zeros((n_owners, 64), dtype=np.int64)
-    ones = np.add.reduceat(bits, starts, axis=0)
+    bytes_F8 = features.astype("<u8").view(np.uint8).reshape(-1, 8)
+    bits_F64 = np.unpackbits(bytes_F8, axis=1, bitorder="little")  # bit b of feature f
+    ones = np.add.reduceat(bits_F64, starts, axis=0, dtype=np.int32)
     sizes = np.diff(np.r_[starts, len(owner)])
-    votes[owner[starts]] = 2 * ones - sizes[:, None]  # (#set - #unset) per bit
-    weights = (np.uint64(1) << shifts)
-    return ((votes > 0).astype(np.uint64) * weights[None, :]).sum(axis=1, dtype=np.uint64)
+    majority = 2 * ones > sizes[:, None]  # more features with the bit set than without
+    out[owner[starts]] = np.packbits(majority, axis=1, bitorder="little").view("<u8").ravel()
+    return out
 
 
 def text_simhashes(sentences: list[str]) -> tuple[np.ndarray, np.ndarray]:

@@ -18,6 +18,18 @@ def corpus():
     return docs, truth
 
 
+def test_simhash_bits_is_the_per_bit_majority_of_each_owners_features():
+    rng = np.random.default_rng(0)
+    features = rng.integers(0, 2**63, 3000, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+    owner = rng.integers(0, 40, 3000)  # unsorted; owner 40..49 have no features
+    got = sd.simhash_bits(features, owner, 50)
+    for o in range(50):
+        mine = [int(f) for f in features[owner == o]]
+        want = sum(1 << b for b in range(64)
+                   if 2 * sum((f >> b) & 1 for f in mine) > len(mine))
+        assert int(got[o]) == want
+
+
 def test_blocks_trick_finds_exactly_the_brute_force_pairs():
     rng = np.random.default_rng(0)
     base = rng.integers(0, 2**63, 300, dtype=np.uint64)
