@@ -142,14 +142,6 @@ def save_policy(model: MoETransformer, tokenizer_json: str | Path, folder: str |
     return export_hf_folder(model, model.cfg, str(tokenizer_json), str(folder))
 
 
-def dense_student(teacher_cfg: MoEConfig, **overrides) -> MoETransformer:
-    """A dense (no MoE layer) student with the teacher's vocabulary and context length:
-    n_dense_layers = n_layers; `overrides` set d_model, n_layers, … (fresh init)."""
-    fields = dense_overrides(teacher_cfg, vocab_size=teacher_cfg.vocab_size,
-                             max_seq_len=teacher_cfg.max_seq_len, **overrides)
-    return MoETransformer(dataclasses.replace(teacher_cfg, **fields))
-
-
 def dense_overrides(base: MoEConfig, **overrides) -> dict:
     """MoEConfig overrides that make `base` + `overrides` a dense model: every layer a dense
     FFN (n_dense_layers = n_layers), so no router or expert is ever built."""

@@ -3,6 +3,8 @@ run with a rigged reward moves probability towards the rewarded outputs, the BT 
 ranks chosen over rejected, and evaluate / rejection_sample count and filter correctly."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 import torch.nn as nn
@@ -197,11 +199,15 @@ def test_readable_filter():
 
 
 def test_dense_student_has_no_moe_layer():
+    """The student config as pretrain_student builds it: the base config + dense_overrides."""
     teacher = tiny_model(100).cfg
-    student = pt.dense_student(teacher, d_model=32, n_layers=2, n_heads=2, head_dim=16)
+    fields = pt.dense_overrides(teacher, d_model=32, n_layers=2, n_heads=2, head_dim=16)
+    student = MoETransformer(dataclasses.replace(teacher, **fields))
     assert student.cfg.n_dense_layers == student.cfg.n_layers == 2
     assert student.cfg.vocab_size == 100
     assert student.num_params() == student.num_params(active_only=True)
+    assert pt.dense_overrides(teacher, n_layers=3) == {"n_layers": 3, "n_dense_layers": 3}
+    assert pt.dense_overrides(teacher) == {"n_dense_layers": teacher.n_layers}
 
 
 def test_grpo_step_micro_batches_accumulate_to_the_whole_batch_update(tok, problems):
@@ -246,5 +252,3 @@ def test_cpu_runs_fp32_whatever_dtype_says(tok):
     model = tiny_model(tok.vocab_size)
     assert pt.inference_model(model, "bf16", copy_weights=True) is model
     assert next(model.parameters()).dtype == torch.float32
-    assert pt.dense_overrides(model.cfg, n_layers=3) == {"n_layers": 3, "n_dense_layers": 3}
-    assert pt.dense_overrides(model.cfg) == {"n_dense_layers": model.cfg.n_layers}
