@@ -144,11 +144,7 @@ def shingle_hashes(text: str, n: int = NGRAM, method: str = "sha1") -> np.ndarra
     if method == "sha1":
         return sha1_hash32_many([s.encode("utf-8") for s in word_shingles(text, n)])
     if method == "word_combine":
-        words = normalise_words(text)
-        if not words:
-            return np.zeros(0, dtype=np.uint32)
-        h = combine_ngram_hashes(word_hash64(words), n) & np.uint64(0xFFFFFFFF)
-        return np.unique(h.astype(np.uint32))
+        return np.unique(word_combine_batch([text], n)[0])
     raise ValueError(f"unknown shingle hash method {method!r}: use 'sha1' or 'word_combine'")
 
 
