@@ -14,6 +14,8 @@ share of pages scoring >= ``high_score``; prefixes with >= ``min_pages`` pages a
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import random
 import re
 import tempfile
@@ -30,7 +32,6 @@ import numpy as np
 import pyarrow as pa
 
 HQ, LQ = "__label__hq", "__label__lq"
-_MIN_INPUT_MATRIX_BYTES = 40 << 20
 _PUNCT = re.compile(r"([^\w\s])", re.UNICODE)
 _SPACE = re.compile(r"\s+")
 
@@ -38,6 +39,40 @@ _SPACE = re.compile(r"\s+")
 def fasttext_line(text: str, max_chars: int = 20000) -> str:
     """One-line, lower-cased text with punctuation split off as tokens (fastText input)."""
     return _SPACE.sub(" ", _PUNCT.sub(r" \1 ", text[:max_chars].lower())).strip()
+
+
+@contextlib.contextmanager
+def zero_filled_malloc():
+    """While inside, glibc's malloc hands out zero-filled memory (``mallopt(M_PERTURB, 0xff)``).
+
+    fastText 0.9.x allocates its input matrix uninitialised (``intgemm::AlignedVector``) and,
+    with ``thread=1``, draws random values into only its first tenth (``uniform(a, thread,
+    seed)`` fills one tenth per thread). The rest is whatever the heap held: zeros on fresh
+    pages, old Python objects after a long process has freed memory -- "Encountered NaN." or
+    run-to-run differences (seen on the `small` profile's second seed-iteration round at any
+    lr). Zero-filling makes those rows zero, as on fresh pages, so training is deterministic.
+    Elsewhere than glibc this does nothing.
+    """
+    libc = _glibc()
+    if libc is None:
+        yield
+        return
+    libc.mallopt(_M_PERTURB, 0xFF)  # allocations are filled with 0xff ^ 0xff = 0
+    try:
+        yield
+    finally:
+        libc.mallopt(_M_PERTURB, 0)
+
+
+_M_PERTURB = -6  # glibc malloc.h
+
+
+def _glibc():
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return libc if hasattr(libc, "mallopt") else None
+    except OSError:
+        return None
 
 
 @dataclass
@@ -55,15 +90,10 @@ class FastTextClassifier:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "train.txt"
             path.write_text("\n".join(rows) + "\n", encoding="utf-8")
-            # fastText 0.9.x initialises only the first 1/10 of the input matrix per thread
-            # block (``uniform(a, thread, seed)``) and leaves the rest as allocated. A matrix
-            # over glibc's largest dynamic mmap threshold (32 MiB) always comes from fresh,
-            # zeroed pages; a smaller one may reuse heap garbage -> "Encountered NaN" and
-            # run-to-run differences. So the hash-bucket count is raised to >= 40 MiB.
-            bucket = max(bucket, -(-_MIN_INPUT_MATRIX_BYTES // (4 * dim)))
-            model = fasttext.train_supervised(
-                input=str(path), epoch=epoch, lr=lr, wordNgrams=word_ngrams, dim=dim, minCount=min_count,
-                thread=1, seed=seed, verbose=0, bucket=bucket)
+            with zero_filled_malloc():
+                model = fasttext.train_supervised(
+                    input=str(path), epoch=epoch, lr=lr, wordNgrams=word_ngrams, dim=dim, minCount=min_count,
+                    thread=1, seed=seed, verbose=0, bucket=bucket)
         return cls(model)
 
     def score(self, texts: Sequence[str]) -> np.ndarray:
