@@ -531,6 +531,7 @@ def grpo_train(policy: nn.Module, problems: Sequence[Mapping], tokenizer: ChatTo
         flat_parts = [r for group in parts for r in group]
         row = {"step": step, "reward": rewards_BG.mean().item(),
                "reward_std": rewards_BG.std().item(),
+               "informative_groups": G.informative_group_fraction(rewards_BG),
                **{f"reward_{k}": _mean([r[k] for r in flat_parts])
                   for k in flat_parts[0] if k != "total"},
                "accuracy": _mean([r.get("accuracy", 0.0) for r in flat_parts]),

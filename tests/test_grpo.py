@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from stages.grpo import (bradley_terry_loss, group_advantages, grpo_loss, k3_kl,
+from stages.grpo import (bradley_terry_loss, group_advantages, grpo_loss, informative_group_fraction, k3_kl,
                          make_reference_model, maybe_reset_reference, pack_sft_examples, sft_loss,
                          token_logprobs)
 
@@ -214,3 +214,12 @@ def test_bradley_terry_loss():
     rc = torch.tensor([0.0], requires_grad=True)
     bradley_terry_loss(rc, torch.tensor([0.0])).backward()
     assert rc.grad.item() == pytest.approx(-0.5)  # raises the chosen reward
+
+
+def test_informative_group_fraction_counts_groups_with_unequal_rewards():
+    rewards_BG = torch.tensor([[0.0, 0.0, 0.0, 0.0],    # all wrong: no signal
+                               [1.0, 1.0, 1.0, 1.0],    # all right: no signal
+                               [0.0, 2.0, 0.0, 0.0],    # one right: signal
+                               [1.0, 0.5, 0.5, 0.5]])   # signal
+    assert informative_group_fraction(rewards_BG) == 0.5
+    assert (group_advantages(rewards_BG)[:2] == 0).all() and (group_advantages(rewards_BG)[2:] != 0).any()

@@ -74,6 +74,8 @@ def test_grpo_logs_reward_parts_kl_and_clipping(r1_store):
             assert 0.0 <= r["clip_fraction"] <= 1.0 and r["kl"] >= 0.0
     grpo = metrics(r1_store, "grpo")["per_step"]
     assert any(r["reward_std"] > 0 for r in grpo), "GRPO rewards were constant: no signal"
+    assert all(0.0 <= r["informative_groups"] <= 1.0 for r in grpo)
+    assert any(r["informative_groups"] > 0 for r in grpo), "no group had unequal rewards"
     assert any(r["kl"] > 0 for r in grpo[1:]) and any(r["clip_fraction"] > 0 for r in grpo)
     assert metrics(r1_store, "grpo")["ref_resets"] >= 1
     final = r1_store.newest("final_rl")
