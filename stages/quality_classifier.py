@@ -34,6 +34,7 @@ import pyarrow as pa
 HQ, LQ = "__label__hq", "__label__lq"
 _PUNCT = re.compile(r"([^\w\s])", re.UNICODE)
 _SPACE = re.compile(r"\s+")
+_M_PERTURB = -6  # mallopt parameter, glibc malloc.h
 
 
 def fasttext_line(text: str, max_chars: int = 20000) -> str:
@@ -53,7 +54,7 @@ def zero_filled_malloc():
     lr). Zero-filling makes those rows zero, as on fresh pages, so training is deterministic.
     Elsewhere than glibc this does nothing.
     """
-    libc = _glibc()
+    libc = glibc()
     if libc is None:
         yield
         return
@@ -64,10 +65,8 @@ def zero_filled_malloc():
         libc.mallopt(_M_PERTURB, 0)
 
 
-_M_PERTURB = -6  # glibc malloc.h
-
-
-def _glibc():
+def glibc():
+    """glibc through ctypes, or None elsewhere."""
     try:
         libc = ctypes.CDLL("libc.so.6")
         return libc if hasattr(libc, "mallopt") else None
