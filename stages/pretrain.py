@@ -786,11 +786,14 @@ if __name__ == "__main__":
 @torch.no_grad()
 def validation_loss(model: MoETransformer, tokens_NL: np.ndarray, batch_size: int = 16,
                     max_batches: int = 20) -> float:
-    """Mean next-token cross-entropy (nats/token) of `model` on packed rows (N, L+1)."""
+    """Mean next-token cross-entropy (nats/token) of `model` on packed rows (N, L+1), on the
+    model's device: fp32 on CPU, bf16 autocast on CUDA (as in training)."""
     model.eval()
+    device = next(model.parameters()).device
     losses = []
     for i in range(0, min(len(tokens_NL), batch_size * max_batches), batch_size):
-        rows = torch.as_tensor(np.asarray(tokens_NL[i:i + batch_size], dtype=np.int64))
-        _, parts = model(rows[:, :-1], rows[:, 1:])
+        rows = torch.as_tensor(np.asarray(tokens_NL[i:i + batch_size], dtype=np.int64), device=device)
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            _, parts = model(rows[:, :-1], rows[:, 1:])
         losses.append(float(parts["lm"]))
     return float(np.mean(losses)) if losses else float("nan")

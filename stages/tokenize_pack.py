@@ -105,11 +105,28 @@ def mixture_weights(token_counts: Mapping[str, int], temperature: float) -> dict
 
 
 def sampling_rates(token_counts: Mapping[str, int], temperature: float,
-                   target_tokens: int | None = None) -> dict[str, float]:
+                   target_tokens: int | None = None,
+                   fixed_shares: Mapping[str, float] | None = None) -> dict[str, float]:
     """Expected copies per document of each source, ``r_i = w_i · target / n_i``, so that the
-    sampled corpus has ``target_tokens`` (default: as many as the input) in the target shares."""
-    weights = mixture_weights(token_counts, temperature)
-    target = sum(token_counts.values()) if target_tokens is None else target_tokens
+    sampled corpus has ``target_tokens`` (default: as many as the input) in the target shares.
+
+    ``fixed_shares`` pins some sources' shares (e.g. ``{"<reasoning>": 0.3}``: 30 % of the
+    sampled tokens, repeating its documents as often as that takes); the other sources split
+    the rest by temperature. With pinned sources the default target is the other sources'
+    tokens divided by their share (they keep about one copy per document at T = 1)."""
+    fixed = {s: float(w) for s, w in (fixed_shares or {}).items()}
+    if any(not 0.0 <= w < 1.0 for w in fixed.values()) or sum(fixed.values()) >= 1.0:
+        raise ValueError(f"fixed shares {fixed} must each be in [0, 1) and sum to < 1")
+    missing = [s for s, w in fixed.items() if w > 0 and token_counts.get(s, 0) <= 0]
+    if missing:
+        raise ValueError(f"fixed-share sources {missing} have no tokens to sample")
+    rest = {s: n for s, n in token_counts.items() if s not in fixed}
+    free = 1.0 - sum(fixed.values())
+    weights = {**{s: w * free for s, w in mixture_weights(rest, temperature).items()}, **fixed}
+    if target_tokens is not None:
+        target = target_tokens
+    else:
+        target = sum(rest.values()) / free if fixed else sum(token_counts.values())
     return {s: (weights[s] * target / n if n > 0 else 0.0) for s, n in token_counts.items()}
 
 
@@ -184,13 +201,13 @@ def encode_documents(tok: Tokenizer, texts: Sequence[str], batch_size: int = 102
 
 
 def encode_with_fim(tok: Tokenizer, texts: Sequence[str], splits: Sequence[FimSplit | None],
-                    batch_size: int = 1024) -> list[np.ndarray]:
+                    batch_size: int = 1024, parse_special: bool = False) -> list[np.ndarray]:
     """Like ``encode_documents``; a document with a ``FimSplit`` becomes
     ``[fim_prefix] prefix [fim_suffix] suffix [fim_middle] middle``, each part encoded alone."""
     pieces: list[str] = []
     for text, split in zip(texts, splits, strict=True):
         pieces.extend([text] if split is None else [split.prefix, split.suffix, split.middle])
-    encoded = iter(encode_documents(tok, pieces, batch_size))
+    encoded = iter(encode_documents(tok, pieces, batch_size, parse_special))
     ids = [np.array([tok.token_to_id(t)], dtype=TOKEN_DTYPE) for t in (FIM_PREFIX, FIM_SUFFIX, FIM_MIDDLE)]
     out = []
     for split in splits:
@@ -334,14 +351,15 @@ def _sources(table: pa.Table, name: str) -> list[str]:
 
 def count_source_tokens(tok: Tokenizer, table: pa.Table, *, val_fraction: float, seed: int,
                         text_column: str = "text", source_column: str = "source",
-                        batch_size: int = 1024) -> dict[str, int]:
+                        batch_size: int = 1024, parse_special: bool = False) -> dict[str, int]:
     """Training-split tokens per source (EOS included) of one shard: the ``n_i`` for
     ``sampling_rates``; sum the dicts over shards first."""
     texts, sources = _column(table, text_column), _sources(table, source_column)
     keep = ~validation_split([document_key(t or "") for t in texts], val_fraction, seed)
     counts: Counter = Counter()
     kept = [i for i in range(len(texts)) if keep[i] and texts[i]]
-    for i, arr in zip(kept, encode_documents(tok, [texts[i] for i in kept], batch_size)):
+    for i, arr in zip(kept, encode_documents(tok, [texts[i] for i in kept], batch_size,
+                                             parse_special)):
         counts[sources[i]] += len(arr) + 1
     return dict(counts)
 
@@ -350,8 +368,12 @@ def pack_table(tok: Tokenizer, table: pa.Table, *, seq_len: int,
                split: Literal["train", "validation"], val_fraction: float, seed: int,
                source_rates: Mapping[str, float] | None = None, fim_rate: float = 0.0,
                text_column: str = "text", source_column: str = "source",
-               batch_size: int = 1024, packer: SequencePacker | None = None) -> PackedShard:
+               batch_size: int = 1024, packer: SequencePacker | None = None,
+               parse_special: bool = False) -> PackedShard:
     """Rows of one split of one input shard (steps 1-6 of the module doc).
+
+    ``parse_special=True`` (trusted, generated text only, e.g. ``stages.reasoning_corpus``):
+    special-token strings such as ``"<think>"`` in the text become their special ids.
 
     ``source_rates`` (train only) from ``sampling_rates``; None: every document once.
     Null/empty texts are skipped; a null source is ``UNKNOWN_SOURCE``. Pass a ``packer`` to carry the partial row on to the next
@@ -382,7 +404,7 @@ def pack_table(tok: Tokenizer, table: pa.Table, *, seq_len: int,
     splits = [fim_split(text, document_rng(key + c.to_bytes(4, "little"), seed, "fim"), fim)
               for text, _, key, c in copies]
     stats.fim_applied = sum(s is not None for s in splits)
-    encoded = encode_with_fim(tok, [d[0] for d in copies], splits, batch_size)
+    encoded = encode_with_fim(tok, [d[0] for d in copies], splits, batch_size, parse_special)
 
     carry_tail = packer is not None
     if packer is None:

@@ -54,7 +54,12 @@ def test_pretrain_pipeline_artifacts(trained_store):
     index = json.loads(Path(s.path("tokenize_pack", pack["version"], "index-train.json")).read_text())
     rows = np.load(s.path("tokenize_pack", pack["version"], index["shards"][0]["file"]))
     assert rows.shape[1] == index["row_len"] == pack["params"]["seq_len"] + 1
-    assert pack["outputs"]["metrics"]["tokens_per_source"]
+    per_source = pack["outputs"]["metrics"]["tokens_per_source"]
+    share = per_source["<reasoning>"] / sum(per_source.values())
+    assert abs(share - pack["params"]["reasoning_share"]) < 0.03, share   # pinned mixture share
+    assert pack["upstream"]["reasoning"]["stage"] == "reasoning_corpus"
+    corpus = s.newest("reasoning_corpus")["outputs"]["metrics"]
+    assert corpus["docs"] > 0 and corpus["docs_tagged"] > 0 and corpus["held_out_draws_skipped"] > 0
 
 
 def test_killed_training_resumes_from_checkpoint(trained_store, tmp_path):

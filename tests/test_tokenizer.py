@@ -382,6 +382,34 @@ def test_sampling_rates_reach_target_shares():
     assert all(math.isclose(sampled[s] / 5_000_000, weights[s]) for s in COUNTS)
 
 
+def test_sampling_rates_pin_fixed_shares():
+    counts = {**COUNTS, "<reasoning>": 40_000}
+    rates = sampling_rates(counts, 2.0, fixed_shares={"<reasoning>": 0.4})
+    sampled = {s: rates[s] * n for s, n in counts.items()}
+    total = sum(sampled.values())
+    assert math.isclose(sampled["<reasoning>"] / total, 0.4)
+    assert math.isclose(total, sum(COUNTS.values()) / 0.6)     # the web keeps its own size
+    web = mixture_weights(COUNTS, 2.0)                          # the rest: temperature shares
+    assert all(math.isclose(sampled[s] / total, 0.6 * web[s]) for s in COUNTS)
+    assert sampling_rates(counts, 2.0, fixed_shares={"<reasoning>": 0.0})["<reasoning>"] == 0.0
+    for bad in ({"<reasoning>": 1.0}, {"<reasoning>": -0.1}, {"absent": 0.2}):
+        with pytest.raises(ValueError):
+            sampling_rates(counts, 2.0, fixed_shares=bad)
+
+
+def test_pack_table_parses_special_tokens_only_when_asked(tok):
+    table = pa.table({"text": ["Compute 2 + 2.\n<think>\n2 + 2 = 4\n</think>\n<answer>4</answer>"],
+                      "source": ["<reasoning>"]})
+    think = tok.token_to_id("<think>")
+    for parse, want in ((False, 0), (True, 1)):
+        packed = pack_table(tok, table, seq_len=8, split="train", val_fraction=0.0, seed=0,
+                            parse_special=parse)
+        assert int((packed.tokens_NL == think).sum()) == want
+    counts = [count_source_tokens(tok, table, val_fraction=0.0, seed=0, parse_special=p)["<reasoning>"]
+              for p in (False, True)]
+    assert counts[1] < counts[0]       # four tags: one id each instead of several byte tokens
+
+
 def test_document_repeats_are_deterministic_with_the_right_mean():
     keys = [f"doc-{i}" for i in range(20000)]
     for rate in (0.3, 1.0, 2.7):

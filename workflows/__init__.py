@@ -4,8 +4,9 @@ from .curation import (Decontaminate, MinhashDedup, PiiRedact, QualityClassifier
                        ReferenceLm, SimhashDedup)
 from .pretrain import TokenizePack, TokenizerTrain  # noqa: F401
 from .train import PretrainMoe  # noqa: F401
+from .reasoning import ReasoningCorpus, ReasoningData  # noqa: F401
 from .post_train import (ColdStartSft, Distill, Evaluate, FinalRl, FinalSft, Grpo, GrpoZero,  # noqa: F401
-                         ReasoningData, RejectionSample, RewardModel)
+                         RejectionSample, RewardModel)
 from .roots import RunDataPipeline, RunPretrainPipeline, RunR1Pipeline  # noqa: F401
 
 ROOTS = {"RunDataPipeline": RunDataPipeline, "RunPretrainPipeline": RunPretrainPipeline,

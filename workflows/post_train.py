@@ -28,7 +28,7 @@ from stages import rewards, sampler
 from stages.moe_model import MOE_CONFIGS
 
 from .base import LOCAL_CACHE, StageTask, local_copy, local_dir
-from .curation import Decontaminate
+from .reasoning import ReasoningData
 from .train import PretrainMoe
 
 MODEL_FILES = ("config.json", "model.safetensors", "tokenizer.json")
@@ -116,75 +116,6 @@ GRPO_PLOT = ("reward", "reward_accuracy", "reward_format", "kl", "clip_fraction"
 
 
 # ----------------------------------------------------------------------------- data
-
-
-class ReasoningData(StageTask):
-    """Generated verifiable problems (train / held-out by id hash), non-reasoning rows (factual
-    QA from curated corpus sentences, greetings) and safety preference pairs, as Parquet."""
-    code_version = "1"
-    source_objects = (rd,)
-    seed = luigi.OptionalIntParameter(default=None)
-    n_per_task_level = luigi.OptionalIntParameter(default=None)
-    tasks = luigi.OptionalListParameter(default=None)
-    levels = luigi.OptionalListParameter(default=None)
-    held_out_frac = luigi.OptionalFloatParameter(default=None)
-    n_factual_qa = luigi.OptionalIntParameter(default=None, description="corpus sentences to blank")
-    max_sentence_words = luigi.OptionalIntParameter(default=None)
-    problem_files = luigi.OptionalListParameter(default=None, description="your GSM8K-style JSONL "
-                                                "files (question, answer with '#### N')")
-    sft_files = luigi.OptionalListParameter(default=None, description="your SFT JSONL files "
-                                            "(prompt/response or chat messages)")
-
-    def upstream(self):
-        return {"docs": self.clone(Decontaminate)}
-
-    def key_extras(self):
-        """The user's files by content, so editing one re-keys this stage and its downstream."""
-        import hashlib
-        files = [*self.stage_params["problem_files"], *self.stage_params["sft_files"]]
-        return {"file_sha256": {f: hashlib.sha256(open(f, "rb").read()).hexdigest() for f in files}}
-
-    def corpus_sentences(self, ctx, n: int, max_words: int) -> list[str]:
-        """Up to n sentences of 6..max_words words from the curated documents, in order."""
-        import re
-        docs = ctx.input("docs")
-        out: list[str] = []
-        for part in docs.parts():
-            for text in docs.read_table(part, columns=["text"]).column("text").to_pylist():
-                for s in re.split(r"(?<=[.!?])\s+", text):
-                    if 6 <= len(s.split()) <= max_words and s.endswith("."):
-                        out.append(s)
-                        if len(out) >= n:
-                            return out
-        return out
-
-    def build(self, ctx):
-        p = self.stage_params
-        problems = rd.generate_problems(p["n_per_task_level"], seed=p["seed"], tasks=p["tasks"],
-                                        levels=p["levels"], held_out_frac=p["held_out_frac"])
-        skipped: list[str] = []
-        for path in p["problem_files"]:
-            rows, bad = rd.load_gsm8k_jsonl(path, held_out_frac=p["held_out_frac"])
-            problems, skipped = problems + rows, skipped + bad
-        for split in (rd.TRAIN, rd.HELD_OUT):
-            ctx.write_table(rd.rows_to_table(r for r in problems if r["split"] == split),
-                            f"problems-{split}.parquet")
-        sentences = self.corpus_sentences(ctx, p["n_factual_qa"], p["max_sentence_words"])
-        non_reasoning = (rd.factual_qa_from_sentences(sentences, seed=p["seed"],
-                                                      held_out_frac=p["held_out_frac"])
-                         + rd.greeting_rows())
-        for path in p["sft_files"]:
-            rows, bad = rd.load_sft_jsonl(path)
-            non_reasoning, skipped = non_reasoning + rows, skipped + bad
-        ctx.write_table(rd.rows_to_table(non_reasoning), "non_reasoning.parquet")
-        pairs = rd.safety_preference_pairs(held_out_frac=p["held_out_frac"])
-        ctx.write_table(rd.preference_pairs_to_table(pairs), "preferences.parquet")
-        count = lambda rows, s: sum(r["split"] == s for r in rows)  # noqa: E731
-        return {"rows": len(problems), "train_problems": count(problems, rd.TRAIN),
-                "held_out_problems": count(problems, rd.HELD_OUT),
-                "non_reasoning": len(non_reasoning), "preference_pairs": len(pairs),
-                "preference_pairs_held_out": count(pairs, rd.HELD_OUT),
-                "user_records_skipped": len(skipped), "user_skip_examples": skipped[:20]}
 
 
 # ----------------------------------------------------------------------------- SFT stages

@@ -5,12 +5,14 @@ import json
 from functools import cached_property
 
 import luigi
+import pyarrow as pa
 from tokenizers import Tokenizer
 
-from stages import tokenize_pack, tokenizer_train
+from stages import reasoning_corpus, tokenize_pack, tokenizer_train
 
 from .base import StageTask, StageWork, part_name, phase_markers, sum_phase, work_of
 from .curation import Decontaminate as CuratedDocs
+from .reasoning import ReasoningCorpus
 
 
 def read_tokenizer(artifact) -> Tokenizer:
@@ -49,7 +51,11 @@ class TokenizerTrain(StageTask):
 
 class TokenizePack(StageTask):
     """Curated documents → packed uint32 token rows (seq_len + 1), train/validation, with a
-    temperature mixture over sources and FIM; count (per shard) → pack (per shard)."""
+    temperature mixture over sources and FIM; count (per shard) → pack (per shard).
+
+    `reasoning_share` > 0 mixes in reasoning_corpus (worked train-split problems) as one more
+    unit and source (`stages.reasoning_corpus.SOURCE`) pinned at that share of the training
+    tokens; the web sources split the rest by temperature."""
     code_version = "1"
     source_objects = (tokenize_pack,)
     seq_len = luigi.OptionalIntParameter(default=None)
@@ -58,12 +64,30 @@ class TokenizePack(StageTask):
     fim_rate = luigi.OptionalFloatParameter(default=None)
     source_column = luigi.OptionalParameter(default=None)
     seed = luigi.OptionalIntParameter(default=None)
+    reasoning_share = luigi.OptionalFloatParameter(default=None, description="share of training tokens from reasoning_corpus (0: none)")
 
     def upstream(self):
-        return {"docs": self.clone(CuratedDocs), "tokenizer": self.clone(TokenizerTrain)}
+        reasoning = {"reasoning": self.clone(ReasoningCorpus)} if self.mixes_reasoning() else {}
+        return {"docs": self.clone(CuratedDocs), "tokenizer": self.clone(TokenizerTrain), **reasoning}
+
+    def mixes_reasoning(self) -> bool:
+        return bool(self.stage_params.get("reasoning_share"))
+
+    def num_web_shards(self) -> int:
+        return self.clone(CuratedDocs).num_shards()
 
     def num_shards(self) -> int:
-        return self.clone(CuratedDocs).num_shards()
+        return self.num_web_shards() + int(self.mixes_reasoning())
+
+    def unit_table(self, ctx, unit: int):
+        """(table with text and source columns, parse_special) of work unit `unit`: a curated
+        shard, or (the last unit) the reasoning corpus with its tags as special ids."""
+        column = self.stage_params["source_column"]
+        if unit < self.num_web_shards():
+            return ctx.input("docs").read_table(part_name(unit), columns=["text", column]), False
+        texts = ctx.input("reasoning").read_table(part_name(0), columns=["text"]).column("text")
+        source = pa.array([reasoning_corpus.SOURCE] * len(texts), pa.string())
+        return pa.table({"text": texts, column: source}), True
 
     def work(self):
         return [self.clone(TokenizePackShard, unit=i) for i in range(self.num_shards())]
@@ -87,7 +111,9 @@ class TokenizePack(StageTask):
         for m in phase_markers(ctx, "count"):
             for source, n in m["stats"]["tokens_per_source"].items():
                 totals[source] = totals.get(source, 0) + n
-        return tokenize_pack.sampling_rates(totals, self.stage_params["temperature"])
+        share = self.stage_params.get("reasoning_share") or 0.0
+        fixed = {reasoning_corpus.SOURCE: share} if share else None
+        return tokenize_pack.sampling_rates(totals, self.stage_params["temperature"], fixed_shares=fixed)
 
 
 @work_of(TokenizePack)
@@ -98,9 +124,10 @@ class TokenizeCount(StageWork):
     def do(self, ctx):
         p = self.params
         tok = read_tokenizer(ctx.input("tokenizer"))
-        table = ctx.input("docs").read_table(part_name(self.unit), columns=["text", p["source_column"]])
+        table, parse_special = self.stage_task.unit_table(ctx, self.unit)
         counts = tokenize_pack.count_source_tokens(tok, table, val_fraction=p["val_fraction"], seed=p["seed"],
-                                                   source_column=p["source_column"])
+                                                   source_column=p["source_column"],
+                                                   parse_special=parse_special)
         return {"tokens_per_source": counts}
 
 
@@ -115,14 +142,14 @@ class TokenizePackShard(StageWork):
     def do(self, ctx):
         p, s = self.params, self.stage_task
         tok = read_tokenizer(ctx.input("tokenizer"))
-        table = ctx.input("docs").read_table(part_name(self.unit), columns=["text", p["source_column"]])
+        table, parse_special = s.unit_table(ctx, self.unit)
         rates = s.sampling_rates(ctx)
         index, stats = {}, tokenize_pack.PackStats()
         for split in ("train", "validation"):
             packed = tokenize_pack.pack_table(
                 tok, table, seq_len=p["seq_len"], split=split, val_fraction=p["val_fraction"], seed=p["seed"],
                 source_rates=rates if split == "train" else None, fim_rate=p["fim_rate"],
-                source_column=p["source_column"])
+                source_column=p["source_column"], parse_special=parse_special)
             name = f"{split}-{self.unit:05d}.npy"
             with ctx.fs.open(ctx.output_path(name), "wb") as f:
                 tokenize_pack.write_npy_shard(packed.tokens_NL, f)

@@ -33,13 +33,19 @@ def profile_params(profile: str, stage: str) -> dict:
 for _name, _stages in {
     "tiny": {"tokenizer_train": {"vocab_size": 2048, "min_frequency": 2, "max_docs": 20000},
              "tokenize_pack": {"seq_len": 128, "val_fraction": 0.05, "temperature": 2.0,
-                               "fim_rate": 0.1, "source_column": "domain", "seed": 0}},
+                               "fim_rate": 0.1, "source_column": "domain", "seed": 0,
+                               "reasoning_share": 0.25},
+             "reasoning_corpus": {"seed": 0, "extra_per_task_level": 200, "tagged_frac": 0.05}},
     "small": {"tokenizer_train": {"vocab_size": 32768, "min_frequency": 2, "max_docs": 500000},
               "tokenize_pack": {"seq_len": 2048, "val_fraction": 0.01, "temperature": 2.0,
-                                "fim_rate": 0.1, "source_column": "domain", "seed": 0}},
+                                "fim_rate": 0.1, "source_column": "domain", "seed": 0,
+                                "reasoning_share": 0.5},
+              "reasoning_corpus": {"seed": 0, "extra_per_task_level": 6000, "tagged_frac": 0.05}},
     "cluster": {"tokenizer_train": {"vocab_size": 129280, "min_frequency": 2, "max_docs": 5000000},
                 "tokenize_pack": {"seq_len": 4096, "val_fraction": 0.001, "temperature": 2.0,
-                                  "fim_rate": 0.1, "source_column": "domain", "seed": 0}},
+                                  "fim_rate": 0.1, "source_column": "domain", "seed": 0,
+                                  "reasoning_share": 0.2},
+                "reasoning_corpus": {"seed": 0, "extra_per_task_level": 50000, "tagged_frac": 0.05}},
 }.items():
     PROFILES[_name].update(_stages)
 
@@ -102,18 +108,20 @@ PROFILES["cluster"]["pretrain_moe"] = {
 # Estimated, not measured: ~10 s per MoE stage to load, save and digest a 2.8 GB fp32
 # checkpoint; data (--crawl-files 16 in the bench) ~3 min on 16 cores; the dense student's
 # pretraining ~0.1 s per step; compile/DeepSpeed start-up ~30-60 s per pretraining run.
-# base: pretrain_moe 500 steps x 64k tokens ~ 145 s + ~60 s compile/export;
-#   pretrain_student 500 steps ~ 70 s; cold_start_sft 3600 examples x 2 epochs / 32 = 225
-#   steps ~ 40 s + held-out loss ~ 5 s; reward_model ~ 15 s          -> ~6 min
-# post: grpo 30 x 5 s = 150 s; grpo_zero 20 x 3.8 s = 76 s; rejection_sample 2048 problems x
+# base (measured on the first run, 500 steps each): pretrain_moe 0.31 s/step + ~75 s start-up
+#   + ~160 s checkpoint/export/validation (validation now on the GPU); pretrain_student
+#   0.06 s/step + ~50 s; cold_start_sft 224 steps 61 s; reward_model 19 s. bench/r1_small.py
+#   runs 700 and 1500 steps                                          -> ~9.5 min
+# post: grpo 40 x 5 s = 200 s; grpo_zero 30 x 3.8 s = 114 s; rejection_sample 2048 problems x
 #   2 = 4096 rows, 4 calls x ~8 s = 32 s; final_sft ~1500 kept samples x 2 / 32 = ~95 steps
 #   ~ 16 s; final_rl 4 x 5 s = 20 s; distill ~1500 x 2 / 64 = ~47 steps ~ 5 s; student_grpo
 #   as many steps x 1.7 s ~ 80 s; evaluate 5 x 8.7 + 2 x 6.3 ~ 56 s; loads/saves ~ 80 s
-#                                                                     -> ~8.5-9 min
+#                                                                     -> ~9.5-10 min
 # (a post phase cut off by the 9.5-min budget keeps its committed stages: a 4th command
 # `--phase post` finishes the rest).
-# GRPO from the cold start: 30 steps x 256 rollouts over 480 distinct problems, lr 1e-5 (R1's
-# 3e-6 is for 671B parameters over thousands of steps), one update per batch of rollouts
+# GRPO from the cold start: 40 steps x 256 rollouts over 640 distinct problems, lr 2e-5 (R1's
+# 3e-6 is for 671B parameters over thousands of steps; the first small run's 30 steps at 1e-5
+# moved held-out pass@1 by under a point), one update per batch of rollouts
 # (DeepSeekMath's mu = 1). 512 new tokens fit the longest level-3 CoT (a 4 x 3-digit long
 # multiplication, ~600 tokens with a 2k vocabulary, fewer with 32k); the R1-Zero runs
 # (grpo_zero, student_grpo) get 256: enough to learn the tags, at half the sampling cost.
@@ -134,8 +142,8 @@ for _name, _p in {
               "sft_epochs": 2, "sft_batch": 32, "sft_lr": (1e-4, 1e-5),
               "final_sft_epochs": 2, "final_sft_batch": 32,
               "distill_epochs": 2, "distill_batch": 64, "distill_lr": (3e-4, 3e-5),
-              "rl_steps": 30, "zero_steps": 20, "final_rl_steps": 4, "prompts": 16, "G": 16,
-              "lr_rl": 1e-5, "lr_zero": 2e-5, "mu": 1, "micro_rows": 32, "sample_rows": 256,
+              "rl_steps": 40, "zero_steps": 30, "final_rl_steps": 4, "prompts": 16, "G": 16,
+              "lr_rl": 2e-5, "lr_zero": 2e-5, "mu": 1, "micro_rows": 32, "sample_rows": 256,
               "k": 4, "eval_n": 256, "rs_problems": 2048, "rs_n": 2, "rm_lr": 1e-5,
               "student": {"d_model": 512, "n_layers": 8, "n_heads": 8, "head_dim": 64,
                           "d_ff_dense": 1408, "attention": "mha", "mtp_depth": 0},
