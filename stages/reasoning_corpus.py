@@ -11,11 +11,13 @@ Documents (one per problem; the style is a hash of the problem id, so it does no
 order or seed):
 
     solution  "Problem: {prompt}\\nSolution:\\n{step lines}\\nAnswer: {answer}"   (textbook prose)
-    tagged    "{prompt}\\n<think>\\n{step lines}\\n</think>\\n<answer>{answer}</answer>"
-              a share `tagged_frac` (default small): worked answers with reasoning tags, as a
-              web-scale base meets them in the wild. Packed with the tags as their special ids
-              (the source is generated, not crawled), so an R1-Zero policy has a non-zero
-              chance of emitting them; without any, the format can never emerge from RL.
+    tagged    "Q: {prompt}\\nA: <think>\\n{step lines}\\n</think>\\n<answer>{answer}</answer>"
+              a share `tagged_frac` (default small): Q/A threads whose answers carry reasoning
+              tags, as a web-scale base meets them in the wild. Packed with the tags as their
+              special ids (the source is generated, not crawled), so an R1-Zero policy has a
+              non-zero chance of emitting them; without any, the format can never emerge from
+              RL. (A first form, "{prompt}\\n<think>…", taught the base to restate the question
+              and skip the opening tag after "Assistant:": R1-Zero format stayed at 0.)
 
 Only train-split problems are used: a generated problem whose id hashes into the held-out share
 (`reasoning_data.split_of`, the same rule the evaluation set is cut with) is dropped, and so is
@@ -68,7 +70,7 @@ def render_document(row: dict, style: str) -> str | None:
     if style == "solution":
         return f"Problem: {prompt}\nSolution:\n" + "\n".join(steps) + f"\nAnswer: {answer}"
     if style == "tagged":
-        return f"{prompt}\n{rd.render_response(steps, answer)}"
+        return f"Q: {prompt}\nA: {rd.render_response(steps, answer)}"
     raise ValueError(f"unknown document style {style!r}; choose one of {STYLES}")
 
 

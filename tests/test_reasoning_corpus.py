@@ -64,7 +64,7 @@ def test_tagged_share_follows_the_hash_and_keeps_the_response_form(problems):
     assert style == {d["id"]: d["style"] for d in again.to_pylist()}   # order-free
     by_id = {r["id"]: r for r in train}
     tagged = [d for d in table.to_pylist() if d["style"] == "tagged"]
-    assert tagged and all(d["text"] == by_id[d["id"]]["prompt"] + "\n" + by_id[d["id"]]["solution"]
+    assert tagged and all(d["text"] == f"Q: {by_id[d['id']]['prompt']}\nA: {by_id[d['id']]['solution']}"
                           for d in tagged)
     with pytest.raises(ValueError):
         rc.document_style("abc", 1.5, 0)

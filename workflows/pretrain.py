@@ -80,8 +80,11 @@ class TokenizePack(StageTask):
         return self.num_web_shards() + int(self.mixes_reasoning())
 
     def unit_table(self, ctx, unit: int):
-        """(table with text and source columns, parse_special) of work unit `unit`: a curated
-        shard, or (the last unit) the reasoning corpus with its tags as special ids."""
+        """(table with text and source columns, is_reasoning) of work unit `unit`: a curated
+        shard, or (the last unit) the reasoning corpus. Reasoning documents are packed with
+        their tags as special ids and without FIM: a worked solution split into prefix /
+        suffix / middle teaches `</answer>` followed by `<|fim_middle|>` (the first small run's
+        R1-Zero samples kept writing past `</answer>` that way)."""
         column = self.stage_params["source_column"]
         if unit < self.num_web_shards():
             return ctx.input("docs").read_table(part_name(unit), columns=["text", column]), False
@@ -142,14 +145,15 @@ class TokenizePackShard(StageWork):
     def do(self, ctx):
         p, s = self.params, self.stage_task
         tok = read_tokenizer(ctx.input("tokenizer"))
-        table, parse_special = s.unit_table(ctx, self.unit)
+        table, is_reasoning = s.unit_table(ctx, self.unit)
         rates = s.sampling_rates(ctx)
         index, stats = {}, tokenize_pack.PackStats()
         for split in ("train", "validation"):
             packed = tokenize_pack.pack_table(
                 tok, table, seq_len=p["seq_len"], split=split, val_fraction=p["val_fraction"], seed=p["seed"],
-                source_rates=rates if split == "train" else None, fim_rate=p["fim_rate"],
-                source_column=p["source_column"], parse_special=parse_special)
+                source_rates=rates if split == "train" else None,
+                fim_rate=0.0 if is_reasoning else p["fim_rate"],
+                source_column=p["source_column"], parse_special=is_reasoning)
             name = f"{split}-{self.unit:05d}.npy"
             with ctx.fs.open(ctx.output_path(name), "wb") as f:
                 tokenize_pack.write_npy_shard(packed.tokens_NL, f)
