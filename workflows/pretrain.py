@@ -56,7 +56,7 @@ class TokenizePack(StageTask):
     `reasoning_share` > 0 mixes in reasoning_corpus (worked train-split problems) as one more
     unit and source (`stages.reasoning_corpus.SOURCE`) pinned at that share of the training
     tokens; the web sources split the rest by temperature."""
-    code_version = "1"
+    code_version = "2"  # 2: reasoning_corpus unit (special ids, no FIM)
     source_objects = (tokenize_pack,)
     seq_len = luigi.OptionalIntParameter(default=None)
     val_fraction = luigi.OptionalFloatParameter(default=None)

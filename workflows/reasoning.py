@@ -84,7 +84,7 @@ class ReasoningCorpus(StageTask):
     """Worked train-split problems as pretraining documents (`stages.reasoning_corpus`): those
     of reasoning_data plus `extra_per_task_level` more generated ones per (task, level), held-out
     problems excluded; one Parquet part (id, task, level, style, text)."""
-    code_version = "1"
+    code_version = "2"  # 2: tagged documents as Q/A threads
     source_objects = (rc, rd)
     seed = luigi.OptionalIntParameter(default=None)
     extra_per_task_level = luigi.OptionalIntParameter(default=None, description="generated problems per (task, level) beyond reasoning_data's")
