@@ -338,11 +338,13 @@ def response_loss(model: nn.Module, examples: Sequence[tuple[Sequence[int], Sequ
 @dataclass
 class Samples:
     """G samples for each of P prompts: texts[p][g], token ids (without prompt, EOS kept),
-    whether each finished with EOS."""
+    whether each finished with EOS, and the sampling model's log-prob of each response token
+    (temperature 1, no top-p: `stages.sampler.Generation.logprobs_BN`)."""
     prompt_ids: list[list[int]]
     response_ids: list[list[list[int]]]
     texts: list[list[str]]
     finished: list[list[bool]]
+    logprobs: list[list[list[float]]]
 
 
 @torch.no_grad()
@@ -358,19 +360,21 @@ def sample_responses(model: nn.Module, tokenizer: ChatTokenizer, prompts: Sequen
     order = sorted(range(len(flat)), key=lambda i: len(flat[i]))
     resp: list[list[int]] = [[] for _ in flat]
     fin = [False] * len(flat)
+    lps: list[list[float]] = [[] for _ in flat]
     for i in range(0, len(order), batch_rows):
         rows = order[i:i + batch_rows]
         out = generate(model, [flat[r] for r in rows], max_new_tokens, tokenizer.eos_id,
                        pad_id=tokenizer.pad_id, temperature=temperature, top_p=top_p,
                        generator=generator)
         tokens_BN, lengths_B = out.tokens_BN.cpu(), out.lengths_B.tolist()
-        finished_B = out.finished_B.tolist()
+        finished_B, logprobs_BN = out.finished_B.tolist(), out.logprobs_BN.float().cpu()
         for b, r in enumerate(rows):
             resp[r] = tokens_BN[b, :lengths_B[b]].tolist()
+            lps[r] = logprobs_BN[b, :lengths_B[b]].tolist()
             fin[r] = bool(finished_B[b])
     texts = [tokenizer.decode_response(r) for r in resp]
     group = lambda xs: [xs[p * n:(p + 1) * n] for p in range(len(prompts))]  # noqa: E731
-    return Samples(prompt_ids, group(resp), group(texts), group(fin))
+    return Samples(prompt_ids, group(resp), group(texts), group(fin), group(lps))
 
 
 # ----------------------------------------------------------------------------- GRPO
@@ -414,6 +418,16 @@ def rollout_batch(prompt_ids: Sequence[Sequence[int]], response_ids: Sequence[Se
     return tokens_BT, mask_BT
 
 
+def rollout_logprobs(prompt_ids: Sequence[Sequence[int]], response_logprobs: Sequence[Sequence[float]],
+                     T: int) -> torch.Tensor:
+    """Per-token log-probs of the responses in `rollout_batch`'s (B, T - 1) layout: the value
+    for response token j of row b sits at position len(prompt_b) - 1 + j; 0 elsewhere."""
+    out_BT = torch.zeros((len(prompt_ids), T - 1))
+    for b, (p, lp) in enumerate(zip(prompt_ids, response_logprobs)):
+        out_BT[b, len(p) - 1:len(p) - 1 + len(lp)] = torch.tensor(list(lp), dtype=torch.float32)
+    return out_BT
+
+
 def sequence_logprobs(model: nn.Module, tokens_BT: torch.Tensor) -> torch.Tensor:
     """logp_BT'[b, t] = log pi(tokens[b, t + 1] | tokens[b, :t + 1]), T' = T - 1."""
     return G.token_logprobs(logits_of(model, tokens_BT[:, :-1]), tokens_BT[:, 1:])
@@ -435,20 +449,28 @@ def length_chunks(mask_BT: torch.Tensor, rows: int) -> list[tuple[torch.Tensor, 
 
 def grpo_step(policy: nn.Module, ref: nn.Module, opt: torch.optim.Optimizer,
               tokens_BT: torch.Tensor, mask_BT: torch.Tensor, advantages_B: torch.Tensor,
-              cfg: GRPOConfig) -> dict[str, float]:
+              cfg: GRPOConfig, sampler_logp_BT: torch.Tensor | None = None) -> dict[str, float]:
     """cfg.updates_per_batch policy updates on one batch of rollouts (host tensors; moved to
     the policy's device chunk by chunk). Each update accumulates gradients over chunks of
     cfg.micro_batch_rows rows (`length_chunks`), weighted so the loss is the whole batch's mean
     over sequences. pi_old's log-probs are taken before the first update (with one update they
     are the update's own, detached: the ratio is 1 and only its gradient acts). Returns the last
     update's loss stats (sequence-level ones averaged over rows, token-level ones over response
-    tokens) with 'clip_fraction' averaged over the updates."""
+    tokens) with 'clip_fraction' averaged over the updates. With `sampler_logp_BT` (the
+    sampling model's log-probs of the same tokens, `rollout_logprobs`) also the train/sampler
+    mismatch of the first update, per response token: 'sampler_kl' = mean(logp_sampler -
+    logp_policy) (a k1 estimate of KL(sampler || policy): the tokens came from the sampler) and
+    'sampler_abs_gap' = mean |logp_sampler - logp_policy|. Both are ~0 when the sampler is the
+    policy itself; a bf16 copy of an MoE can route tokens differently."""
     device = next(policy.parameters()).device
     B = tokens_BT.shape[0]
-    chunks = []
+    chunks, sampler_chunks = [], []
     for idx, T in length_chunks(mask_BT, cfg.micro_batch_rows):
         chunks.append((tokens_BT[idx, :T].to(device), mask_BT[idx, :T - 1].to(device),
                        advantages_B[idx].to(device)))
+        if sampler_logp_BT is not None:
+            sampler_chunks.append(sampler_logp_BT[idx, :T - 1].to(device))
+    gap = {"sampler_kl": 0.0, "sampler_abs_gap": 0.0}
     with torch.no_grad(), autocast(device, cfg.dtype):
         policy.eval()
         logp_ref = [sequence_logprobs(ref, tok) for tok, _, _ in chunks]
@@ -456,12 +478,16 @@ def grpo_step(policy: nn.Module, ref: nn.Module, opt: torch.optim.Optimizer,
                     if cfg.updates_per_batch > 1 else None)
     policy.train()
     clip_fracs, stats, loss = [], {}, 0.0
-    for _ in range(cfg.updates_per_batch):
+    for update in range(cfg.updates_per_batch):
         opt.zero_grad(set_to_none=True)
         loss, sums, tokens = 0.0, {}, 0.0
         for c, (tok, mask, adv) in enumerate(chunks):
             with autocast(device, cfg.dtype):
                 logp_new = sequence_logprobs(policy, tok)
+            if sampler_chunks and update == 0:
+                diff = (sampler_chunks[c] - logp_new.detach().float()) * mask
+                gap["sampler_kl"] += diff.sum().item()
+                gap["sampler_abs_gap"] += diff.abs().sum().item()
             old = logp_old[c] if logp_old is not None else logp_new.detach()
             part, st = G.grpo_loss(logp_new, old, logp_ref[c], adv, mask,
                                    clip_eps=cfg.clip_eps, beta=cfg.beta)
@@ -479,6 +505,9 @@ def grpo_step(policy: nn.Module, ref: nn.Module, opt: torch.optim.Optimizer,
                  for k, v in sums.items()}
         clip_fracs.append(stats["clip_fraction"])
     policy.eval()
+    if sampler_chunks:
+        n_resp = max(float(mask_BT.sum()), 1.0)
+        stats.update({k: v / n_resp for k, v in gap.items()})
     return {**stats, "loss": loss, "clip_fraction": sum(clip_fracs) / len(clip_fracs)}
 
 
@@ -495,8 +524,9 @@ def grpo_train(policy: nn.Module, problems: Sequence[Mapping], tokenizer: ChatTo
     reference inside the loss; the reference is reset to the policy every cfg.ref_reset_every
     steps. On CUDA with dtype 'bf16' the samples come from a bf16 copy of the policy, refreshed
     before every step. Returns one row per step: reward (mean total), reward_<part> for every
-    part, reward_std, accuracy, kl, clip_fraction, ratio, loss, response_len, finished,
-    ref_reset, sample_s and update_s (wall seconds of sampling and of the update)."""
+    part, reward_std, accuracy, kl, clip_fraction, ratio, loss, sampler_kl, sampler_abs_gap
+    (`grpo_step`), response_len, finished, ref_reset, sample_s and update_s (wall seconds of
+    sampling and of the update)."""
     if not problems:
         raise ValueError("grpo_train: no problems")
     rng = random.Random(cfg.seed)
@@ -527,7 +557,10 @@ def grpo_train(policy: nn.Module, problems: Sequence[Mapping], tokenizer: ChatTo
         flat_prompts = [ids for ids in s.prompt_ids for _ in range(cfg.group_size)]
         flat_resp = [r if r else [tokenizer.eos_id] for group in s.response_ids for r in group]
         tokens_BT, mask_BT = rollout_batch(flat_prompts, flat_resp, tokenizer.pad_id)
-        stats = grpo_step(policy, ref, opt, tokens_BT, mask_BT, adv_B, cfg)
+        flat_lp = [lp if r else [0.0] for gr, gl in zip(s.response_ids, s.logprobs)
+                   for r, lp in zip(gr, gl)]
+        sampler_logp_BT = rollout_logprobs(flat_prompts, flat_lp, tokens_BT.shape[1])
+        stats = grpo_step(policy, ref, opt, tokens_BT, mask_BT, adv_B, cfg, sampler_logp_BT)
         flat_parts = [r for group in parts for r in group]
         row = {"step": step, "reward": rewards_BG.mean().item(),
                "reward_std": rewards_BG.std().item(),
@@ -536,6 +569,7 @@ def grpo_train(policy: nn.Module, problems: Sequence[Mapping], tokenizer: ChatTo
                   for k in flat_parts[0] if k != "total"},
                "accuracy": _mean([r.get("accuracy", 0.0) for r in flat_parts]),
                "kl": stats["kl"], "clip_fraction": stats["clip_fraction"],
+               "sampler_kl": stats["sampler_kl"], "sampler_abs_gap": stats["sampler_abs_gap"],
                "ratio": stats["ratio"], "loss": stats["loss"],
                "response_len": _mean([len(r) for g in s.response_ids for r in g]),
                "finished": _mean([float(f) for g in s.finished for f in g]),

@@ -112,7 +112,8 @@ def grpo_summary(rows: list[dict]) -> dict:
             "ref_resets": sum(bool(r["ref_reset"]) for r in rows), "per_step": rows}
 
 
-GRPO_PLOT = ("reward", "reward_accuracy", "reward_format", "kl", "clip_fraction", "response_len")
+GRPO_PLOT = ("reward", "reward_accuracy", "reward_format", "kl", "clip_fraction", "response_len",
+             "sampler_abs_gap")
 
 
 # ----------------------------------------------------------------------------- data
@@ -222,7 +223,7 @@ class Distill(FinalSft):
 
 class GrpoBase(StageTask):
     """GRPO from an upstream model artifact `init` on the train problems."""
-    code_version = "2"
+    code_version = "3"  # 3: per-step sampler_kl / sampler_abs_gap
     source_objects = (pt, grpo_losses, rewards, sampler)
     grpo = luigi.OptionalDictParameter(default=None, description="stages.post_train.GRPOConfig fields")
     weights = luigi.OptionalDictParameter(default=None, description="rule reward weights")
