@@ -3,7 +3,8 @@ each fit one command of at most 9.5 minutes, then the acceptance table read from
 
     data   TokenizePack, ReasoningData (CPU stages, --workers = cores)                  ~3 min
     base   PretrainMoe, PretrainStudent, ColdStartSft, RewardModel (GPU, one worker)   ~9.5 min
-    post   RunR1Pipeline: every other stage, evaluate last (GPU, one worker)           ~8.5 min
+    post   RunR1Pipeline: every other stage, evaluate last (GPU, one worker)   ~10.5 min
+           (small: the first command may stop at its budget before evaluate; run it again)
 
 Each phase runs the real pipeline (`python -m luigi --module bench.r1_small ...
 --local-scheduler` in a subprocess) on one store with the same parameters, so Luigi's

@@ -470,7 +470,7 @@ def grpo_step(policy: nn.Module, ref: nn.Module, opt: torch.optim.Optimizer,
                        advantages_B[idx].to(device)))
         if sampler_logp_BT is not None:
             sampler_chunks.append(sampler_logp_BT[idx, :T - 1].to(device))
-    gap = {"sampler_kl": 0.0, "sampler_abs_gap": 0.0}
+    gap_sum = torch.zeros(2, device=device)  # sums of (sampler - policy), |sampler - policy|
     with torch.no_grad(), autocast(device, cfg.dtype):
         policy.eval()
         logp_ref = [sequence_logprobs(ref, tok) for tok, _, _ in chunks]
@@ -486,8 +486,7 @@ def grpo_step(policy: nn.Module, ref: nn.Module, opt: torch.optim.Optimizer,
                 logp_new = sequence_logprobs(policy, tok)
             if sampler_chunks and update == 0:
                 diff = (sampler_chunks[c] - logp_new.detach().float()) * mask
-                gap["sampler_kl"] += diff.sum().item()
-                gap["sampler_abs_gap"] += diff.abs().sum().item()
+                gap_sum += torch.stack([diff.sum(), diff.abs().sum()])
             old = logp_old[c] if logp_old is not None else logp_new.detach()
             part, st = G.grpo_loss(logp_new, old, logp_ref[c], adv, mask,
                                    clip_eps=cfg.clip_eps, beta=cfg.beta)
@@ -506,8 +505,9 @@ def grpo_step(policy: nn.Module, ref: nn.Module, opt: torch.optim.Optimizer,
         clip_fracs.append(stats["clip_fraction"])
     policy.eval()
     if sampler_chunks:
+        kl_sum, abs_sum = gap_sum.tolist()  # one host sync for the whole batch
         n_resp = max(float(mask_BT.sum()), 1.0)
-        stats.update({k: v / n_resp for k, v in gap.items()})
+        stats.update({"sampler_kl": kl_sum / n_resp, "sampler_abs_gap": abs_sum / n_resp})
     return {**stats, "loss": loss, "clip_fraction": sum(clip_fracs) / len(clip_fracs)}
 
 

@@ -114,8 +114,8 @@ class TokenizePack(StageTask):
         for m in phase_markers(ctx, "count"):
             for source, n in m["stats"]["tokens_per_source"].items():
                 totals[source] = totals.get(source, 0) + n
-        share = self.stage_params.get("reasoning_share") or 0.0
-        fixed = {reasoning_corpus.SOURCE: share} if share else None
+        fixed = ({reasoning_corpus.SOURCE: self.stage_params["reasoning_share"]}
+                 if self.mixes_reasoning() else None)
         return tokenize_pack.sampling_rates(totals, self.stage_params["temperature"], fixed_shares=fixed)
 
 
@@ -127,10 +127,10 @@ class TokenizeCount(StageWork):
     def do(self, ctx):
         p = self.params
         tok = read_tokenizer(ctx.input("tokenizer"))
-        table, parse_special = self.stage_task.unit_table(ctx, self.unit)
+        table, is_reasoning = self.stage_task.unit_table(ctx, self.unit)
         counts = tokenize_pack.count_source_tokens(tok, table, val_fraction=p["val_fraction"], seed=p["seed"],
                                                    source_column=p["source_column"],
-                                                   parse_special=parse_special)
+                                                   parse_special=is_reasoning)
         return {"tokens_per_source": counts}
 
 

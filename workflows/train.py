@@ -74,7 +74,6 @@ class PretrainMoe(StageTask):
                               for n in tokens.files("validation-*.npy")])
         # on the GPU when there is one (on CPU, 20 x 16 rows of `small` take minutes)
         val_loss = pretrain.validation_loss(model.to("cuda" if torch.cuda.is_available() else "cpu"), val)
-        model.cpu()
         for name in ("config.json", "model.safetensors", "tokenizer.json"):
             ctx.fs.put_file(str(export / "hf" / name), ctx.output_path(name))
         for name in ("metrics.jsonl", "metrics.png"):
