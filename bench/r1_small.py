@@ -4,6 +4,7 @@ each fit one command of at most 9.5 minutes, then the acceptance table read from
     data   TokenizePack, ReasoningData (CPU stages, --workers = cores)                  ~3 min
     base   PretrainMoe, PretrainStudent, ColdStartSft, RewardModel (GPU, one worker)   ~9.5 min
     post   RunR1Pipeline: every other stage, evaluate last (GPU, one worker)   ~10.5 min
+    teacher  PretrainMoe and ColdStartSft only (the start of bench/grpo_ablation.py)
            (small: the first command may stop at its budget before evaluate; run it again)
 
 Each phase runs the real pipeline (`python -m luigi --module bench.r1_small ...
@@ -76,6 +77,7 @@ from workflows.profiles import PROFILES  # noqa: E402
 PHASES = {  # name -> (root task, its targets, workers: None = all cores)
     "data": ("R1Phase", ["TokenizePack", "ReasoningData"], None),
     "base": ("R1Phase", ["PretrainMoe", "PretrainStudent", "ColdStartSft", "RewardModel"], 1),
+    "teacher": ("R1Phase", ["PretrainMoe", "ColdStartSft"], 1),  # for bench/grpo_ablation.py
     "post": ("RunR1Pipeline", None, 1),
 }
 PROFILE_ENV = "R1_BENCH_PROFILE"  # JSON {"name": ..., "stages": {stage: params}}
@@ -361,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, key) == -1:
             setattr(args, key, value)
     Path(args.out).mkdir(parents=True, exist_ok=True)
-    phases = list(PHASES) if args.phase == "all" else [p for p in args.phase.split(",") if p]
+    phases = ["data", "base", "post"] if args.phase == "all" else [p for p in args.phase.split(",") if p]
     unknown = [p for p in phases if p not in (*PHASES, "report")]
     if unknown:
         ap.error(f"unknown phase {unknown}; use {', '.join(PHASES)}, all or report")

@@ -72,11 +72,15 @@ def _masked_sequence_mean(x_BT: torch.Tensor, mask_BT: torch.Tensor) -> torch.Te
 
 def grpo_loss(logp_new_BT: torch.Tensor, logp_old_BT: torch.Tensor, logp_ref_BT: torch.Tensor,
               advantages_B: torch.Tensor, mask_BT: torch.Tensor, clip_eps: float = 0.2,
-              beta: float = 0.04) -> tuple[torch.Tensor, dict[str, float]]:
+              beta: float = 0.04, is_weight_BT: torch.Tensor | None = None,
+              ) -> tuple[torch.Tensor, dict[str, float]]:
     """GRPO loss (module docstring) -> (scalar loss, stats).
 
     logp_new_BT carries the gradient; logp_old_BT (the sampling policy) and logp_ref_BT are
     treated as constants. Token averaging is per sequence (1/|o_i|), then a mean over sequences.
+    is_weight_BT (constant, optional) multiplies each token's clipped policy term, not the KL:
+    the truncated importance weight of samples drawn from another model than pi_old
+    (`truncated_is_weights`).
     stats: 'clip_fraction' (share of masked tokens where the clipped term is the one taken, i.e.
     rho > 1+eps with A > 0 or rho < 1-eps with A < 0), 'kl' (mean k3 KL, averaged like the
     loss), 'ratio' (mean rho over masked tokens), 'policy_objective' (the clipped term alone).
@@ -87,6 +91,8 @@ def grpo_loss(logp_new_BT: torch.Tensor, logp_old_BT: torch.Tensor, logp_ref_BT:
     unclipped_BT = ratio_BT * A_B1
     clipped_BT = torch.clamp(ratio_BT, 1.0 - clip_eps, 1.0 + clip_eps) * A_B1
     objective_BT = torch.minimum(unclipped_BT, clipped_BT)
+    if is_weight_BT is not None:
+        objective_BT = objective_BT * is_weight_BT.detach()
     kl_BT = k3_kl(logp_new_BT, logp_ref_BT)
     policy_objective = _masked_sequence_mean(objective_BT, mask_BT)
     kl = _masked_sequence_mean(kl_BT, mask_BT)
@@ -100,6 +106,19 @@ def grpo_loss(logp_new_BT: torch.Tensor, logp_old_BT: torch.Tensor, logp_ref_BT:
                  "ratio": (ratio_BT * m).sum().div(n).item(),
                  "policy_objective": policy_objective.item()}
     return loss, stats
+
+
+def truncated_is_weights(logp_old_BT: torch.Tensor, logp_sampler_BT: torch.Tensor,
+                         cap: float) -> torch.Tensor:
+    """Truncated importance sampling (TIS; Yao et al. 2025, "Your efficient RL framework
+    secretly brings you off-policy RL training"): w_BT = min(pi_old / pi_sampler, cap) per
+    token, a constant. When the rollouts come from a different numerical copy of the policy
+    (a bf16 sampler, a KV-cache decode path, an MoE routing some tokens differently) the GRPO
+    gradient is off-policy; w reweights it back to pi_old's samples, truncated at `cap` to bound
+    the variance."""
+    if cap <= 0:
+        raise ValueError(f"truncated_is_weights: cap must be > 0, got {cap}")
+    return torch.exp(logp_old_BT.detach().float() - logp_sampler_BT.float()).clamp(max=cap)
 
 
 def make_reference_model(policy: nn.Module, ref: nn.Module | None = None) -> nn.Module:

@@ -37,7 +37,7 @@ import torch.nn as nn
 from safetensors.torch import load_file, save_file
 
 from . import grpo as G
-from .moe_model import MoEConfig, MoETransformer
+from .moe_model import MoEConfig, MoETransformer, Router
 from .pretrain import export_hf_folder
 from .reasoning_data import r1_zero_prompt
 from .rewards import (extract_answer, extract_think, format_reward, language_consistency_reward,
@@ -148,10 +148,11 @@ def dense_overrides(base: MoEConfig, **overrides) -> dict:
     return {**overrides, "n_dense_layers": overrides.get("n_layers", base.n_layers)}
 
 
-def autocast(device: torch.device, dtype: str):
-    """bf16 autocast on CUDA when dtype == 'bf16'; a no-op elsewhere (CPU runs fp32)."""
+def autocast(device: torch.device, dtype: str, cache_enabled: bool = True):
+    """bf16 autocast on CUDA when dtype == 'bf16'; a no-op elsewhere (CPU runs fp32).
+    cache_enabled=False re-casts the weights at every op (what CUDA-graph capture needs)."""
     if device.type == "cuda" and dtype == "bf16":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+        return torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=cache_enabled)
     return contextlib.nullcontext()
 
 
@@ -401,7 +402,21 @@ class GRPOConfig:
     micro_batch_rows: int = 64     # rollout rows per forward/backward (gradients accumulate)
     sample_batch_rows: int = 256   # rows per `generate` call
     dtype: str = "bf16"            # 'bf16': autocast + a bf16 sampling copy on CUDA; CPU: fp32
+    sampler: str = "copy"          # 'copy': a bf16 copy samples (CUDA bf16); 'policy': the
+                                   # policy itself under the training autocast (no copy)
+    sampler_is_cap: float = 0.0    # > 0: truncated importance weights min(pi_old/pi_sampler, cap)
+                                   # on the policy term (`grpo.truncated_is_weights`); 0: off
+    freeze_router: bool = False    # MoE: keep the routers' weights fixed during RL
     seed: int = 0
+
+    def __post_init__(self):
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"GRPOConfig.sampler={self.sampler!r}: use one of {SAMPLERS}")
+        if self.sampler_is_cap < 0:
+            raise ValueError(f"GRPOConfig.sampler_is_cap={self.sampler_is_cap}: must be >= 0")
+
+
+SAMPLERS = ("copy", "policy")
 
 
 def rollout_batch(prompt_ids: Sequence[Sequence[int]], response_ids: Sequence[Sequence[int]],
@@ -461,7 +476,12 @@ def grpo_step(policy: nn.Module, ref: nn.Module, opt: torch.optim.Optimizer,
     mismatch of the first update, per response token: 'sampler_kl' = mean(logp_sampler -
     logp_policy) (a k1 estimate of KL(sampler || policy): the tokens came from the sampler) and
     'sampler_abs_gap' = mean |logp_sampler - logp_policy|. Both are ~0 when the sampler is the
-    policy itself; a bf16 copy of an MoE can route tokens differently."""
+    policy itself; a bf16 copy of an MoE can route tokens differently. With cfg.sampler_is_cap
+    > 0 (needs `sampler_logp_BT`) each token's policy term is weighted by min(pi_old /
+    pi_sampler, cap); 'is_weight' is the weights' mean and 'is_truncated' the share at the cap,
+    over response tokens."""
+    if cfg.sampler_is_cap > 0 and sampler_logp_BT is None:
+        raise ValueError("grpo_step: sampler_is_cap > 0 needs the sampler's log-probs")
     device = next(policy.parameters()).device
     B = tokens_BT.shape[0]
     chunks, sampler_chunks = [], []
@@ -470,7 +490,8 @@ def grpo_step(policy: nn.Module, ref: nn.Module, opt: torch.optim.Optimizer,
                        advantages_B[idx].to(device)))
         if sampler_logp_BT is not None:
             sampler_chunks.append(sampler_logp_BT[idx, :T - 1].to(device))
-    gap_sum = torch.zeros(2, device=device)  # sums of (sampler - policy), |sampler - policy|
+    # sums over response tokens of (sampler - policy), |sampler - policy|, IS weight, truncated
+    gap_sum = torch.zeros(4, device=device)
     with torch.no_grad(), autocast(device, cfg.dtype):
         policy.eval()
         logp_ref = [sequence_logprobs(ref, tok) for tok, _, _ in chunks]
@@ -484,12 +505,16 @@ def grpo_step(policy: nn.Module, ref: nn.Module, opt: torch.optim.Optimizer,
         for c, (tok, mask, adv) in enumerate(chunks):
             with autocast(device, cfg.dtype):
                 logp_new = sequence_logprobs(policy, tok)
+            old = logp_old[c] if logp_old is not None else logp_new.detach()
+            w = (G.truncated_is_weights(old, sampler_chunks[c], cfg.sampler_is_cap)
+                 if cfg.sampler_is_cap > 0 else None)
             if sampler_chunks and update == 0:
                 diff = (sampler_chunks[c] - logp_new.detach().float()) * mask
-                gap_sum += torch.stack([diff.sum(), diff.abs().sum()])
-            old = logp_old[c] if logp_old is not None else logp_new.detach()
+                ws = [(w * mask).sum(), ((w >= cfg.sampler_is_cap) * mask).sum()] if w is not None \
+                    else [diff.new_zeros(()), diff.new_zeros(())]
+                gap_sum += torch.stack([diff.sum(), diff.abs().sum(), *ws])
             part, st = G.grpo_loss(logp_new, old, logp_ref[c], adv, mask,
-                                   clip_eps=cfg.clip_eps, beta=cfg.beta)
+                                   clip_eps=cfg.clip_eps, beta=cfg.beta, is_weight_BT=w)
             share = tok.shape[0] / B
             (part * share).backward()
             loss += part.item() * share
@@ -505,9 +530,11 @@ def grpo_step(policy: nn.Module, ref: nn.Module, opt: torch.optim.Optimizer,
         clip_fracs.append(stats["clip_fraction"])
     policy.eval()
     if sampler_chunks:
-        kl_sum, abs_sum = gap_sum.tolist()  # one host sync for the whole batch
+        kl_sum, abs_sum, w_sum, trunc_sum = gap_sum.tolist()  # one host sync for the batch
         n_resp = max(float(mask_BT.sum()), 1.0)
-        stats.update({"sampler_kl": kl_sum / n_resp, "sampler_abs_gap": abs_sum / n_resp})
+        stats.update({"sampler_kl": kl_sum / n_resp, "sampler_abs_gap": abs_sum / n_resp,
+                      "is_weight": w_sum / n_resp if cfg.sampler_is_cap > 0 else 1.0,
+                      "is_truncated": trunc_sum / n_resp})
     return {**stats, "loss": loss, "clip_fraction": sum(clip_fracs) / len(clip_fracs)}
 
 
@@ -523,17 +550,41 @@ def grpo_train(policy: nn.Module, problems: Sequence[Mapping], tokenizer: ChatTo
     advantages and updates the policy with the clipped-ratio loss with beta * k3 KL to a frozen
     reference inside the loss; the reference is reset to the policy every cfg.ref_reset_every
     steps. On CUDA with dtype 'bf16' the samples come from a bf16 copy of the policy, refreshed
-    before every step. Returns one row per step: reward (mean total), reward_<part> for every
-    part, reward_std, accuracy, kl, clip_fraction, ratio, loss, sampler_kl, sampler_abs_gap
+    before every step (cfg.sampler 'copy'), or from the policy itself under the same autocast
+    as its updates ('policy': slower, numerically closest to the trained model).
+    cfg.freeze_router keeps every MoE router's weight out of the optimiser. Returns one row per
+    step: reward (mean total), reward_<part> for every part, reward_std, accuracy, kl,
+    clip_fraction, ratio, loss, sampler_kl, sampler_abs_gap, is_weight, is_truncated
     (`grpo_step`), response_len, finished, ref_reset, sample_s and update_s (wall seconds of
     sampling and of the update)."""
     if not problems:
         raise ValueError("grpo_train: no problems")
     rng = random.Random(cfg.seed)
+    device = next(policy.parameters()).device
     gen = sampling_generator(policy, cfg.seed)
+    frozen = [m.weight for m in policy.modules() if isinstance(m, Router)] if cfg.freeze_router else []
+    for w in frozen:
+        w.requires_grad_(False)
     ref = G.make_reference_model(policy)
-    sampler_model = inference_model(policy, cfg.dtype, copy_weights=True)
+    if cfg.sampler == "policy":
+        sampler_model = policy
+        sampling_precision = lambda: autocast(device, cfg.dtype, cache_enabled=False)  # noqa: E731
+    else:
+        sampler_model = inference_model(policy, cfg.dtype, copy_weights=True)
+        sampling_precision = contextlib.nullcontext
     opt = adamw(policy, cfg.lr)
+    try:
+        return _grpo_loop(policy, ref, opt, sampler_model, sampling_precision, problems,
+                          tokenizer, cfg, reward_fn, rng, gen, on_step)
+    finally:
+        for w in frozen:
+            w.requires_grad_(True)
+
+
+def _grpo_loop(policy, ref, opt, sampler_model, sampling_precision, problems, tokenizer,
+               cfg: GRPOConfig, reward_fn: RewardFn, rng: random.Random, gen,
+               on_step) -> list[dict]:
+    """`grpo_train`'s steps."""
     order: list[int] = []
     rows = []
     for step in range(cfg.steps):
@@ -547,9 +598,10 @@ def grpo_train(policy: nn.Module, problems: Sequence[Mapping], tokenizer: ChatTo
                 rng.shuffle(order)
             batch.append(problems[order.pop()])
         t0 = time.perf_counter()
-        s = sample_responses(sampler_model, tokenizer, [p["prompt"] for p in batch],
-                             cfg.group_size, cfg.max_new_tokens, cfg.temperature, cfg.top_p,
-                             cfg.prompt_style, gen, cfg.sample_batch_rows)
+        with sampling_precision():
+            s = sample_responses(sampler_model, tokenizer, [p["prompt"] for p in batch],
+                                 cfg.group_size, cfg.max_new_tokens, cfg.temperature, cfg.top_p,
+                                 cfg.prompt_style, gen, cfg.sample_batch_rows)
         t1 = time.perf_counter()
         parts = [[dict(reward_fn(t, p, step)) for t in texts] for texts, p in zip(s.texts, batch)]
         rewards_BG = torch.tensor([[r["total"] for r in group] for group in parts])
@@ -570,6 +622,7 @@ def grpo_train(policy: nn.Module, problems: Sequence[Mapping], tokenizer: ChatTo
                "accuracy": _mean([r.get("accuracy", 0.0) for r in flat_parts]),
                "kl": stats["kl"], "clip_fraction": stats["clip_fraction"],
                "sampler_kl": stats["sampler_kl"], "sampler_abs_gap": stats["sampler_abs_gap"],
+               "is_weight": stats["is_weight"], "is_truncated": stats["is_truncated"],
                "ratio": stats["ratio"], "loss": stats["loss"],
                "response_len": _mean([len(r) for g in s.response_ids for r in g]),
                "finished": _mean([float(f) for g in s.finished for f in g]),
@@ -785,24 +838,34 @@ def pass_at_1(correct_PK: Sequence[Sequence[bool]]) -> float:
 
 def evaluate(model: nn.Module, problems: Sequence[Mapping], tokenizer: ChatTokenizer, k: int,
              temperature: float = 0.6, top_p: float = 0.95, max_new_tokens: int = 64,
-             style: str = "chat", seed: int = 0, batch_rows: int = 64) -> dict:
+             style: str = "chat", seed: int = 0, batch_rows: int = 64,
+             n_wrong_examples: int = 4) -> dict:
     """R1's evaluation: k samples per problem at temperature/top_p (`generate` calls of at most
     batch_rows rows) -> {'pass@1', 'format_rate', 'mean_response_tokens', 'finished_rate',
-    'per_task': {task: pass@1}, 'n_problems', 'k'}."""
+    'per_task': {task: pass@1}, 'per_level': {'task/level': pass@1}, 'n_problems', 'k',
+    'examples' (the first sample of the first 3 problems), 'wrong_examples' (up to
+    n_wrong_examples {prompt, answer, response} whose first sample is wrong)}."""
     gen = sampling_generator(model, seed)
     s = sample_responses(model, tokenizer, [p["prompt"] for p in problems], k, max_new_tokens,
                          temperature, top_p, style, gen, batch_rows)
     correct = [[is_correct(t, p) for t in texts] for texts, p in zip(s.texts, problems)]
     by_task: dict[str, list] = {}
-    for p, row in zip(problems, correct):
+    by_level: dict[str, list] = {}
+    wrong = []
+    for p, texts, row in zip(problems, s.texts, correct):
         by_task.setdefault(p["task"], []).append(row)
+        by_level.setdefault(f"{p['task']}/{p.get('level', 0)}", []).append(row)
+        if not row[0] and len(wrong) < n_wrong_examples:
+            wrong.append({"prompt": p["prompt"], "answer": p["answer"], "response": texts[0]})
     return {"pass@1": pass_at_1(correct),
             "format_rate": _mean([format_reward(t) for texts in s.texts for t in texts]),
             "mean_response_tokens": _mean([len(r) for g in s.response_ids for r in g]),
             "finished_rate": _mean([float(f) for g in s.finished for f in g]),
             "per_task": {t: pass_at_1(rows) for t, rows in sorted(by_task.items())},
+            "per_level": {t: pass_at_1(rows) for t, rows in sorted(by_level.items())},
             "n_problems": len(problems), "k": k,
-            "examples": [s.texts[i][0] for i in range(min(3, len(problems)))]}
+            "examples": [s.texts[i][0] for i in range(min(3, len(problems)))],
+            "wrong_examples": wrong}
 
 
 # ----------------------------------------------------------------------------- metrics files

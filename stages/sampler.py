@@ -182,7 +182,8 @@ class GraphedDecoder:
 def _use_graphs(cuda_graph: bool | None, model: nn.Module, cache, device: torch.device,
                 n_steps: int) -> bool:
     """CUDA graphs for the decode steps: asked for, or (None) on CUDA for a MoETransformer with
-    a preallocated KVCache and enough steps to pay for the captures, outside autocast and with
+    a preallocated KVCache and enough steps to pay for the captures, outside autocast or under
+    one whose weight-cast cache is off (a cached cast would be freed under the graph), and with
     no `torch.compile`d block (compiling inside a capture is not supported)."""
     from stages.moe_model import KVCache, MoETransformer
     able = (device.type == "cuda" and isinstance(model, MoETransformer)
@@ -191,7 +192,9 @@ def _use_graphs(cuda_graph: bool | None, model: nn.Module, cache, device: torch.
         raise ValueError("generate(cuda_graph=True) needs CUDA, a MoETransformer and the "
                          "default (preallocated) KVCache")
     if cuda_graph is None:
-        return (able and n_steps >= GRAPH_MIN_STEPS and not torch.is_autocast_enabled("cuda")
+        autocast_ok = (not torch.is_autocast_enabled("cuda")
+                       or not torch.is_autocast_cache_enabled())
+        return (able and n_steps >= GRAPH_MIN_STEPS and autocast_ok
                 and all(getattr(b, "_compiled_call_impl", None) is None for b in model.layers))
     return bool(cuda_graph)
 

@@ -223,3 +223,29 @@ def test_informative_group_fraction_counts_groups_with_unequal_rewards():
                                [1.0, 0.5, 0.5, 0.5]])   # signal
     assert informative_group_fraction(rewards_BG) == 0.5
     assert (group_advantages(rewards_BG)[:2] == 0).all() and (group_advantages(rewards_BG)[2:] != 0).any()
+
+
+def test_truncated_is_weights_and_their_place_in_the_loss():
+    """w = min(pi_old / pi_sampler, cap) per token, constant; it scales the clipped policy term
+    of the loss (and so its gradient) and leaves the KL term alone."""
+    from stages.grpo import truncated_is_weights
+    old = torch.log(torch.tensor([[0.5, 0.2, 0.9]]))
+    sampler = torch.log(torch.tensor([[0.25, 0.4, 0.1]]))
+    w = truncated_is_weights(old, sampler, cap=2.0)
+    assert torch.allclose(w, torch.tensor([[2.0, 0.5, 2.0]]))  # 2.0 exact, 0.5, 9 -> cap 2
+    with pytest.raises(ValueError):
+        truncated_is_weights(old, sampler, cap=0.0)
+    mask, A = torch.ones(1, 3), torch.tensor([1.5])
+    grads = []
+    for weights in (None, torch.full((1, 3), 0.5)):
+        new = old.clone().requires_grad_(True)
+        loss, _ = grpo_loss(new, old, old, A, mask, clip_eps=0.2, beta=0.0, is_weight_BT=weights)
+        loss.backward()
+        grads.append(new.grad)
+    assert torch.allclose(grads[1], 0.5 * grads[0]) and grads[0].abs().sum() > 0
+    new = old.clone().requires_grad_(True)   # the KL term is not weighted
+    ref = old - 0.3
+    l_plain, _ = grpo_loss(new, old, ref, torch.zeros(1), mask, beta=1.0)
+    l_weighted, _ = grpo_loss(new, old, ref, torch.zeros(1), mask, beta=1.0,
+                              is_weight_BT=torch.full((1, 3), 0.1))
+    assert l_plain.item() == pytest.approx(l_weighted.item()) and l_plain.item() > 0

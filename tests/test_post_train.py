@@ -277,3 +277,63 @@ def test_cpu_runs_fp32_whatever_dtype_says(tok):
     model = tiny_model(tok.vocab_size)
     assert pt.inference_model(model, "bf16", copy_weights=True) is model
     assert next(model.parameters()).dtype == torch.float32
+
+
+def test_grpo_importance_weights_are_one_on_policy_and_cut_at_the_cap(tok, problems):
+    """With sampler_is_cap the update reports the truncated IS weights: 1 when the policy
+    sampled its own rollouts, != 1 (and some at the cap) when another model did."""
+    policy, other = tiny_model(tok.vocab_size, seed=6), tiny_model(tok.vocab_size, seed=7)
+    cfg = pt.GRPOConfig(micro_batch_rows=8, beta=0.0, sampler_is_cap=1.5)
+    prompts = [p["prompt"] for p in problems[:4]]
+    out = []
+    for sampler in (policy, other):
+        s = pt.sample_responses(sampler, tok, prompts, 4, 10, temperature=1.0,
+                                generator=torch.Generator().manual_seed(1))
+        flat_prompts = [ids for ids in s.prompt_ids for _ in range(4)]
+        flat_resp = [r for g in s.response_ids for r in g]
+        tokens_BT, mask_BT = pt.rollout_batch(flat_prompts, flat_resp, tok.pad_id)
+        sampler_BT = pt.rollout_logprobs(flat_prompts, [lp for g in s.logprobs for lp in g],
+                                         tokens_BT.shape[1])
+        opt = torch.optim.SGD(policy.parameters(), lr=0.0)
+        adv = torch.randn(len(flat_resp), generator=torch.Generator().manual_seed(0))
+        out.append(pt.grpo_step(policy, pt.G.make_reference_model(policy), opt, tokens_BT,
+                                mask_BT, adv, cfg, sampler_BT))
+        with pytest.raises(ValueError, match="sampler's log-probs"):
+            pt.grpo_step(policy, policy, opt, tokens_BT, mask_BT, adv, cfg)
+    assert out[0]["is_weight"] == pytest.approx(1.0, abs=1e-4) and out[0]["is_truncated"] == 0
+    assert abs(out[1]["is_weight"] - 1.0) > 1e-3 and 0 < out[1]["is_truncated"] < 1
+
+
+def test_grpo_freeze_router_keeps_the_routers_and_trains_the_rest(tok, problems):
+    model = tiny_model(tok.vocab_size, seed=8)
+    routers = {n: p.detach().clone() for n, p in model.named_parameters() if "router" in n}
+    others = {n: p.detach().clone() for n, p in model.named_parameters() if "router" not in n}
+    assert routers
+
+    def length_reward(text, problem, step):
+        r = float(len(text) % 3 == 0)
+        return {"len": r, "total": r}
+
+    cfg = pt.GRPOConfig(steps=3, prompts_per_step=2, group_size=4, max_new_tokens=4, lr=1e-2,
+                        freeze_router=True)
+    rows = pt.grpo_train(model, problems[:4], tok, cfg, length_reward)
+    params = dict(model.named_parameters())
+    assert all(torch.equal(params[n], w) for n, w in routers.items())
+    assert any(not torch.equal(params[n], w) for n, w in others.items())
+    assert all(p.requires_grad for p in model.parameters())  # restored after training
+    assert {"is_weight", "is_truncated"} <= set(rows[0])
+    with pytest.raises(ValueError, match="sampler"):
+        pt.GRPOConfig(sampler="fp8")
+    with pytest.raises(ValueError, match="sampler_is_cap"):
+        pt.GRPOConfig(sampler_is_cap=-1.0)
+
+
+def test_evaluate_reports_levels_and_wrong_examples(tok):
+    model = ScriptedModel(tok, "<think>\nadd\n</think>\n<answer>4</answer>")
+    problems = [{"id": "a", "task": "arithmetic", "level": 1, "prompt": "Compute 2 + 2.", "answer": "4"},
+                {"id": "b", "task": "arithmetic", "level": 2, "prompt": "Compute 3 + 3.", "answer": "6"},
+                {"id": "c", "task": "counting", "level": 1, "prompt": "Count to five.", "answer": "5"}]
+    res = pt.evaluate(model, problems, tok, k=2, max_new_tokens=40)
+    assert res["per_level"] == {"arithmetic/1": 1.0, "arithmetic/2": 0.0, "counting/1": 0.0}
+    assert [w["answer"] for w in res["wrong_examples"]] == ["6", "5"]
+    assert res["wrong_examples"][0]["response"].endswith("<answer>4</answer>")

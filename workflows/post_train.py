@@ -223,7 +223,7 @@ class Distill(FinalSft):
 
 class GrpoBase(StageTask):
     """GRPO from an upstream model artifact `init` on the train problems."""
-    code_version = "3"  # 3: per-step sampler_kl / sampler_abs_gap
+    code_version = "4"  # 4: is_weight / is_truncated per step (GRPOConfig sampler options)
     source_objects = (pt, grpo_losses, rewards, sampler)
     grpo = luigi.OptionalDictParameter(default=None, description="stages.post_train.GRPOConfig fields")
     weights = luigi.OptionalDictParameter(default=None, description="rule reward weights")
@@ -445,9 +445,9 @@ EVAL_MODELS = {  # report name -> (upstream name, prompt style)
 
 class Evaluate(StageTask):
     """pass@1 over k samples (T=0.6, top-p 0.95) on a seeded subset of `max_problems` held-out
-    problems (every task and level) for every model; format rate; response length; report.md
-    with PNG plots."""
-    code_version = "2"
+    problems (every task and level) for every model, per task and per level; format rate;
+    response length; wrong-answer examples; report.md with PNG plots."""
+    code_version = "3"  # 3: per-level pass@1 and wrong examples
     source_objects = (pt, rewards, sampler)
     batch_rows = luigi.OptionalIntParameter(default=None, description="rows per generate call")
     dtype = luigi.OptionalParameter(default=None, description="'bf16': sample in bf16 on CUDA")
@@ -524,10 +524,24 @@ def write_report(results: dict, curves: dict, problems: list, p: dict, out: Path
     for n in names:
         lines.append(f"| {n} | " + " | ".join(f"{results[n]['per_task'].get(t, float('nan')):.3f}"
                                               for t in tasks) + " |")
+    levels = sorted({t for r in results.values() for t in r.get("per_level", {})})
+    if levels:
+        lines += ["", "## pass@1 per task and level", "",
+                  "| model | " + " | ".join(levels) + " |", "|---|" + "---|" * len(levels)]
+        for n in names:
+            lines.append(f"| {n} | " + " | ".join(
+                f"{results[n].get('per_level', {}).get(t, float('nan')):.3f}" for t in levels)
+                + " |")
     lines += ["", "## Sample responses", ""]
     for n in names:
         lines.append(f"**{n}**: `{(results[n]['examples'] or [''])[0][:300]!r}`")
         lines.append("")
+    lines += ["## Wrong answers (first sample of the first problems it got wrong)", ""]
+    for n in names:
+        for w in results[n].get("wrong_examples", [])[:2]:
+            lines.append(f"**{n}** (answer {w['answer']}): prompt `{w['prompt'][:200]!r}` "
+                         f"response `{w['response'][:400]!r}`")
+            lines.append("")
     lines += ["![pass@1 and format rate](pass_at_1.png)", "",
               "![response length](response_length.png)", "", "![RL curves](rl_curves.png)", ""]
     (out / "report.md").write_text("\n".join(lines))

@@ -1,0 +1,145 @@
+"""GRPO variants from one cold start, each evaluated on the held-out problems: the A/B behind
+the `grpo` profile's settings (issue #5: GRPO must raise held-out pass@1 over the cold start).
+
+Reads the newest committed `cold_start_sft` and `reasoning_data` artifacts of a store (e.g. the
+one `bench/r1_small.py --phase data,teacher` fills), then for each variant: a fresh copy of the
+cold start, `stages.post_train.grpo_train` with the profile's `grpo` config plus the variant's
+overrides for --steps steps, and `stages.post_train.evaluate` with the profile's `evaluate`
+settings (held-out subset, k samples, T 0.6, top-p 0.95). Variant `cold_start` is the untrained
+control. Nothing is written to the store: each variant's result is one JSON line in
+--out/ablation.jsonl (appended as it finishes) and a row of the table printed last.
+
+    python3 bench/grpo_ablation.py --store /tmp/r1_small/store --out $OUT \\
+        --variants cold_start,lr3e-5,lr3e-5_tis --steps 25
+
+A variant is a name of VARIANTS or NAME=JSON (GRPOConfig overrides). A variant is not started
+when fewer than --need-s seconds of --budget-s are left.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+import torch  # noqa: E402
+
+from pipeline.store import ArtifactStore  # noqa: E402
+from pipeline.task import Artifact  # noqa: E402
+from stages import post_train as pt  # noqa: E402
+from workflows.profiles import PROFILES  # noqa: E402
+
+VARIANTS = {  # name -> GRPOConfig overrides of the profile's grpo config (None: no training)
+    "cold_start": None,
+    "profile": {},
+    "lr3e-5": {"lr": 3e-5},
+    "lr3e-5_tis": {"lr": 3e-5, "sampler_is_cap": 2.0},
+    "lr3e-5_policy": {"lr": 3e-5, "sampler": "policy"},
+    "lr3e-5_tis_frozen": {"lr": 3e-5, "sampler_is_cap": 2.0, "freeze_router": True},
+    "lr1e-4_tis": {"lr": 1e-4, "sampler_is_cap": 2.0},
+}
+
+
+def parse_variant(spec: str) -> tuple[str, dict | None]:
+    if "=" in spec:
+        name, _, text = spec.partition("=")
+        return name, json.loads(text)
+    if spec not in VARIANTS:
+        raise SystemExit(f"unknown variant {spec!r}: {', '.join(VARIANTS)} or NAME=JSON")
+    return spec, VARIANTS[spec]
+
+
+def curve_summary(rows: list[dict]) -> dict:
+    """First/last-quarter training accuracy and means of the mismatch and timing columns."""
+    q = max(1, len(rows) // 4)
+    mean = lambda rs, k: sum(r[k] for r in rs) / len(rs)  # noqa: E731
+    return {"acc_first": mean(rows[:q], "accuracy"), "acc_last": mean(rows[-q:], "accuracy"),
+            "kl_last": mean(rows[-q:], "kl"), "sampler_kl": mean(rows, "sampler_kl"),
+            "sampler_abs_gap": mean(rows, "sampler_abs_gap"),
+            "is_truncated": mean(rows, "is_truncated"), "sample_s": mean(rows, "sample_s"),
+            "update_s": mean(rows, "update_s")}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--store", default="/tmp/r1_small/store")
+    ap.add_argument("--out", default=os.environ.get("OUT") or str(REPO / "bench/out/grpo_ablation"))
+    ap.add_argument("--profile", default="small", choices=sorted(PROFILES))
+    ap.add_argument("--variants", default="cold_start,lr3e-5,lr3e-5_tis")
+    ap.add_argument("--steps", type=int, default=25)
+    ap.add_argument("--budget-s", type=float, default=570.0)
+    ap.add_argument("--need-s", type=float, default=170.0,
+                    help="seconds a variant needs; not started with less left")
+    args = ap.parse_args(argv)
+    t0 = time.time()
+    store = ArtifactStore(args.store)
+    prof = PROFILES[args.profile]
+    cold = Artifact(store, store.newest("cold_start_sft"))
+    data = Artifact(store, store.newest("reasoning_data"))
+    train = data.read_table("problems-train.parquet").to_pylist()
+    ev = prof["evaluate"]
+    held_out = pt.subset(data.read_table("problems-held_out.parquet").to_pylist(),
+                         ev["max_problems"], ev["seed"])
+    device = torch.device(prof["grpo"]["device"] if torch.cuda.is_available() else "cpu")
+    torch.backends.cuda.matmul.allow_tf32 = True
+    folder = Path(cold.path("config.json")).parent
+    tok = pt.ChatTokenizer.from_file(folder / "tokenizer.json")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"cold start {cold.version}, {len(train)} train / {len(held_out)} held-out problems, "
+          f"{args.steps} steps, device {device}", flush=True)
+    results = []
+    for spec in args.variants.split(","):
+        name, overrides = parse_variant(spec)
+        if time.time() - t0 > args.budget_s - args.need_s and overrides is not None:
+            print(f"{name}: not started, budget spent", flush=True)
+            continue
+        t1 = time.time()
+        torch.manual_seed(0)
+        policy = pt.load_policy(folder, prof["grpo"]["max_seq_len"]).to(device)
+        row = {"variant": name, "overrides": overrides, "steps": 0}
+        try:
+            if overrides is not None:
+                cfg = pt.GRPOConfig(**{**dict(prof["grpo"]["grpo"]), **overrides,
+                                       "steps": args.steps})
+                rows = pt.grpo_train(policy, train, tok, cfg,
+                                     pt.rule_reward(dict(prof["grpo"]["weights"])))
+                row.update(steps=len(rows), **curve_summary(rows),
+                           per_step_accuracy=[round(r["accuracy"], 3) for r in rows])
+            model = pt.inference_model(policy, ev["dtype"])
+            res = pt.evaluate(model, held_out, tok, ev["k"], ev["temperature"], ev["top_p"],
+                              ev["max_new_tokens"], "chat", ev["seed"], ev["batch_rows"])
+            del model
+        except Exception as err:  # one broken variant must not cost the others
+            print(f"{name}: failed: {err!r}", flush=True)
+            del policy
+            continue
+        row.update({k: res[k] for k in ("pass@1", "format_rate", "mean_response_tokens",
+                                        "per_task", "per_level", "wrong_examples")},
+                   wall_s=time.time() - t1)
+        del policy
+        torch.cuda.empty_cache() if device.type == "cuda" else None
+        results.append(row)
+        with open(out / "ablation.jsonl", "a") as f:
+            f.write(json.dumps(row) + "\n")
+        print(f"{name}: pass@1 {row['pass@1']:.3f} {json.dumps(row['per_task'])} "
+              f"({row['wall_s']:.0f} s)", flush=True)
+    cols = ("pass@1", "acc_first", "acc_last", "kl_last", "sampler_kl", "sampler_abs_gap",
+            "is_truncated", "sample_s", "update_s")
+    print("\n| variant | steps | " + " | ".join(cols) + " | per task |")
+    print("|---|---:|" + "---:|" * len(cols) + "---|")
+    for r in results:
+        cells = [f"{r[c]:.4g}" if isinstance(r.get(c), float) else "" for c in cols]
+        tasks = ", ".join(f"{t} {v:.3f}" for t, v in r["per_task"].items())
+        print(f"| {r['variant']} | {r['steps']} | " + " | ".join(cells) + f" | {tasks} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
