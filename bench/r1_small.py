@@ -21,7 +21,7 @@ logs, table.md, timings.md and the evaluation report (report.md, results.json, P
 
 The R1 path's parameters are the profile's (see workflows/profiles.py for the budget
 arithmetic) with a shorter base run: --crawl-files (SyntheticCrawl num_files; small: 16 of
-32), --base-steps / --student-steps (PretrainMoe / PretrainStudent steps; small: 700 and 1500 of
+32), --base-steps / --student-steps (PretrainMoe / PretrainStudent steps; small: 800 and 800 of
 2000, warmup 10 %, checkpoints every 3 min), and any `--set stage.param[.field]=JSON` (e.g.
 `--set grpo.grpo.lr=2e-5`). The script hands them to its luigi processes as a derived profile
 `<profile>-r1` (environment variable R1_BENCH_PROFILE, read when luigi imports this module), so
@@ -88,7 +88,7 @@ STAGES = ["synthetic_crawl", "crawl_ingest", "url_dedup", "minhash_dedup", "simh
           "rejection_sample", "final_sft", "final_rl", "distill", "student_grpo", "evaluate"]
 MODELS = ["base", "cold_start", "grpo", "grpo_zero", "final", "student", "student_rl"]
 # Shortened R1 path per profile: crawl files, MoE and student pretraining steps (None: keep).
-R1_DEFAULTS = {"small": {"crawl_files": 16, "base_steps": 700, "student_steps": 1500},
+R1_DEFAULTS = {"small": {"crawl_files": 16, "base_steps": 800, "student_steps": 800},
                "tiny": {"crawl_files": None, "base_steps": 60, "student_steps": 20}}
 REPORT_FILES = ("report.md", "results.json", "pass_at_1.png", "response_length.png",
                 "rl_curves.png")
