@@ -37,7 +37,7 @@ import torch.nn as nn
 from safetensors.torch import load_file, save_file
 
 from . import grpo as G
-from .moe_model import MoEConfig, MoETransformer, Router
+from .moe_model import MoE, MoEConfig, MoETransformer, Router
 from .pretrain import export_hf_folder
 from .reasoning_data import r1_zero_prompt
 from .rewards import (extract_answer, extract_think, format_reward, language_consistency_reward,
@@ -407,6 +407,7 @@ class GRPOConfig:
     sampler_is_cap: float = 0.0    # > 0: truncated importance weights min(pi_old/pi_sampler, cap)
                                    # on the policy term (`grpo.truncated_is_weights`); 0: off
     freeze_router: bool = False    # MoE: keep the routers' weights fixed during RL
+    freeze_routed_experts: bool = False  # MoE: keep the routed experts' weights fixed during RL
     seed: int = 0
 
     def __post_init__(self):
@@ -552,7 +553,8 @@ def grpo_train(policy: nn.Module, problems: Sequence[Mapping], tokenizer: ChatTo
     steps. On CUDA with dtype 'bf16' the samples come from a bf16 copy of the policy, refreshed
     before every step (cfg.sampler 'copy'), or from the policy itself under the same autocast
     as its updates ('policy': slower, numerically closest to the trained model).
-    cfg.freeze_router keeps every MoE router's weight out of the optimiser. Returns one row per
+    cfg.freeze_router keeps every MoE router's weight out of the optimiser,
+    cfg.freeze_routed_experts the routed experts' weights. Returns one row per
     step: reward (mean total), reward_<part> for every part, reward_std, accuracy, kl,
     clip_fraction, ratio, loss, sampler_kl, sampler_abs_gap, is_weight, is_truncated
     (`grpo_step`), response_len, finished, ref_reset, sample_s and update_s (wall seconds of
@@ -563,6 +565,9 @@ def grpo_train(policy: nn.Module, problems: Sequence[Mapping], tokenizer: ChatTo
     device = next(policy.parameters()).device
     gen = sampling_generator(policy, cfg.seed)
     frozen = [m.weight for m in policy.modules() if isinstance(m, Router)] if cfg.freeze_router else []
+    if cfg.freeze_routed_experts:
+        frozen += [w for m in policy.modules() if isinstance(m, MoE)
+                   for w in (m.w_gate_EDF, m.w_up_EDF, m.w_down_EFD)]
     for w in frozen:
         w.requires_grad_(False)
     ref = G.make_reference_model(policy)

@@ -320,6 +320,12 @@ def test_grpo_freeze_router_keeps_the_routers_and_trains_the_rest(tok, problems)
     params = dict(model.named_parameters())
     assert all(torch.equal(params[n], w) for n, w in routers.items())
     assert any(not torch.equal(params[n], w) for n, w in others.items())
+    experts = {n: p.detach().clone() for n, p in model.named_parameters() if "_E" in n}
+    assert experts and any(not torch.equal(params[n], others[n]) for n in experts)
+    pt.grpo_train(model, problems[:4], tok, dataclasses.replace(cfg, freeze_router=False,
+                                                                 freeze_routed_experts=True),
+                  length_reward)
+    assert all(torch.equal(params[n], w) for n, w in experts.items())
     assert all(p.requires_grad for p in model.parameters())  # restored after training
     assert {"is_weight", "is_truncated"} <= set(rows[0])
     with pytest.raises(ValueError, match="sampler"):
