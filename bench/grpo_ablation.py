@@ -43,6 +43,11 @@ VARIANTS = {  # name -> GRPOConfig overrides of the profile's grpo config (None:
     "lr3e-5_policy": {"lr": 3e-5, "sampler": "policy"},
     "lr3e-5_tis_frozen": {"lr": 3e-5, "sampler_is_cap": 2.0, "freeze_router": True},
     "lr1e-4_tis": {"lr": 1e-4, "sampler_is_cap": 2.0},
+    "experts_frozen": {"freeze_routed_experts": True},
+    "prompts64": {"prompts_per_step": 64},
+    "dr_grpo": {"loss_norm": "constant", "scale_advantages": False},
+    "dr_grpo_no_reset": {"loss_norm": "constant", "scale_advantages": False,
+                         "ref_reset_every": 0, "beta": 0.1},
 }
 
 
@@ -53,6 +58,19 @@ def parse_variant(spec: str) -> tuple[str, dict | None]:
     if spec not in VARIANTS:
         raise SystemExit(f"unknown variant {spec!r}: {', '.join(VARIANTS)} or NAME=JSON")
     return spec, VARIANTS[spec]
+
+
+def split_variants(text: str) -> list[str]:
+    """'a,b={"x": 1, "y": 2},c' -> ['a', 'b={"x": 1, "y": 2}', 'c']: commas inside braces stay."""
+    out, depth, cur = [], 0, ""
+    for ch in text:
+        depth += (ch == "{") - (ch == "}")
+        if ch == "," and depth == 0:
+            out.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    return [s for s in (*out, cur) if s]
 
 
 def curve_summary(rows: list[dict]) -> dict:
@@ -95,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"cold start {cold.version}, {len(train)} train / {len(held_out)} held-out problems, "
           f"{args.steps} steps, device {device}", flush=True)
     results = []
-    for spec in args.variants.split(","):
+    for spec in split_variants(args.variants):
         name, overrides = parse_variant(spec)
         if time.time() - t0 > args.budget_s - args.need_s and overrides is not None:
             print(f"{name}: not started, budget spent", flush=True)

@@ -24,17 +24,21 @@ import torch.nn.functional as F
 
 
 def group_advantages(rewards_BG: torch.Tensor, eps: float = 1e-6,
-                     unbiased: bool = True) -> torch.Tensor:
+                     unbiased: bool = True, scale: bool = True) -> torch.Tensor:
     """A_BG = (r - mean_G r) / (std_G r + eps) within each group of G outputs of one prompt.
 
     `unbiased` uses the sample std (Bessel, as TRL and verl do); a group whose rewards are all
-    equal gets advantage 0 everywhere (it carries no learning signal).
+    equal gets advantage 0 everywhere (it carries no learning signal). scale=False leaves out
+    the std (Dr. GRPO, Liu et al. 2025: the division up-weights nearly-solved and nearly-failed
+    prompts, e.g. a lone wrong answer among 16 gets -3.75 instead of -0.94).
     """
     if rewards_BG.dim() != 2 or rewards_BG.shape[1] < 2:
         raise ValueError(f"group_advantages: rewards must be (B, G) with G >= 2, "
                          f"got {tuple(rewards_BG.shape)}")
     r = rewards_BG.float()
     mean_B1 = r.mean(dim=1, keepdim=True)
+    if not scale:
+        return r - mean_B1
     std_B1 = r.std(dim=1, keepdim=True, unbiased=unbiased)
     return (r - mean_B1) / (std_B1 + eps)
 
@@ -63,24 +67,30 @@ def token_logprobs(logits_BTV: torch.Tensor, tokens_BT: torch.Tensor) -> torch.T
     return picked_BT - torch.logsumexp(logits, dim=-1)
 
 
-def _masked_sequence_mean(x_BT: torch.Tensor, mask_BT: torch.Tensor) -> torch.Tensor:
-    """mean over sequences of (1/|o_i|) sum_t x * mask; sequences with an empty mask count 0."""
+def _masked_sequence_mean(x_BT: torch.Tensor, mask_BT: torch.Tensor,
+                          norm_tokens: float | None = None) -> torch.Tensor:
+    """mean over sequences of (1/|o_i|) sum_t x * mask (norm_tokens given: 1/norm_tokens, the
+    same constant for every sequence); sequences with an empty mask count 0."""
     m = mask_BT.to(x_BT.dtype)
-    per_seq_B = (x_BT * m).sum(-1) / m.sum(-1).clamp(min=1.0)
+    denom = m.sum(-1).clamp(min=1.0) if norm_tokens is None else norm_tokens
+    per_seq_B = (x_BT * m).sum(-1) / denom
     return per_seq_B.mean()
 
 
 def grpo_loss(logp_new_BT: torch.Tensor, logp_old_BT: torch.Tensor, logp_ref_BT: torch.Tensor,
               advantages_B: torch.Tensor, mask_BT: torch.Tensor, clip_eps: float = 0.2,
               beta: float = 0.04, is_weight_BT: torch.Tensor | None = None,
-              ) -> tuple[torch.Tensor, dict[str, float]]:
+              norm_tokens: float | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """GRPO loss (module docstring) -> (scalar loss, stats).
 
     logp_new_BT carries the gradient; logp_old_BT (the sampling policy) and logp_ref_BT are
     treated as constants. Token averaging is per sequence (1/|o_i|), then a mean over sequences.
     is_weight_BT (constant, optional) multiplies each token's clipped policy term, not the KL:
     the truncated importance weight of samples drawn from another model than pi_old
-    (`truncated_is_weights`).
+    (`truncated_is_weights`). norm_tokens (e.g. max new tokens) divides every sequence's token
+    sum by that constant instead of by its own length (Dr. GRPO): tokens that a group's correct
+    and wrong answers share then get exactly opposite pushes that cancel when the advantages sum
+    to 0, where 1/|o_i| leaves them a push set by the length difference.
     stats: 'clip_fraction' (share of masked tokens where the clipped term is the one taken, i.e.
     rho > 1+eps with A > 0 or rho < 1-eps with A < 0), 'kl' (mean k3 KL, averaged like the
     loss), 'ratio' (mean rho over masked tokens), 'policy_objective' (the clipped term alone).
@@ -94,8 +104,8 @@ def grpo_loss(logp_new_BT: torch.Tensor, logp_old_BT: torch.Tensor, logp_ref_BT:
     if is_weight_BT is not None:
         objective_BT = objective_BT * is_weight_BT.detach()
     kl_BT = k3_kl(logp_new_BT, logp_ref_BT)
-    policy_objective = _masked_sequence_mean(objective_BT, mask_BT)
-    kl = _masked_sequence_mean(kl_BT, mask_BT)
+    policy_objective = _masked_sequence_mean(objective_BT, mask_BT, norm_tokens)
+    kl = _masked_sequence_mean(kl_BT, mask_BT, norm_tokens)
     loss = -(policy_objective - beta * kl)
     with torch.no_grad():
         m = mask_BT.bool()

@@ -408,11 +408,16 @@ class GRPOConfig:
                                    # on the policy term (`grpo.truncated_is_weights`); 0: off
     freeze_router: bool = False    # MoE: keep the routers' weights fixed during RL
     freeze_routed_experts: bool = False  # MoE: keep the routed experts' weights fixed during RL
+    loss_norm: str = "sequence"    # 'sequence': 1/|o_i| per response (GRPO); 'constant':
+                                   # 1/max_new_tokens for all (Dr. GRPO, `grpo.grpo_loss`)
+    scale_advantages: bool = True  # divide by the group's reward std (False: Dr. GRPO)
     seed: int = 0
 
     def __post_init__(self):
         if self.sampler not in SAMPLERS:
             raise ValueError(f"GRPOConfig.sampler={self.sampler!r}: use one of {SAMPLERS}")
+        if self.loss_norm not in ("sequence", "constant"):
+            raise ValueError(f"GRPOConfig.loss_norm={self.loss_norm!r}: 'sequence' or 'constant'")
         if self.sampler_is_cap < 0:
             raise ValueError(f"GRPOConfig.sampler_is_cap={self.sampler_is_cap}: must be >= 0")
 
@@ -515,7 +520,9 @@ def grpo_step(policy: nn.Module, ref: nn.Module, opt: torch.optim.Optimizer,
                     else [diff.new_zeros(()), diff.new_zeros(())]
                 gap_sum += torch.stack([diff.sum(), diff.abs().sum(), *ws])
             part, st = G.grpo_loss(logp_new, old, logp_ref[c], adv, mask,
-                                   clip_eps=cfg.clip_eps, beta=cfg.beta, is_weight_BT=w)
+                                   clip_eps=cfg.clip_eps, beta=cfg.beta, is_weight_BT=w,
+                                   norm_tokens=(float(cfg.max_new_tokens)
+                                                if cfg.loss_norm == "constant" else None))
             share = tok.shape[0] / B
             (part * share).backward()
             loss += part.item() * share
@@ -610,7 +617,7 @@ def _grpo_loop(policy, ref, opt, sampler_model, sampling_precision, problems, to
         t1 = time.perf_counter()
         parts = [[dict(reward_fn(t, p, step)) for t in texts] for texts, p in zip(s.texts, batch)]
         rewards_BG = torch.tensor([[r["total"] for r in group] for group in parts])
-        adv_B = G.group_advantages(rewards_BG).reshape(-1)
+        adv_B = G.group_advantages(rewards_BG, scale=cfg.scale_advantages).reshape(-1)
         flat_prompts = [ids for ids in s.prompt_ids for _ in range(cfg.group_size)]
         flat_resp = [r if r else [tokenizer.eos_id] for group in s.response_ids for r in group]
         tokens_BT, mask_BT = rollout_batch(flat_prompts, flat_resp, tokenizer.pad_id)

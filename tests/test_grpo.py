@@ -249,3 +249,23 @@ def test_truncated_is_weights_and_their_place_in_the_loss():
     l_weighted, _ = grpo_loss(new, old, ref, torch.zeros(1), mask, beta=1.0,
                               is_weight_BT=torch.full((1, 3), 0.1))
     assert l_plain.item() == pytest.approx(l_weighted.item()) and l_plain.item() > 0
+
+
+def test_dr_grpo_options_unscaled_advantages_and_constant_length_norm():
+    r = torch.tensor([[1.0, 0.0, 0.0, 0.0]])
+    assert torch.allclose(group_advantages(r, scale=False), torch.tensor([[0.75, -0.25, -0.25, -0.25]]))
+    assert group_advantages(r)[0, 0] > 1.0  # the std division blows the lone success up
+    # two responses sharing their first token (same context, same token) with advantages +1/-1
+    # but lengths 1 and 3: per-sequence norm leaves the shared token a net push, constant norm
+    # cancels it exactly
+    logp = torch.full((2, 3), -0.5, requires_grad=True)
+    mask = torch.tensor([[1.0, 0.0, 0.0], [1.0, 1.0, 1.0]])
+    A = torch.tensor([1.0, -1.0])
+    for norm, cancels in ((None, False), (3.0, True)):
+        logp.grad = None
+        loss, _ = grpo_loss(logp, logp.detach(), logp.detach(), A, mask, beta=0.0, norm_tokens=norm)
+        loss.backward()
+        shared = logp.grad[0, 0] + logp.grad[1, 0]
+        assert (abs(shared.item()) < 1e-7) == cancels, (norm, shared)
+    loss, _ = grpo_loss(logp, logp.detach(), logp.detach(), A, mask, beta=0.0, norm_tokens=3.0)
+    assert loss.item() == pytest.approx(-(1 / 3 - 3 / 3) / 2)

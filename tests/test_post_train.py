@@ -4,6 +4,7 @@ ranks chosen over rejected, and evaluate / rejection_sample count and filter cor
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -332,6 +333,11 @@ def test_grpo_freeze_router_keeps_the_routers_and_trains_the_rest(tok, problems)
         pt.GRPOConfig(sampler="fp8")
     with pytest.raises(ValueError, match="sampler_is_cap"):
         pt.GRPOConfig(sampler_is_cap=-1.0)
+    with pytest.raises(ValueError, match="loss_norm"):
+        pt.GRPOConfig(loss_norm="token")
+    rows = pt.grpo_train(model, problems[:4], tok, dataclasses.replace(
+        cfg, loss_norm="constant", scale_advantages=False), length_reward)
+    assert len(rows) == cfg.steps and all(math.isfinite(r["loss"]) for r in rows)
 
 
 def test_evaluate_reports_levels_and_wrong_examples(tok):
