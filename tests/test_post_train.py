@@ -233,6 +233,19 @@ def test_grpo_step_micro_batches_accumulate_to_the_whole_batch_update(tok, probl
     assert single["ratio"] == pytest.approx(1.0) and single["clip_fraction"] == 0.0
 
 
+def sampled_rollouts(sampler, tok, prompts, n: int, new_tokens: int, seed: int):
+    """n samples per prompt from `sampler` -> (tokens_BT, mask_BT, sampler_logp_BT) in
+    grpo_step's layout (rows grouped by prompt)."""
+    s = pt.sample_responses(sampler, tok, prompts, n, new_tokens, temperature=1.0,
+                            generator=torch.Generator().manual_seed(seed))
+    flat_prompts = [ids for ids in s.prompt_ids for _ in range(n)]
+    flat_resp = [r for g in s.response_ids for r in g]
+    flat_lp = [lp for g in s.logprobs for lp in g]
+    assert [len(lp) for lp in flat_lp] == [len(r) for r in flat_resp]
+    tokens_BT, mask_BT = pt.rollout_batch(flat_prompts, flat_resp, tok.pad_id)
+    return tokens_BT, mask_BT, pt.rollout_logprobs(flat_prompts, flat_lp, tokens_BT.shape[1])
+
+
 def test_sampler_gap_is_zero_for_the_policy_itself_and_positive_for_another_model(tok, problems):
     """grpo_step's train/sampler mismatch: samples drawn (KV cache) from the policy itself give
     log-probs equal to the policy's full forward pass; drawn from another model they do not, and
@@ -242,18 +255,11 @@ def test_sampler_gap_is_zero_for_the_policy_itself_and_positive_for_another_mode
     prompts = [p["prompt"] for p in problems[:4]]
     gaps = []
     for sampler in (policy, other):
-        s = pt.sample_responses(sampler, tok, prompts, 8, 12, temperature=1.0,
-                                generator=torch.Generator().manual_seed(0))
-        flat_prompts = [ids for ids in s.prompt_ids for _ in range(8)]
-        flat_resp = [r for g in s.response_ids for r in g]
-        flat_lp = [lp for g in s.logprobs for lp in g]
-        assert [len(lp) for lp in flat_lp] == [len(r) for r in flat_resp]
-        tokens_BT, mask_BT = pt.rollout_batch(flat_prompts, flat_resp, tok.pad_id)
-        sampler_BT = pt.rollout_logprobs(flat_prompts, flat_lp, tokens_BT.shape[1])
+        tokens_BT, mask_BT, sampler_BT = sampled_rollouts(sampler, tok, prompts, 8, 12, seed=0)
         assert torch.equal(sampler_BT != 0, mask_BT.bool() & (sampler_BT != 0))  # same layout
         opt = torch.optim.SGD(policy.parameters(), lr=0.0)
         gaps.append(pt.grpo_step(policy, pt.G.make_reference_model(policy), opt, tokens_BT,
-                                 mask_BT, torch.zeros(len(flat_resp)), cfg, sampler_BT))
+                                 mask_BT, torch.zeros(len(tokens_BT)), cfg, sampler_BT))
     assert gaps[0]["sampler_abs_gap"] < 1e-4 and abs(gaps[0]["sampler_kl"]) < 1e-4
     assert gaps[1]["sampler_abs_gap"] > 0.05 and gaps[1]["sampler_kl"] > 0.0
 
@@ -288,15 +294,9 @@ def test_grpo_importance_weights_are_one_on_policy_and_cut_at_the_cap(tok, probl
     prompts = [p["prompt"] for p in problems[:4]]
     out = []
     for sampler in (policy, other):
-        s = pt.sample_responses(sampler, tok, prompts, 4, 10, temperature=1.0,
-                                generator=torch.Generator().manual_seed(1))
-        flat_prompts = [ids for ids in s.prompt_ids for _ in range(4)]
-        flat_resp = [r for g in s.response_ids for r in g]
-        tokens_BT, mask_BT = pt.rollout_batch(flat_prompts, flat_resp, tok.pad_id)
-        sampler_BT = pt.rollout_logprobs(flat_prompts, [lp for g in s.logprobs for lp in g],
-                                         tokens_BT.shape[1])
+        tokens_BT, mask_BT, sampler_BT = sampled_rollouts(sampler, tok, prompts, 4, 10, seed=1)
         opt = torch.optim.SGD(policy.parameters(), lr=0.0)
-        adv = torch.randn(len(flat_resp), generator=torch.Generator().manual_seed(0))
+        adv = torch.randn(len(tokens_BT), generator=torch.Generator().manual_seed(0))
         out.append(pt.grpo_step(policy, pt.G.make_reference_model(policy), opt, tokens_BT,
                                 mask_BT, adv, cfg, sampler_BT))
         with pytest.raises(ValueError, match="sampler's log-probs"):
