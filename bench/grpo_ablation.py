@@ -33,6 +33,7 @@ import torch  # noqa: E402
 from pipeline.store import ArtifactStore  # noqa: E402
 from pipeline.task import Artifact  # noqa: E402
 from stages import post_train as pt  # noqa: E402
+from workflows.post_train import grpo_summary  # noqa: E402
 from workflows.profiles import PROFILES  # noqa: E402
 
 VARIANTS = {  # name -> GRPOConfig overrides of the profile's grpo config (None: no training)
@@ -74,14 +75,14 @@ def split_variants(text: str) -> list[str]:
 
 
 def curve_summary(rows: list[dict]) -> dict:
-    """First/last-quarter training accuracy and means of the mismatch and timing columns."""
-    q = max(1, len(rows) // 4)
-    mean = lambda rs, k: sum(r[k] for r in rs) / len(rs)  # noqa: E731
-    return {"acc_first": mean(rows[:q], "accuracy"), "acc_last": mean(rows[-q:], "accuracy"),
-            "kl_last": mean(rows[-q:], "kl"), "sampler_kl": mean(rows, "sampler_kl"),
-            "sampler_abs_gap": mean(rows, "sampler_abs_gap"),
-            "is_truncated": mean(rows, "is_truncated"), "sample_s": mean(rows, "sample_s"),
-            "update_s": mean(rows, "update_s")}
+    """First/last-quarter training accuracy and KL (the stage's `grpo_summary`) and means over
+    all steps of the mismatch and timing columns."""
+    quarters = grpo_summary(rows)
+    mean = lambda k: sum(r[k] for r in rows) / len(rows)  # noqa: E731
+    return {"acc_first": quarters["accuracy_first"], "acc_last": quarters["accuracy_last"],
+            "kl_last": quarters["kl_last"],
+            **{k: mean(k) for k in ("sampler_kl", "sampler_abs_gap", "is_truncated", "sample_s",
+                                    "update_s")}}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,8 +4,9 @@ each fit one command of at most 9.5 minutes, then the acceptance table read from
     data   TokenizePack, ReasoningData (CPU stages, --workers = cores)                  ~3 min
     base   PretrainMoe, PretrainStudent, ColdStartSft, RewardModel (GPU, one worker)   ~9.5 min
     post   RunR1Pipeline: every other stage, evaluate last (GPU, one worker)   ~10.5 min
-    teacher  PretrainMoe and ColdStartSft only (the start of bench/grpo_ablation.py)
            (small: the first command may stop at its budget before evaluate; run it again)
+    teacher  PretrainMoe and ColdStartSft only (the start of bench/grpo_ablation.py; not in
+           'all')
 
 Each phase runs the real pipeline (`python -m luigi --module bench.r1_small ...
 --local-scheduler` in a subprocess) on one store with the same parameters, so Luigi's

@@ -384,6 +384,10 @@ RewardFn = Callable[[str, Mapping, int], Mapping[str, float]]
 """reward_fn(response text, problem row, step) -> {'total': r, part: value, …}"""
 
 
+SAMPLERS = ("copy", "policy")          # GRPOConfig.sampler
+LOSS_NORMS = ("sequence", "constant")  # GRPOConfig.loss_norm
+
+
 @dataclass
 class GRPOConfig:
     steps: int = 20
@@ -416,13 +420,11 @@ class GRPOConfig:
     def __post_init__(self):
         if self.sampler not in SAMPLERS:
             raise ValueError(f"GRPOConfig.sampler={self.sampler!r}: use one of {SAMPLERS}")
-        if self.loss_norm not in ("sequence", "constant"):
-            raise ValueError(f"GRPOConfig.loss_norm={self.loss_norm!r}: 'sequence' or 'constant'")
+        if self.loss_norm not in LOSS_NORMS:
+            raise ValueError(f"GRPOConfig.loss_norm={self.loss_norm!r}: use one of {LOSS_NORMS}")
         if self.sampler_is_cap < 0:
             raise ValueError(f"GRPOConfig.sampler_is_cap={self.sampler_is_cap}: must be >= 0")
 
-
-SAMPLERS = ("copy", "policy")
 
 
 def rollout_batch(prompt_ids: Sequence[Sequence[int]], response_ids: Sequence[Sequence[int]],
@@ -516,9 +518,10 @@ def grpo_step(policy: nn.Module, ref: nn.Module, opt: torch.optim.Optimizer,
                  if cfg.sampler_is_cap > 0 else None)
             if sampler_chunks and update == 0:
                 diff = (sampler_chunks[c] - logp_new.detach().float()) * mask
-                ws = [(w * mask).sum(), ((w >= cfg.sampler_is_cap) * mask).sum()] if w is not None \
-                    else [diff.new_zeros(()), diff.new_zeros(())]
-                gap_sum += torch.stack([diff.sum(), diff.abs().sum(), *ws])
+                gaps = [diff.sum(), diff.abs().sum()]
+                if w is not None:
+                    gaps += [(w * mask).sum(), ((w >= cfg.sampler_is_cap) * mask).sum()]
+                gap_sum[:len(gaps)] += torch.stack(gaps)
             part, st = G.grpo_loss(logp_new, old, logp_ref[c], adv, mask,
                                    clip_eps=cfg.clip_eps, beta=cfg.beta, is_weight_BT=w,
                                    norm_tokens=(float(cfg.max_new_tokens)

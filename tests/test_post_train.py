@@ -246,6 +246,19 @@ def sampled_rollouts(sampler, tok, prompts, n: int, new_tokens: int, seed: int):
     return tokens_BT, mask_BT, pt.rollout_logprobs(flat_prompts, flat_lp, tokens_BT.shape[1])
 
 
+def step_on_samples(policy, sampler, tok, prompts, n: int, new_tokens: int, seed: int,
+                    cfg: pt.GRPOConfig, adv_seed: int | None = None) -> dict:
+    """grpo_step's stats (no parameter change: SGD at lr 0) on n samples per prompt drawn from
+    `sampler`; advantages 0, or standard normal from adv_seed."""
+    tokens_BT, mask_BT, sampler_BT = sampled_rollouts(sampler, tok, prompts, n, new_tokens, seed)
+    assert torch.equal(sampler_BT != 0, mask_BT.bool() & (sampler_BT != 0))  # same layout
+    adv_B = (torch.zeros(len(tokens_BT)) if adv_seed is None else
+             torch.randn(len(tokens_BT), generator=torch.Generator().manual_seed(adv_seed)))
+    opt = torch.optim.SGD(policy.parameters(), lr=0.0)
+    return pt.grpo_step(policy, pt.G.make_reference_model(policy), opt, tokens_BT, mask_BT,
+                        adv_B, cfg, sampler_BT)
+
+
 def test_sampler_gap_is_zero_for_the_policy_itself_and_positive_for_another_model(tok, problems):
     """grpo_step's train/sampler mismatch: samples drawn (KV cache) from the policy itself give
     log-probs equal to the policy's full forward pass; drawn from another model they do not, and
@@ -253,13 +266,8 @@ def test_sampler_gap_is_zero_for_the_policy_itself_and_positive_for_another_mode
     policy, other = tiny_model(tok.vocab_size, seed=6), tiny_model(tok.vocab_size, seed=7)
     cfg = pt.GRPOConfig(micro_batch_rows=8, beta=0.0, clip_eps=0.2)
     prompts = [p["prompt"] for p in problems[:4]]
-    gaps = []
-    for sampler in (policy, other):
-        tokens_BT, mask_BT, sampler_BT = sampled_rollouts(sampler, tok, prompts, 8, 12, seed=0)
-        assert torch.equal(sampler_BT != 0, mask_BT.bool() & (sampler_BT != 0))  # same layout
-        opt = torch.optim.SGD(policy.parameters(), lr=0.0)
-        gaps.append(pt.grpo_step(policy, pt.G.make_reference_model(policy), opt, tokens_BT,
-                                 mask_BT, torch.zeros(len(tokens_BT)), cfg, sampler_BT))
+    gaps = [step_on_samples(policy, sampler, tok, prompts, 8, 12, 0, cfg)
+            for sampler in (policy, other)]
     assert gaps[0]["sampler_abs_gap"] < 1e-4 and abs(gaps[0]["sampler_kl"]) < 1e-4
     assert gaps[1]["sampler_abs_gap"] > 0.05 and gaps[1]["sampler_kl"] > 0.0
 
@@ -292,15 +300,12 @@ def test_grpo_importance_weights_are_one_on_policy_and_cut_at_the_cap(tok, probl
     policy, other = tiny_model(tok.vocab_size, seed=6), tiny_model(tok.vocab_size, seed=7)
     cfg = pt.GRPOConfig(micro_batch_rows=8, beta=0.0, sampler_is_cap=1.5)
     prompts = [p["prompt"] for p in problems[:4]]
-    out = []
-    for sampler in (policy, other):
-        tokens_BT, mask_BT, sampler_BT = sampled_rollouts(sampler, tok, prompts, 4, 10, seed=1)
-        opt = torch.optim.SGD(policy.parameters(), lr=0.0)
-        adv = torch.randn(len(tokens_BT), generator=torch.Generator().manual_seed(0))
-        out.append(pt.grpo_step(policy, pt.G.make_reference_model(policy), opt, tokens_BT,
-                                mask_BT, adv, cfg, sampler_BT))
-        with pytest.raises(ValueError, match="sampler's log-probs"):
-            pt.grpo_step(policy, policy, opt, tokens_BT, mask_BT, adv, cfg)
+    out = [step_on_samples(policy, sampler, tok, prompts, 4, 10, 1, cfg, adv_seed=0)
+           for sampler in (policy, other)]
+    tokens_BT, mask_BT, _ = sampled_rollouts(other, tok, prompts, 4, 10, seed=1)
+    opt = torch.optim.SGD(policy.parameters(), lr=0.0)
+    with pytest.raises(ValueError, match="sampler's log-probs"):
+        pt.grpo_step(policy, policy, opt, tokens_BT, mask_BT, torch.ones(len(tokens_BT)), cfg)
     assert out[0]["is_weight"] == pytest.approx(1.0, abs=1e-4) and out[0]["is_truncated"] == 0
     assert abs(out[1]["is_weight"] - 1.0) > 1e-3 and 0 < out[1]["is_truncated"] < 1
 
