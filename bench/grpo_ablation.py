@@ -12,12 +12,14 @@ control. Nothing is written to the store: each variant's result is one JSON line
     python3 bench/grpo_ablation.py --store /tmp/r1_small/store --out $OUT \\
         --variants cold_start,lr3e-5,lr3e-5_tis --steps 25
 
-A variant is a name of VARIANTS or NAME=JSON (GRPOConfig overrides). A variant is not started
+A variant is a name of VARIANTS or NAME=JSON (GRPOConfig overrides, plus the bench's own
+"permute_rewards": true: the null control, `permuted_advantages`). A variant is not started
 when fewer than --need-s seconds of --budget-s are left.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -49,7 +51,30 @@ VARIANTS = {  # name -> GRPOConfig overrides of the profile's grpo config (None:
     "dr_grpo": {"loss_norm": "constant", "scale_advantages": False},
     "dr_grpo_no_reset": {"loss_norm": "constant", "scale_advantages": False,
                          "ref_reset_every": 0, "beta": 0.1},
+    "lr3e-5_permuted": {"lr": 3e-5, "permute_rewards": True},
+    "lr3e-5_fp32": {"lr": 3e-5, "dtype": "fp32"},
+    "lr3e-5_dr_grpo": {"lr": 3e-5, "loss_norm": "constant", "scale_advantages": False},
+    "lr3e-5_prompts64": {"lr": 3e-5, "prompts_per_step": 64},
+    "lr3e-6": {"lr": 3e-6},
 }
+
+
+@contextlib.contextmanager
+def permuted_advantages(seed: int):
+    """While active, GRPO's group advantages are those of each group's rewards shuffled within
+    the group: the same advantage values, none tied to the response it is given to. The null
+    control: what an update of GRPO's size does to the model with the reward signal removed."""
+    gen = torch.Generator().manual_seed(seed)
+    group_advantages = pt.G.group_advantages
+
+    def shuffled(rewards_BG, **kw):
+        perm_BG = torch.argsort(torch.rand(rewards_BG.shape, generator=gen), dim=1)
+        return group_advantages(rewards_BG.gather(1, perm_BG), **kw)
+    pt.G.group_advantages = shuffled
+    try:
+        yield
+    finally:
+        pt.G.group_advantages = group_advantages
 
 
 def parse_variant(spec: str) -> tuple[str, dict | None]:
@@ -81,8 +106,8 @@ def curve_summary(rows: list[dict]) -> dict:
     mean = lambda k: sum(r[k] for r in rows) / len(rows)  # noqa: E731
     return {"acc_first": quarters["accuracy_first"], "acc_last": quarters["accuracy_last"],
             "kl_last": quarters["kl_last"],
-            **{k: mean(k) for k in ("sampler_kl", "sampler_abs_gap", "is_truncated", "sample_s",
-                                    "update_s")}}
+            **{k: mean(k) for k in ("grad_norm", "sampler_kl", "sampler_abs_gap", "is_truncated",
+                                    "sample_s", "update_s")}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,12 +150,16 @@ def main(argv: list[str] | None = None) -> int:
         row = {"variant": name, "overrides": overrides, "steps": 0}
         try:
             if overrides is not None:
-                cfg = pt.GRPOConfig(**{**dict(prof["grpo"]["grpo"]), **overrides,
+                fields = {k: v for k, v in overrides.items() if k != "permute_rewards"}
+                cfg = pt.GRPOConfig(**{**dict(prof["grpo"]["grpo"]), **fields,
                                        "steps": args.steps})
-                rows = pt.grpo_train(policy, train, tok, cfg,
-                                     pt.rule_reward(dict(prof["grpo"]["weights"])))
+                with (permuted_advantages(cfg.seed) if overrides.get("permute_rewards")
+                      else contextlib.nullcontext()):
+                    rows = pt.grpo_train(policy, train, tok, cfg,
+                                         pt.rule_reward(dict(prof["grpo"]["weights"])))
                 row.update(steps=len(rows), **curve_summary(rows),
-                           per_step_accuracy=[round(r["accuracy"], 3) for r in rows])
+                           **{f"per_step_{k}": [round(r[k], 4) for r in rows]
+                              for k in ("accuracy", "kl", "grad_norm")})
             model = pt.inference_model(policy, ev["dtype"])
             res = pt.evaluate(model, held_out, tok, ev["k"], ev["temperature"], ev["top_p"],
                               ev["max_new_tokens"], "chat", ev["seed"], ev["batch_rows"])
@@ -149,8 +178,8 @@ def main(argv: list[str] | None = None) -> int:
             f.write(json.dumps(row) + "\n")
         print(f"{name}: pass@1 {row['pass@1']:.3f} {json.dumps(row['per_task'])} "
               f"({row['wall_s']:.0f} s)", flush=True)
-    cols = ("pass@1", "acc_first", "acc_last", "kl_last", "sampler_kl", "sampler_abs_gap",
-            "is_truncated", "sample_s", "update_s")
+    cols = ("pass@1", "acc_first", "acc_last", "kl_last", "grad_norm", "sampler_kl",
+            "sampler_abs_gap", "is_truncated", "sample_s", "update_s")
     print("\n| variant | steps | " + " | ".join(cols) + " | per task |")
     print("|---|---:|" + "---:|" * len(cols) + "---|")
     for r in results:

@@ -479,15 +479,15 @@ def grpo_step(policy: nn.Module, ref: nn.Module, opt: torch.optim.Optimizer,
     over sequences. pi_old's log-probs are taken before the first update (with one update they
     are the update's own, detached: the ratio is 1 and only its gradient acts). Returns the last
     update's loss stats (sequence-level ones averaged over rows, token-level ones over response
-    tokens) with 'clip_fraction' averaged over the updates. With `sampler_logp_BT` (the
-    sampling model's log-probs of the same tokens, `rollout_logprobs`) also the train/sampler
-    mismatch of the first update, per response token: 'sampler_kl' = mean(logp_sampler -
-    logp_policy) (a k1 estimate of KL(sampler || policy): the tokens came from the sampler) and
-    'sampler_abs_gap' = mean |logp_sampler - logp_policy|. Both are ~0 when the sampler is the
-    policy itself; a bf16 copy of an MoE can route tokens differently. With cfg.sampler_is_cap
-    > 0 (needs `sampler_logp_BT`) each token's policy term is weighted by min(pi_old /
-    pi_sampler, cap); 'is_weight' is the weights' mean and 'is_truncated' the share at the cap,
-    over response tokens."""
+    tokens) with 'clip_fraction' and 'grad_norm' (before clipping) averaged over the updates.
+    With `sampler_logp_BT` (the sampling model's log-probs of the same tokens,
+    `rollout_logprobs`) also the train/sampler mismatch of the first update, per response
+    token: 'sampler_kl' = mean(logp_sampler - logp_policy) (a k1 estimate of KL(sampler ||
+    policy): the tokens came from the sampler) and 'sampler_abs_gap' = mean |logp_sampler -
+    logp_policy|. Both are ~0 when the sampler is the policy itself; a bf16 copy of an MoE can
+    route tokens differently. With cfg.sampler_is_cap > 0 (needs `sampler_logp_BT`) each
+    token's policy term is weighted by min(pi_old / pi_sampler, cap); 'is_weight' is the
+    weights' mean and 'is_truncated' the share at the cap, over response tokens."""
     if cfg.sampler_is_cap > 0 and sampler_logp_BT is None:
         raise ValueError("grpo_step: sampler_is_cap > 0 needs the sampler's log-probs")
     device = next(policy.parameters()).device
@@ -506,7 +506,7 @@ def grpo_step(policy: nn.Module, ref: nn.Module, opt: torch.optim.Optimizer,
         logp_old = ([sequence_logprobs(policy, tok) for tok, _, _ in chunks]
                     if cfg.updates_per_batch > 1 else None)
     policy.train()
-    clip_fracs, stats, loss = [], {}, 0.0
+    clip_fracs, grad_norms, stats, loss = [], [], {}, 0.0
     for update in range(cfg.updates_per_batch):
         opt.zero_grad(set_to_none=True)
         loss, sums, tokens = 0.0, {}, 0.0
@@ -534,7 +534,7 @@ def grpo_step(policy: nn.Module, ref: nn.Module, opt: torch.optim.Optimizer,
             for k, v in st.items():  # clip_fraction, ratio: per token; kl, objective: per row
                 w = n_tok if k in ("clip_fraction", "ratio") else share
                 sums[k] = sums.get(k, 0.0) + v * w
-        torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
+        grad_norms.append(torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip))
         opt.step()
         stats = {k: v / max(tokens, 1.0) if k in ("clip_fraction", "ratio") else v
                  for k, v in sums.items()}
@@ -546,7 +546,8 @@ def grpo_step(policy: nn.Module, ref: nn.Module, opt: torch.optim.Optimizer,
         stats.update({"sampler_kl": kl_sum / n_resp, "sampler_abs_gap": abs_sum / n_resp,
                       "is_weight": w_sum / n_resp if cfg.sampler_is_cap > 0 else 1.0,
                       "is_truncated": trunc_sum / n_resp})
-    return {**stats, "loss": loss, "clip_fraction": sum(clip_fracs) / len(clip_fracs)}
+    return {**stats, "loss": loss, "clip_fraction": sum(clip_fracs) / len(clip_fracs),
+            "grad_norm": torch.stack(grad_norms).float().mean().item()}
 
 
 def _mean(xs: Sequence[float]) -> float:
@@ -566,7 +567,7 @@ def grpo_train(policy: nn.Module, problems: Sequence[Mapping], tokenizer: ChatTo
     cfg.freeze_router keeps every MoE router's weight out of the optimiser,
     cfg.freeze_routed_experts the routed experts' weights. Returns one row per
     step: reward (mean total), reward_<part> for every part, reward_std, accuracy, kl,
-    clip_fraction, ratio, loss, sampler_kl, sampler_abs_gap, is_weight, is_truncated
+    clip_fraction, ratio, loss, grad_norm, sampler_kl, sampler_abs_gap, is_weight, is_truncated
     (`grpo_step`), response_len, finished, ref_reset, sample_s and update_s (wall seconds of
     sampling and of the update)."""
     if not problems:
@@ -638,7 +639,7 @@ def _grpo_loop(policy, ref, opt, sampler_model, sampling_precision, problems, to
                "kl": stats["kl"], "clip_fraction": stats["clip_fraction"],
                "sampler_kl": stats["sampler_kl"], "sampler_abs_gap": stats["sampler_abs_gap"],
                "is_weight": stats["is_weight"], "is_truncated": stats["is_truncated"],
-               "ratio": stats["ratio"], "loss": stats["loss"],
+               "ratio": stats["ratio"], "loss": stats["loss"], "grad_norm": stats["grad_norm"],
                "response_len": _mean([len(r) for g in s.response_ids for r in g]),
                "finished": _mean([float(f) for g in s.finished for f in g]),
                "ref_reset": reset, "sample_s": t1 - t0, "update_s": time.perf_counter() - t1}

@@ -119,11 +119,13 @@ PROFILES["cluster"]["pretrain_moe"] = {
 #                                                                     -> ~9.5-10 min
 # (a post phase cut off by the 9.5-min budget keeps its committed stages: a 4th command
 # `--phase post` finishes the rest).
-# GRPO from the cold start: 40 steps x 256 rollouts over 640 distinct problems, lr 1e-5 (R1's
-# 3e-6 is for 671B parameters over thousands of steps; at 2e-5 the second small run's held-out
-# pass@1 fell from 0.706 to 0.559, at 3e-5 the fourth's from 0.776 to 0.527: BENCHMARKS.md),
-# truncated IS weights at cap 2 (the measured bf16-sampler mismatch is ~1e-5 nats a token: they
-# almost never bind), one update per batch of rollouts
+# GRPO from the cold start (grpo, final_rl): R1's settings, 32 prompts x G 16 = 512 rollouts a
+# step at lr 3e-6, 40 steps over 1280 distinct problems. Measured (BENCHMARKS.md, sixth session):
+# the held-out loss GRPO showed at higher lr is the update's noise, not a bad reward signal -- 15
+# steps at 3e-5 with each group's rewards shuffled (no signal, same advantage sizes) cost 34
+# points, the real rewards 22, the same at 64 prompts a step 10; 20 steps at 3e-6 lose nothing
+# (0.800 -> 0.811). Truncated IS weights at cap 2 (the measured bf16-sampler mismatch is ~1e-5
+# nats a token: they almost never bind), one update per batch of rollouts
 # (DeepSeekMath's mu = 1). 512 new tokens fit the longest level-3 CoT (a 4 x 3-digit long
 # multiplication, ~600 tokens with a 2k vocabulary, fewer with 32k); the R1-Zero runs
 # (grpo_zero, student_grpo) get 256: enough to learn the tags, at half the sampling cost.
@@ -134,6 +136,7 @@ for _name, _p in {
              "final_sft_epochs": 8, "final_sft_batch": 4,
              "distill_epochs": 4, "distill_batch": 16, "distill_lr": (3e-3, 3e-4),
              "rl_steps": 12, "zero_steps": 12, "final_rl_steps": 12, "prompts": 4, "G": 4,
+             "prompts_rl": 4,
              "lr_rl": 1e-4, "lr_zero": 1e-4, "mu": 2, "micro_rows": 64, "sample_rows": 64,
              "k": 4, "eval_n": 16, "rs_problems": 0, "rs_n": 4, "rm_lr": 1e-3,
              "student": {"d_model": 96, "n_layers": 2, "n_heads": 4, "head_dim": 24,
@@ -145,7 +148,8 @@ for _name, _p in {
               "final_sft_epochs": 2, "final_sft_batch": 32,
               "distill_epochs": 2, "distill_batch": 64, "distill_lr": (3e-4, 3e-5),
               "rl_steps": 40, "zero_steps": 30, "final_rl_steps": 4, "prompts": 16, "G": 16,
-              "lr_rl": 1e-5, "lr_zero": 2e-5, "mu": 1, "micro_rows": 32, "sample_rows": 256,
+              "prompts_rl": 32, "lr_rl": 3e-6, "lr_zero": 2e-5, "mu": 1, "micro_rows": 32,
+              "sample_rows": 256,
               "k": 4, "eval_n": 256, "rs_problems": 2048, "rs_n": 2, "rm_lr": 1e-5,
               "student": {"d_model": 512, "n_layers": 8, "n_heads": 8, "head_dim": 64,
                           "d_ff_dense": 1408, "attention": "mha", "mtp_depth": 0},
@@ -155,9 +159,9 @@ for _name, _p in {
     _sft = {"epochs": _p["sft_epochs"], "batch_rows": _p["sft_batch"], "lr": _p["sft_lr"][0],
             "min_lr": _p["sft_lr"][1], "dtype": _p["dtype"], "seed": 0}
 
-    def _grpo(steps: int | None, new: int, lr: float, style: str) -> dict:
+    def _grpo(steps: int | None, new: int, lr: float, style: str, prompts: int) -> dict:
         """GRPOConfig fields; steps None: the stage decides (student_grpo: distill's count)."""
-        out = {"prompts_per_step": _p["prompts"], "group_size": _p["G"], "max_new_tokens": new,
+        out = {"prompts_per_step": prompts, "group_size": _p["G"], "max_new_tokens": new,
                "temperature": 1.0, "lr": lr, "beta": 0.04, "clip_eps": 0.2,
                "updates_per_batch": _p["mu"], "sampler_is_cap": 2.0,
                "ref_reset_every": max(2, (steps or _p["zero_steps"]) // 2),
@@ -175,10 +179,11 @@ for _name, _p in {
         "cold_start_sft": {"sft": _sft, "max_response_tokens": _p["new"],
                            "max_think_lines": _p["think_lines"],
                            "max_seq_len": _p["ctx"], **_run},
-        "grpo": {"grpo": _grpo(_p["rl_steps"], _p["new"], _p["lr_rl"], "chat"),
+        "grpo": {"grpo": _grpo(_p["rl_steps"], _p["new"], _p["lr_rl"], "chat", _p["prompts_rl"]),
                  "weights": {"accuracy": 1.0, "format": 1.0, "language": 1.0},
                  "max_seq_len": _p["ctx"], **_run},
-        "grpo_zero": {"grpo": _grpo(_p["zero_steps"], _p["new_zero"], _p["lr_zero"], "r1_zero"),
+        "grpo_zero": {"grpo": _grpo(_p["zero_steps"], _p["new_zero"], _p["lr_zero"], "r1_zero",
+                                    _p["prompts"]),
                       "weights": {"accuracy": 1.0, "format": 1.0, "language": 0.0},
                       "max_seq_len": _p["ctx"], **_run},
         "rejection_sample": {"n_samples": _p["rs_n"], "max_problems": _p["rs_problems"],
@@ -191,7 +196,8 @@ for _name, _p in {
                               "batch_rows": _p["final_sft_batch"]},
                       "max_response_tokens": _p["new"],
                       "max_seq_len": _p["ctx"], **_run},
-        "final_rl": {"grpo": _grpo(_p["final_rl_steps"], _p["new"], _p["lr_rl"], "chat"),
+        "final_rl": {"grpo": _grpo(_p["final_rl_steps"], _p["new"], _p["lr_rl"], "chat",
+                                   _p["prompts_rl"]),
                      "weights": {"accuracy": 1.0, "format": 1.0, "language": 1.0},
                      "preference_from": 0.75, "max_seq_len": _p["ctx"], **_run},
         # The dense student's base: PretrainMoe's schedule on the same token shards (no router,
@@ -207,7 +213,8 @@ for _name, _p in {
                     "max_response_tokens": _p["new"], "max_seq_len": _p["ctx"], **_run},
         # RL alone on the student base, R1-Zero style, for as many optimiser steps as distill's
         # SFT took (the stage reads the count from distill's manifest).
-        "student_grpo": {"grpo": _grpo(None, _p["new_zero"], _p["lr_zero"], "r1_zero"),
+        "student_grpo": {"grpo": _grpo(None, _p["new_zero"], _p["lr_zero"], "r1_zero",
+                                       _p["prompts"]),
                          "weights": {"accuracy": 1.0, "format": 1.0, "language": 0.0},
                          "max_seq_len": _p["ctx"], **_run},
         "evaluate": {"k": _p["k"], "temperature": 0.6, "top_p": 0.95, "max_new_tokens": _p["new"],
