@@ -228,8 +228,9 @@ def test_grpo_step_micro_batches_accumulate_to_the_whole_batch_update(tok, probl
         results.append((stats, torch.cat([p.detach().flatten() for p in model.parameters()])))
     (whole, w_whole), (chunked, w_chunked), (single, _) = results
     assert torch.allclose(w_whole, w_chunked, atol=1e-6)
-    for key in ("loss", "kl", "ratio", "clip_fraction", "policy_objective"):
+    for key in ("loss", "kl", "ratio", "clip_fraction", "policy_objective", "grad_norm"):
         assert chunked[key] == pytest.approx(whole[key], abs=1e-5), key
+    assert whole["grad_norm"] > 0
     assert single["ratio"] == pytest.approx(1.0) and single["clip_fraction"] == 0.0
 
 
@@ -354,3 +355,18 @@ def test_evaluate_reports_levels_and_wrong_examples(tok):
     assert res["per_level"] == {"arithmetic/1": 1.0, "arithmetic/2": 0.0, "counting/1": 0.0}
     assert [w["answer"] for w in res["wrong_examples"]] == ["6", "5"]
     assert res["wrong_examples"][0]["response"].endswith("<answer>4</answer>")
+
+
+def test_mix_in_repeats_a_few_rows_up_to_their_share_of_the_pool():
+    from workflows.post_train import mix_in
+    pool = [{"id": f"p{i}"} for i in range(3584)]
+    extra = [{"id": f"x{i}"} for i in range(27)]
+    mixed = mix_in(pool, extra, 0.25)
+    n_extra = sum(r["id"].startswith("x") for r in mixed)
+    assert n_extra / len(mixed) == pytest.approx(0.25, abs=0.01)
+    assert mixed[:len(pool)] == pool
+    assert {r["id"] for r in mixed[len(pool):]} == {r["id"] for r in extra}
+    assert mix_in(pool, extra, None) == pool + extra
+    assert mix_in(pool[:2], extra, 0.01) == pool[:2] + extra  # at least once each
+    with pytest.raises(ValueError):
+        mix_in(pool, extra, 1.0)

@@ -223,7 +223,7 @@ class Distill(FinalSft):
 
 class GrpoBase(StageTask):
     """GRPO from an upstream model artifact `init` on the train problems."""
-    code_version = "4"  # 4: is_weight / is_truncated per step; GRPOConfig sampler, IS, freezing, Dr. GRPO options
+    code_version = "5"  # 4: is_weight / is_truncated per step, GRPOConfig options; 5: grad_norm
     source_objects = (pt, grpo_losses, rewards, sampler)
     grpo = luigi.OptionalDictParameter(default=None, description="stages.post_train.GRPOConfig fields")
     weights = luigi.OptionalDictParameter(default=None, description="rule reward weights")
@@ -294,12 +294,28 @@ class StudentGrpo(GrpoBase):
         return pt.GRPOConfig(**fields, steps=steps)
 
 
+def mix_in(pool: list[dict], extra: list[dict], share: float | None) -> list[dict]:
+    """pool + extra, the extra rows repeated (each as often) so they make up about `share` of
+    the result, at least once each; share None: once each. A draw of n rows from the result
+    then holds ~share * n extra rows, however few they are next to the pool."""
+    if share is None or not extra or not pool:
+        return pool + extra
+    if not 0.0 < share < 1.0:
+        raise ValueError(f"mix_in: share must be in (0, 1), got {share}")
+    repeats = max(1, round(share / (1.0 - share) * len(pool) / len(extra)))
+    return pool + extra * repeats
+
+
 class FinalRl(GrpoBase):
     """Final RL from final_sft: rule rewards on reasoning problems; on the preference prompts
     (safety / helpfulness) the reward model's score (sigmoid) joins the format reward, only in
-    the last `preference_from` share of the steps."""
+    the last `preference_from` share of the steps. The preference prompts are repeated to make
+    up `preference_share` of the prompt pool (a few dozen next to thousands of problems would
+    otherwise almost never be drawn)."""
     preference_from = luigi.OptionalFloatParameter(default=None,
                                                    description="share of steps before the RM reward")
+    preference_share = luigi.OptionalFloatParameter(
+        default=None, description="share of the prompt pool the preference prompts make up")
 
     def upstream(self):
         return {**super().upstream(), "reward_model": self.clone(RewardModel)}
@@ -310,8 +326,9 @@ class FinalRl(GrpoBase):
     def problems(self, ctx):
         problems = super().problems(ctx)
         prefs = [r for r in read_rows(ctx, "data", "preferences.parquet") if r["split"] == rd.TRAIN]
-        return problems + [{"id": r["id"], "task": r["task"], "prompt": r["prompt"],
-                            "answer": "", "meta": "{}"} for r in prefs]
+        return mix_in(problems, [{"id": r["id"], "task": r["task"], "prompt": r["prompt"],
+                                  "answer": "", "meta": "{}"} for r in prefs],
+                      self.stage_params["preference_share"])
 
     def reward_fn(self, ctx, cfg, tok):
         rm_folder = model_folder(ctx, "reward_model", ("reward_head.safetensors",))

@@ -199,7 +199,8 @@ for _name, _p in {
         "final_rl": {"grpo": _grpo(_p["final_rl_steps"], _p["new"], _p["lr_rl"], "chat",
                                    _p["prompts_rl"]),
                      "weights": {"accuracy": 1.0, "format": 1.0, "language": 1.0},
-                     "preference_from": 0.75, "max_seq_len": _p["ctx"], **_run},
+                     "preference_from": 0.75, "preference_share": 0.25,
+                     "max_seq_len": _p["ctx"], **_run},
         # The dense student's base: PretrainMoe's schedule on the same token shards (no router,
         # so no gamma); distill and student_grpo both start from it.
         "pretrain_student": {
