@@ -56,6 +56,8 @@ VARIANTS = {  # name -> GRPOConfig overrides of the profile's grpo config (None:
     "lr3e-5_dr_grpo": {"lr": 3e-5, "loss_norm": "constant", "scale_advantages": False},
     "lr3e-5_prompts64": {"lr": 3e-5, "prompts_per_step": 64},
     "lr3e-6": {"lr": 3e-6},
+    "lr1e-5_prompts64": {"lr": 1e-5, "prompts_per_step": 64},
+    "lr1e-5_prompts64_skip_equal": {"lr": 1e-5, "prompts_per_step": 64, "skip_equal_groups": True},
 }
 
 

@@ -415,6 +415,9 @@ class GRPOConfig:
     loss_norm: str = "sequence"    # 'sequence': 1/|o_i| per response (GRPO); 'constant':
                                    # 1/max_new_tokens for all (Dr. GRPO, `grpo.grpo_loss`)
     scale_advantages: bool = True  # divide by the group's reward std (False: Dr. GRPO)
+    skip_equal_groups: bool = False  # leave groups whose G rewards are all equal out of the
+                                     # update (advantage 0: only their KL term would act);
+                                     # DAPO's dynamic-sampling filter, without re-sampling
     seed: int = 0
 
     def __post_init__(self):
@@ -550,6 +553,12 @@ def grpo_step(policy: nn.Module, ref: nn.Module, opt: torch.optim.Optimizer,
             "grad_norm": torch.stack(grad_norms).float().mean().item()}
 
 
+NO_UPDATE_STATS = {"kl": 0.0, "clip_fraction": 0.0, "ratio": 1.0, "loss": 0.0, "grad_norm": 0.0,
+                   "sampler_kl": 0.0, "sampler_abs_gap": 0.0, "is_weight": 1.0,
+                   "is_truncated": 0.0}
+"""`grpo_step`'s stats for a step that made no update (cfg.skip_equal_groups, all groups equal)."""
+
+
 def _mean(xs: Sequence[float]) -> float:
     return float(sum(xs) / len(xs)) if xs else 0.0
 
@@ -568,8 +577,9 @@ def grpo_train(policy: nn.Module, problems: Sequence[Mapping], tokenizer: ChatTo
     cfg.freeze_routed_experts the routed experts' weights. Returns one row per
     step: reward (mean total), reward_<part> for every part, reward_std, accuracy, kl,
     clip_fraction, ratio, loss, grad_norm, sampler_kl, sampler_abs_gap, is_weight, is_truncated
-    (`grpo_step`), response_len, finished, ref_reset, sample_s and update_s (wall seconds of
-    sampling and of the update)."""
+    (`grpo_step`), response_len, finished, update_rows (rollouts in the update: all, or with
+    cfg.skip_equal_groups those of groups with unequal rewards), ref_reset, sample_s and
+    update_s (wall seconds of sampling and of the update)."""
     if not problems:
         raise ValueError("grpo_train: no problems")
     rng = random.Random(cfg.seed)
@@ -624,11 +634,22 @@ def _grpo_loop(policy, ref, opt, sampler_model, sampling_precision, problems, to
         adv_B = G.group_advantages(rewards_BG, scale=cfg.scale_advantages).reshape(-1)
         flat_prompts = [ids for ids in s.prompt_ids for _ in range(cfg.group_size)]
         flat_resp = [r if r else [tokenizer.eos_id] for group in s.response_ids for r in group]
-        tokens_BT, mask_BT = rollout_batch(flat_prompts, flat_resp, tokenizer.pad_id)
         flat_lp = [lp if r else [0.0] for gr, gl in zip(s.response_ids, s.logprobs)
                    for r, lp in zip(gr, gl)]
-        sampler_logp_BT = rollout_logprobs(flat_prompts, flat_lp, tokens_BT.shape[1])
-        stats = grpo_step(policy, ref, opt, tokens_BT, mask_BT, adv_B, cfg, sampler_logp_BT)
+        rows_kept = list(range(len(flat_resp)))
+        if cfg.skip_equal_groups:
+            unequal_B = (rewards_BG.amax(1) > rewards_BG.amin(1)).repeat_interleave(cfg.group_size)
+            rows_kept = unequal_B.nonzero().flatten().tolist()
+        if rows_kept:
+            pick = lambda xs: [xs[i] for i in rows_kept]  # noqa: E731
+            tokens_BT, mask_BT = rollout_batch(pick(flat_prompts), pick(flat_resp),
+                                               tokenizer.pad_id)
+            sampler_logp_BT = rollout_logprobs(pick(flat_prompts), pick(flat_lp),
+                                               tokens_BT.shape[1])
+            stats = grpo_step(policy, ref, opt, tokens_BT, mask_BT, adv_B[rows_kept], cfg,
+                              sampler_logp_BT)
+        else:  # every group's rewards equal: nothing to learn from this batch
+            stats = dict(NO_UPDATE_STATS)
         flat_parts = [r for group in parts for r in group]
         row = {"step": step, "reward": rewards_BG.mean().item(),
                "reward_std": rewards_BG.std().item(),
@@ -642,7 +663,8 @@ def _grpo_loop(policy, ref, opt, sampler_model, sampling_precision, problems, to
                "ratio": stats["ratio"], "loss": stats["loss"], "grad_norm": stats["grad_norm"],
                "response_len": _mean([len(r) for g in s.response_ids for r in g]),
                "finished": _mean([float(f) for g in s.finished for f in g]),
-               "ref_reset": reset, "sample_s": t1 - t0, "update_s": time.perf_counter() - t1}
+               "update_rows": len(rows_kept), "ref_reset": reset, "sample_s": t1 - t0,
+               "update_s": time.perf_counter() - t1}
         rows.append(row)
         if on_step:
             on_step(row)

@@ -346,6 +346,35 @@ def test_grpo_freeze_router_keeps_the_routers_and_trains_the_rest(tok, problems)
     assert len(rows) == cfg.steps and all(math.isfinite(r["loss"]) for r in rows)
 
 
+def test_grpo_skip_equal_groups_updates_only_on_groups_with_unequal_rewards(tok, problems):
+    """Half the prompts get a constant reward (their groups carry no advantage): with
+    skip_equal_groups the update holds only the other groups' rows; with every group equal
+    the step leaves the model as it was."""
+    constant = {p["id"] for p in problems[:4:2]}
+
+    def half_constant(text, problem, step):
+        r = 1.0 if problem["id"] in constant else float(len(text) % 3 == 0)
+        return {"len": r, "total": r}
+
+    cfg = pt.GRPOConfig(steps=4, prompts_per_step=4, group_size=4, max_new_tokens=4, lr=1e-2,
+                        updates_per_batch=1, skip_equal_groups=True)
+    rows = pt.grpo_train(tiny_model(tok.vocab_size, seed=9), problems[:4], tok, cfg,
+                         half_constant)
+    for r in rows:
+        assert r["update_rows"] == round(r["informative_groups"] * 4) * 4 <= 8, r
+    assert any(r["update_rows"] > 0 for r in rows)
+    full = pt.grpo_train(tiny_model(tok.vocab_size, seed=9), problems[:4], tok,
+                         dataclasses.replace(cfg, skip_equal_groups=False), half_constant)
+    assert all(r["update_rows"] == 16 for r in full)
+
+    model = tiny_model(tok.vocab_size, seed=9)
+    before = [p.detach().clone() for p in model.parameters()]
+    rows = pt.grpo_train(model, problems[:4], tok, dataclasses.replace(cfg, steps=2),
+                         lambda text, problem, step: {"total": 1.0})
+    assert [r["update_rows"] for r in rows] == [0, 0] and rows[0]["grad_norm"] == 0.0
+    assert all(torch.equal(p, b) for p, b in zip(model.parameters(), before))
+
+
 def test_evaluate_reports_levels_and_wrong_examples(tok):
     model = ScriptedModel(tok, "<think>\nadd\n</think>\n<answer>4</answer>")
     problems = [{"id": "a", "task": "arithmetic", "level": 1, "prompt": "Compute 2 + 2.", "answer": "4"},

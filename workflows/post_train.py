@@ -223,7 +223,7 @@ class Distill(FinalSft):
 
 class GrpoBase(StageTask):
     """GRPO from an upstream model artifact `init` on the train problems."""
-    code_version = "5"  # 4: is_weight / is_truncated per step, GRPOConfig options; 5: grad_norm
+    code_version = "5"  # 4: is_weight / is_truncated per step; 5: grad_norm, update_rows
     source_objects = (pt, grpo_losses, rewards, sampler)
     grpo = luigi.OptionalDictParameter(default=None, description="stages.post_train.GRPOConfig fields")
     weights = luigi.OptionalDictParameter(default=None, description="rule reward weights")
