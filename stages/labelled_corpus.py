@@ -215,7 +215,8 @@ def near_duplicate_sentences(rng: random.Random, paragraphs: Sequence[Sequence[s
 
     base = [list(p) for p in paragraphs]
     ref = set(word_shingles(joined(base)))
-    groups = [sorted(set(g), key=len, reverse=True) for g in phrases if len(set(g)) > 1]
+    # longest first, ties by text: a set's order changes with PYTHONHASHSEED
+    groups = [sorted(set(g), key=lambda p: (-len(p), p)) for g in phrases if len(set(g)) > 1]
     cur = [list(p) for p in base]
     best, best_j = [list(p) for p in base], 1.0
     for _ in range(400):

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import random
+import subprocess
+import sys
 import time
 from collections import Counter
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -118,6 +122,26 @@ def test_pages_are_distinct_deterministic_and_in_their_site_language():
         pack = LANGUAGE_PACKS[page.site.lang]
         assert all(label in page.html for label in pack.nav_labels[:3])
         assert f'lang="{page.site.lang}"' in page.html
+
+
+WARC_DIGEST_SCRIPT = """
+import hashlib, io
+from stages.synthetic_crawl import SyntheticCrawlConfig, write_warc_file
+buf = io.BytesIO()
+write_warc_file(buf, SyntheticCrawlConfig(seed=3, pages_per_file=120), 0)
+print(hashlib.sha256(buf.getvalue()).hexdigest())
+"""
+
+
+def test_warc_bytes_do_not_depend_on_the_string_hash_seed():
+    """Each process hashes str differently (PYTHONHASHSEED): nothing may iterate a set of
+    strings into the output, or one version's WARC differs between machines and workers."""
+    repo = Path(__file__).resolve().parents[1]
+    digests = {subprocess.run([sys.executable, "-c", WARC_DIGEST_SCRIPT], cwd=repo, check=True,
+                              capture_output=True, text=True,
+                              env={**os.environ, "PYTHONHASHSEED": seed}).stdout.strip()
+               for seed in ("1", "2")}
+    assert len(digests) == 1 and len(next(iter(digests))) == 64
 
 
 def test_url_variants_change_the_spelling_only():

@@ -33,7 +33,7 @@ class SyntheticCrawl(StageTask):
     """A generated crawl written as real WARC.gz files, deterministic from the seed: a labelled
     benchmark (near-duplicates at known Jaccard, spam, PII and look-alikes, code, math,
     cross-site boilerplate, contaminated pages) with its ground truth."""
-    code_version = "2"
+    code_version = "3"  # 3: output independent of PYTHONHASHSEED
     source_objects = (synthetic_crawl,)
     seed = luigi.OptionalIntParameter(default=None)
     num_files = luigi.OptionalIntParameter(default=None)
