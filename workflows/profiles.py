@@ -112,13 +112,14 @@ PROFILES["cluster"]["pretrain_moe"] = {
 #   + ~160 s checkpoint/export/validation (validation now on the GPU); pretrain_student
 #   0.06 s/step + ~50 s; cold_start_sft 224 steps 61 s; reward_model 19 s. bench/r1_small.py
 #   runs 700 and 1500 steps                                          -> ~9.5 min
-# post: grpo 40 x 5 s = 200 s; grpo_zero 30 x 3.8 s = 114 s; rejection_sample 2048 problems x
+# post: grpo 40 x 8.5 s (512 rollouts: 5.0 s sampling + 3.5 s update; run 5 measured 353 s
+#   with loads and saves); grpo_zero 30 x 3.8 s = 114 s; rejection_sample 2048 problems x
 #   2 = 4096 rows, 4 calls x ~8 s = 32 s; final_sft ~1500 kept samples x 2 / 32 = ~95 steps
-#   ~ 16 s; final_rl 4 x 5 s = 20 s; distill ~1500 x 2 / 64 = ~47 steps ~ 5 s; student_grpo
+#   ~ 16 s; final_rl 4 x 8.5 s = 34 s; distill ~1500 x 2 / 64 = ~47 steps ~ 5 s; student_grpo
 #   as many steps x 1.7 s ~ 80 s; evaluate 5 x 8.7 + 2 x 6.3 ~ 56 s; loads/saves ~ 80 s
-#                                                                     -> ~9.5-10 min
+#                                                                     -> ~12.5 min
 # (a post phase cut off by the 9.5-min budget keeps its committed stages: a 4th command
-# `--phase post` finishes the rest).
+# `--phase post` finishes the rest; run 5: 560 s + 330 s).
 # GRPO from the cold start (grpo, final_rl): R1's settings, 32 prompts x G 16 = 512 rollouts a
 # step at lr 3e-6, 40 steps over 1280 distinct problems. Measured (BENCHMARKS.md, sixth session):
 # the held-out loss GRPO showed at higher lr is the update's noise, not a bad reward signal -- 15
