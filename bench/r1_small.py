@@ -284,10 +284,20 @@ def r1_table(n: dict) -> list[str]:
                      f"{r['reward_accuracy_last']:.3f} |")
     gain = models["grpo"]["pass@1"] - models["cold_start"]["pass@1"]
     teacher = models[n["teacher"]]["pass@1"]
+    diffs = m.get("paired_differences", {})
+
+    def stderr_note(name: str) -> str:
+        """' ± s.e., paired' of evaluate's difference `name` (older evaluate versions: '')."""
+        d = diffs.get(name)
+        if not d:
+            return ""
+        noise = " (within 2 s.e. of 0)" if abs(d["difference"]) <= 2 * d["stderr"] else ""
+        return f", paired s.e. {100 * d['stderr']:.1f} points{noise}"
+
     checks = [
         (gain >= 0.15, f"GRPO raises held-out pass@1 by >= 15 points over the cold start: "
                        f"{models['cold_start']['pass@1']:.3f} -> {models['grpo']['pass@1']:.3f} "
-                       f"({100 * gain:+.1f} points)"),
+                       f"({100 * gain:+.1f} points{stderr_note('grpo - cold_start')})"),
         (rl["grpo"]["reward_format_last"] >= 0.95,
          f"GRPO format reward >= 0.95 (last quarter of steps): "
          f"{rl['grpo']['reward_format_last']:.3f}"),
@@ -304,7 +314,7 @@ def r1_table(n: dict) -> list[str]:
          f"steps ({n['distill_steps']} SFT on {n['distill_examples']} examples, "
          f"{n['kept_samples']} of them rejection samples, vs "
          f"{rl['student_rl']['steps']} GRPO): {models['student']['pass@1']:.3f} vs "
-         f"{models['student_rl']['pass@1']:.3f}")]
+         f"{models['student_rl']['pass@1']:.3f}{stderr_note('student - student_rl')}")]
     lines += ["", "| acceptance | |", "|---|---|"]
     lines += [f"| {'PASS' if ok else 'FAIL'} | {text} |" for ok, text in checks]
     return lines

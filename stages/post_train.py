@@ -874,12 +874,38 @@ def pass_at_1(correct_PK: Sequence[Sequence[bool]]) -> float:
     return _mean([_mean([float(c) for c in row]) for row in correct_PK])
 
 
+def pass_rate_stderr(correct_P: Sequence[int], k: int) -> float:
+    """Standard error of pass@1 over problems: sample std of the per-problem rates
+    (correct_P[i] / k) / sqrt(P); nan with fewer than 2 problems. It covers the draw of problems
+    and of the k samples, not retraining."""
+    rates = [c / k for c in correct_P]
+    if len(rates) < 2:
+        return float("nan")
+    mean = sum(rates) / len(rates)
+    var = sum((r - mean) ** 2 for r in rates) / (len(rates) - 1)
+    return math.sqrt(var / len(rates))
+
+
+def paired_pass_difference(correct_a_P: Sequence[int], correct_b_P: Sequence[int],
+                           k: int) -> tuple[float, float]:
+    """pass@1(a) - pass@1(b) and its standard error, paired over the same problems: the std
+    of the per-problem rate differences / sqrt(P) (tighter than combining two unpaired errors
+    when both models find the same problems hard)."""
+    if len(correct_a_P) != len(correct_b_P):
+        raise ValueError(f"paired_pass_difference: {len(correct_a_P)} vs {len(correct_b_P)} "
+                         f"problems")
+    diffs = [a - b for a, b in zip(correct_a_P, correct_b_P)]
+    return sum(diffs) / (k * max(len(diffs), 1)), pass_rate_stderr(diffs, k)
+
+
 def evaluate(model: nn.Module, problems: Sequence[Mapping], tokenizer: ChatTokenizer, k: int,
              temperature: float = 0.6, top_p: float = 0.95, max_new_tokens: int = 64,
              style: str = "chat", seed: int = 0, batch_rows: int = 64,
              n_wrong_examples: int = 4) -> dict:
     """R1's evaluation: k samples per problem at temperature/top_p (`generate` calls of at most
-    batch_rows rows) -> {'pass@1', 'format_rate', 'mean_response_tokens', 'finished_rate',
+    batch_rows rows) -> {'pass@1', 'pass@1_stderr' (`pass_rate_stderr`), 'correct_per_problem'
+    (correct samples of each problem, in order: for paired comparisons), 'format_rate',
+    'mean_response_tokens', 'finished_rate',
     'per_task': {task: pass@1}, 'per_level': {'task/level': pass@1}, 'n_problems', 'k',
     'examples' (the first sample of the first 3 problems), 'wrong_examples' (up to
     n_wrong_examples {prompt, answer, response} whose first sample is wrong)}."""
@@ -895,7 +921,9 @@ def evaluate(model: nn.Module, problems: Sequence[Mapping], tokenizer: ChatToken
         by_level.setdefault(f"{p['task']}/{p.get('level', 0)}", []).append(row)
         if not row[0] and len(wrong) < n_wrong_examples:
             wrong.append({"prompt": p["prompt"], "answer": p["answer"], "response": texts[0]})
-    return {"pass@1": pass_at_1(correct),
+    correct_P = [sum(row) for row in correct]
+    return {"pass@1": pass_at_1(correct), "pass@1_stderr": pass_rate_stderr(correct_P, k),
+            "correct_per_problem": correct_P,
             "format_rate": _mean([format_reward(t) for texts in s.texts for t in texts]),
             "mean_response_tokens": _mean([len(r) for g in s.response_ids for r in g]),
             "finished_rate": _mean([float(f) for g in s.finished for f in g]),

@@ -177,7 +177,25 @@ def test_evaluate_counts_pass_at_1_and_format(tok):
     assert res["pass@1"] == pytest.approx(2 / 3)
     assert res["per_task"] == {"arithmetic": 1.0, "counting": 0.0}
     assert res["mean_response_tokens"] == len(model.script)
+    assert res["correct_per_problem"] == [3, 3, 0]
+    # rates 1, 1, 0: sample std sqrt(1/3), over sqrt(3) problems -> 1/3
+    assert res["pass@1_stderr"] == pytest.approx(1 / 3)
     assert pt.pass_at_1([[True, False, False, False], [True, True, True, True]]) == 0.625
+
+
+def test_paired_difference_is_tighter_than_unpaired_when_problems_share_difficulty():
+    # b solves what a solves plus one sample more on every 4th problem (k = 4)
+    a = [4, 0, 2, 4, 1, 3, 0, 4] * 4
+    b = [c + (i % 4 == 0 and c < 4) for i, c in enumerate(a)]
+    d, se = pt.paired_pass_difference(b, a, k=4)
+    assert d == pytest.approx(sum(x - y for x, y in zip(b, a)) / (4 * len(a)))
+    assert d > 0 and se > 0
+    unpaired = (pt.pass_rate_stderr(a, 4) ** 2 + pt.pass_rate_stderr(b, 4) ** 2) ** 0.5
+    assert se < unpaired / 4
+    assert pt.paired_pass_difference(a, a, k=4) == (0.0, 0.0)
+    assert math.isnan(pt.pass_rate_stderr([3], 4))
+    with pytest.raises(ValueError):
+        pt.paired_pass_difference(a, a[:-1], k=4)
 
 
 def test_rejection_sample_keeps_correct_readable_unique(tok):

@@ -138,8 +138,16 @@ def test_evaluation_report_names_every_model(r1_store):
     for name in MODELS:
         line = re.search(rf"^\| {name} \|.*$", report, re.M)
         assert line, f"report.md has no row for {name}"
-        assert f"| {models[name]['pass@1']:.3f} |" in line.group(0)
+        assert f"| {models[name]['pass@1']:.3f} | {models[name]['pass@1_stderr']:.3f} |" \
+            in line.group(0)
         assert 0.0 <= models[name]["pass@1"] <= 1.0
+        assert len(models[name]["correct_per_problem"]) == man["outputs"]["metrics"][
+            "held_out_problems"]
+    diffs = man["outputs"]["metrics"]["paired_differences"]
+    d = diffs["grpo - cold_start"]
+    gain = models["grpo"]["pass@1"] - models["cold_start"]["pass@1"]
+    assert d["difference"] == pytest.approx(gain)
+    assert "## Differences, paired over the same problems" in report
     assert models["cold_start"]["format_rate"] > models["base"]["format_rate"], models
     assert models["student"]["version"] == r1_store.newest("distill")["version"]
     assert models["student_rl"]["version"] == r1_store.newest("student_grpo")["version"]

@@ -464,7 +464,7 @@ class Evaluate(StageTask):
     """pass@1 over k samples (T=0.6, top-p 0.95) on a seeded subset of `max_problems` held-out
     problems (every task and level) for every model, per task and per level; format rate;
     response length; wrong-answer examples; report.md with PNG plots."""
-    code_version = "3"  # 3: per-level pass@1 and wrong examples
+    code_version = "4"  # 3: per-level pass@1, wrong examples; 4: standard errors, paired diffs
     source_objects = (pt, rewards, sampler)
     batch_rows = luigi.OptionalIntParameter(default=None, description="rows per generate call")
     dtype = luigi.OptionalParameter(default=None, description="'bf16': sample in bf16 on CUDA")
@@ -507,14 +507,33 @@ class Evaluate(StageTask):
                      "results.json"):
             ctx.fs.put_file(str(out / name), ctx.output_path(name))
         finish(ctx)
-        return {"models": {n: {k: r[k] for k in ("pass@1", "format_rate", "mean_response_tokens",
+        return {"models": {n: {k: r[k] for k in ("pass@1", "pass@1_stderr", "correct_per_problem",
+                                                 "format_rate", "mean_response_tokens",
                                                  "finished_rate", "per_task", "stage", "version")}
                            for n, r in results.items()},
+                "paired_differences": paired_differences(results, p["k"]),
                 "held_out_problems": len(problems), "k": p["k"]}
 
     @staticmethod
     def curve(ctx, name: str) -> list[dict]:
         return ctx.input(name).manifest["outputs"]["metrics"].get("per_step", [])
+
+
+COMPARISONS = (("grpo", "cold_start"), ("final", "cold_start"), ("grpo_zero", "base"),
+               ("student", "student_rl"), ("student", "grpo"))
+"""(a, b) pairs of evaluated models whose pass@1 difference the report gives with its error."""
+
+
+def paired_differences(results: dict, k: int) -> dict:
+    """{'a - b': {'difference', 'stderr'}} for the COMPARISONS present in results: paired over
+    the same held-out problems (`stages.post_train.paired_pass_difference`)."""
+    out = {}
+    for a, b in COMPARISONS:
+        if a in results and b in results:
+            d, se = pt.paired_pass_difference(results[a]["correct_per_problem"],
+                                              results[b]["correct_per_problem"], k)
+            out[f"{a} - {b}"] = {"difference": d, "stderr": se}
+    return out
 
 
 def write_report(results: dict, curves: dict, problems: list, p: dict, out: Path) -> None:
@@ -526,15 +545,25 @@ def write_report(results: dict, curves: dict, problems: list, p: dict, out: Path
     lines = ["# R1 pipeline evaluation", "",
              f"{len(problems)} held-out problems, k = {p['k']} samples each at temperature "
              f"{p['temperature']}, top-p {p['top_p']}, at most {p['max_new_tokens']} new tokens. "
-             "pass@1 = mean over problems of (correct samples / k).", "",
-             "| model | stage | version | prompt | params | pass@1 | format rate | "
+             "pass@1 = mean over problems of (correct samples / k); s.e. = its standard error "
+             "over problems (sampling of problems and samples, not of training runs).", "",
+             "| model | stage | version | prompt | params | pass@1 | s.e. | format rate | "
              "mean response tokens | finished |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for n in names:
         r = results[n]
         lines.append(f"| {n} | {r['stage']} | {r['version']} | {r['prompt_style']} | "
-                     f"{r['params']:,} | {r['pass@1']:.3f} | {r['format_rate']:.3f} | "
-                     f"{r['mean_response_tokens']:.1f} | {r['finished_rate']:.3f} |")
+                     f"{r['params']:,} | {r['pass@1']:.3f} | {r['pass@1_stderr']:.3f} | "
+                     f"{r['format_rate']:.3f} | {r['mean_response_tokens']:.1f} | "
+                     f"{r['finished_rate']:.3f} |")
+    diffs = paired_differences(results, p["k"])
+    if diffs:
+        lines += ["", "## Differences, paired over the same problems", "",
+                  "| comparison | pass@1 difference (points) | s.e. | within 2 s.e. of 0 |",
+                  "|---|---:|---:|---|"]
+        for name, d in diffs.items():
+            lines.append(f"| {name} | {100 * d['difference']:+.1f} | {100 * d['stderr']:.1f} | "
+                         f"{'yes' if abs(d['difference']) <= 2 * d['stderr'] else 'no'} |")
     tasks = sorted({t for r in results.values() for t in r["per_task"]})
     lines += ["", "## pass@1 per task", "", "| model | " + " | ".join(tasks) + " |",
               "|---|" + "---|" * len(tasks)]
