@@ -291,7 +291,7 @@ def r1_table(n: dict) -> list[str]:
         d = diffs.get(name)
         if not d:
             return ""
-        noise = " (within 2 s.e. of 0)" if abs(d["difference"]) <= 2 * d["stderr"] else ""
+        noise = " (within 2 s.e. of 0)" if d["within_2se"] else ""
         return f", paired s.e. {100 * d['stderr']:.1f} points{noise}"
 
     checks = [

@@ -43,12 +43,18 @@ def group_advantages(rewards_BG: torch.Tensor, eps: float = 1e-6,
     return (r - mean_B1) / (std_B1 + eps)
 
 
-def informative_group_fraction(rewards_BG: torch.Tensor) -> float:
-    """Share of the B groups whose G rewards are not all equal: only these get a non-zero
-    advantage. 0 means the step cannot move the policy (e.g. a base that never produces the
-    answer format, so every sample scores 0)."""
+def informative_groups(rewards_BG: torch.Tensor) -> torch.Tensor:
+    """informative_B: True for the groups whose G rewards are not all equal, the only ones
+    that get a non-zero advantage."""
     r = rewards_BG.float()
-    return float((r.amax(dim=1) > r.amin(dim=1)).float().mean())
+    return r.amax(dim=1) > r.amin(dim=1)
+
+
+def informative_group_fraction(rewards_BG: torch.Tensor) -> float:
+    """Share of the B groups whose G rewards are not all equal (`informative_groups`). 0 means
+    the step cannot move the policy (e.g. a base that never produces the answer format, so
+    every sample scores 0)."""
+    return float(informative_groups(rewards_BG).float().mean())
 
 
 def k3_kl(logp_new: torch.Tensor, logp_ref: torch.Tensor) -> torch.Tensor:

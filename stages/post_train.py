@@ -27,6 +27,7 @@ import json
 import math
 import random
 import re
+import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -638,8 +639,8 @@ def _grpo_loop(policy, ref, opt, sampler_model, sampling_precision, problems, to
                    for r, lp in zip(gr, gl)]
         rows_kept = list(range(len(flat_resp)))
         if cfg.skip_equal_groups:
-            unequal_B = (rewards_BG.amax(1) > rewards_BG.amin(1)).repeat_interleave(cfg.group_size)
-            rows_kept = unequal_B.nonzero().flatten().tolist()
+            informative_B = G.informative_groups(rewards_BG).repeat_interleave(cfg.group_size)
+            rows_kept = informative_B.nonzero().flatten().tolist()
         if rows_kept:
             pick = lambda xs: [xs[i] for i in rows_kept]  # noqa: E731
             tokens_BT, mask_BT = rollout_batch(pick(flat_prompts), pick(flat_resp),
@@ -878,12 +879,9 @@ def pass_rate_stderr(correct_P: Sequence[int], k: int) -> float:
     """Standard error of pass@1 over problems: sample std of the per-problem rates
     (correct_P[i] / k) / sqrt(P); nan with fewer than 2 problems. It covers the draw of problems
     and of the k samples, not retraining."""
-    rates = [c / k for c in correct_P]
-    if len(rates) < 2:
+    if len(correct_P) < 2:
         return float("nan")
-    mean = sum(rates) / len(rates)
-    var = sum((r - mean) ** 2 for r in rates) / (len(rates) - 1)
-    return math.sqrt(var / len(rates))
+    return statistics.stdev(c / k for c in correct_P) / math.sqrt(len(correct_P))
 
 
 def paired_pass_difference(correct_a_P: Sequence[int], correct_b_P: Sequence[int],

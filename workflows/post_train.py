@@ -464,7 +464,8 @@ class Evaluate(StageTask):
     """pass@1 over k samples (T=0.6, top-p 0.95) on a seeded subset of `max_problems` held-out
     problems (every task and level) for every model, per task and per level; format rate;
     response length; wrong-answer examples; report.md with PNG plots."""
-    code_version = "4"  # 3: per-level pass@1, wrong examples; 4: standard errors, paired diffs
+    code_version = "5"  # 3: per-level pass@1, wrong examples; 4: standard errors, paired
+                        # diffs; 5: their within_2se flag
     source_objects = (pt, rewards, sampler)
     batch_rows = luigi.OptionalIntParameter(default=None, description="rows per generate call")
     dtype = luigi.OptionalParameter(default=None, description="'bf16': sample in bf16 on CUDA")
@@ -501,8 +502,9 @@ class Evaluate(StageTask):
                              "prompt_style": style, "params": model.num_params()}
             del model
         curves = {n: self.curve(ctx, n) for n in ("grpo", "grpo_zero", "final", "student_rl")}
+        diffs = paired_differences(results, p["k"])
         out = local_dir(ctx, "report")
-        write_report(results, curves, problems, p, out)
+        write_report(results, diffs, curves, problems, p, out)
         for name in ("report.md", "pass_at_1.png", "response_length.png", "rl_curves.png",
                      "results.json"):
             ctx.fs.put_file(str(out / name), ctx.output_path(name))
@@ -511,7 +513,7 @@ class Evaluate(StageTask):
                                                  "format_rate", "mean_response_tokens",
                                                  "finished_rate", "per_task", "stage", "version")}
                            for n, r in results.items()},
-                "paired_differences": paired_differences(results, p["k"]),
+                "paired_differences": diffs,
                 "held_out_problems": len(problems), "k": p["k"]}
 
     @staticmethod
@@ -525,19 +527,22 @@ COMPARISONS = (("grpo", "cold_start"), ("final", "cold_start"), ("grpo_zero", "b
 
 
 def paired_differences(results: dict, k: int) -> dict:
-    """{'a - b': {'difference', 'stderr'}} for the COMPARISONS present in results: paired over
-    the same held-out problems (`stages.post_train.paired_pass_difference`)."""
+    """{'a - b': {'difference', 'stderr', 'within_2se'}} for the COMPARISONS present in
+    results: paired over the same held-out problems (`stages.post_train.paired_pass_difference`);
+    within_2se: |difference| <= 2 stderr, indistinguishable from no difference."""
     out = {}
     for a, b in COMPARISONS:
         if a in results and b in results:
             d, se = pt.paired_pass_difference(results[a]["correct_per_problem"],
                                               results[b]["correct_per_problem"], k)
-            out[f"{a} - {b}"] = {"difference": d, "stderr": se}
+            out[f"{a} - {b}"] = {"difference": d, "stderr": se, "within_2se": abs(d) <= 2 * se}
     return out
 
 
-def write_report(results: dict, curves: dict, problems: list, p: dict, out: Path) -> None:
-    """report.md + pass_at_1.png + response_length.png + rl_curves.png + results.json."""
+def write_report(results: dict, diffs: dict, curves: dict, problems: list, p: dict,
+                 out: Path) -> None:
+    """report.md + pass_at_1.png + response_length.png + rl_curves.png + results.json;
+    diffs: `paired_differences` of results."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -556,14 +561,13 @@ def write_report(results: dict, curves: dict, problems: list, p: dict, out: Path
                      f"{r['params']:,} | {r['pass@1']:.3f} | {r['pass@1_stderr']:.3f} | "
                      f"{r['format_rate']:.3f} | {r['mean_response_tokens']:.1f} | "
                      f"{r['finished_rate']:.3f} |")
-    diffs = paired_differences(results, p["k"])
     if diffs:
         lines += ["", "## Differences, paired over the same problems", "",
                   "| comparison | pass@1 difference (points) | s.e. | within 2 s.e. of 0 |",
                   "|---|---:|---:|---|"]
         for name, d in diffs.items():
             lines.append(f"| {name} | {100 * d['difference']:+.1f} | {100 * d['stderr']:.1f} | "
-                         f"{'yes' if abs(d['difference']) <= 2 * d['stderr'] else 'no'} |")
+                         f"{'yes' if d['within_2se'] else 'no'} |")
     tasks = sorted({t for r in results.values() for t in r["per_task"]})
     lines += ["", "## pass@1 per task", "", "| model | " + " | ".join(tasks) + " |",
               "|---|" + "---|" * len(tasks)]
