@@ -128,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     prof = PROFILES[args.profile]
     cold = Artifact(store, store.newest("cold_start_sft"))
     data = Artifact(store, store.newest("reasoning_data"))
-    train = data.read_table("problems-train.parquet").to_pylist()
+    rl_file = "problems-rl.parquet" if data.files("problems-rl.parquet") else "problems-train.parquet"
+    train = data.read_table(rl_file).to_pylist() or data.read_table("problems-train.parquet").to_pylist()
     ev = prof["evaluate"]
     held_out = pt.subset(data.read_table("problems-held_out.parquet").to_pylist(),
                          ev["max_problems"], ev["seed"])
@@ -138,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     tok = pt.ChatTokenizer.from_file(folder / "tokenizer.json")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    print(f"cold start {cold.version}, {len(train)} train / {len(held_out)} held-out problems, "
+    print(f"cold start {cold.version}, {len(train)} RL ({rl_file}) / {len(held_out)} held-out problems, "
           f"{args.steps} steps, device {device}", flush=True)
     results = []
     for spec in split_variants(args.variants):

@@ -19,10 +19,11 @@ order or seed):
               RL. (A first form, "{prompt}\\n<think>…", taught the base to restate the question
               and skip the opening tag after "Assistant:": R1-Zero format stayed at 0.)
 
-Only train-split problems are used: a generated problem whose id hashes into the held-out share
-(`reasoning_data.split_of`, the same rule the evaluation set is cut with) is dropped, and so is
-any problem whose prompt equals a held-out prompt (the user's own files can word the same
-question twice). Both are counted.
+Only train-split problems are used: a generated problem whose id hashes into the held-out or
+the RL share (`reasoning_data.split_of`, the rule the evaluation set and the RL prompts are cut
+with) is dropped, and so is any problem whose prompt equals a held-out or RL prompt (the user's
+own files can word the same question twice). Both are counted. So neither evaluation nor RL
+ever meets a problem the model has read worked.
 """
 from __future__ import annotations
 
@@ -80,12 +81,13 @@ def normalised_prompt(prompt: str) -> str:
 
 def extra_train_problems(n_per_task_level: int, seed: int, tasks: Sequence[str],
                          levels: Sequence[int], held_out_frac: float,
-                         exclude_ids: set[str], max_misses_in_a_row: int = 200
-                         ) -> tuple[list[dict], Counter]:
+                         exclude_ids: set[str], max_misses_in_a_row: int = 200,
+                         rl_frac: float = 0.0) -> tuple[list[dict], Counter]:
     """Up to n_per_task_level more train-split problems per (task, level), none in exclude_ids.
 
     Draws from each generator with its own RNG (string seed f"corpus:{seed}:{task}:{level}");
-    held-out draws and repeats are skipped and counted. A (task, level) whose space runs out
+    held-out and RL draws (`rd.split_of` with held_out_frac, rl_frac) and repeats are skipped
+    and counted. A (task, level) whose space runs out
     (`max_misses_in_a_row` skipped draws in a row) gives fewer, also counted; never an error."""
     rows: list[dict] = []
     stats: Counter = Counter()
@@ -96,8 +98,8 @@ def extra_train_problems(n_per_task_level: int, seed: int, tasks: Sequence[str],
             made, misses = 0, 0
             while made < n_per_task_level and misses < max_misses_in_a_row:
                 row = rd.GENERATORS[task](rng, level, held_out_frac)
-                if row["split"] != rd.TRAIN:
-                    stats["held_out_draws_skipped"] += 1
+                if rd.split_of(row["id"], held_out_frac, rl_frac) != rd.TRAIN:
+                    stats["non_train_draws_skipped"] += 1
                     misses += 1
                 elif row["id"] in seen:
                     stats["repeat_draws_skipped"] += 1
@@ -110,25 +112,25 @@ def extra_train_problems(n_per_task_level: int, seed: int, tasks: Sequence[str],
     return rows, stats
 
 
-def corpus_documents(rows: Iterable[dict], held_out_prompts: Iterable[str], tagged_frac: float,
+def corpus_documents(rows: Iterable[dict], excluded_prompts: Iterable[str], tagged_frac: float,
                      seed: int) -> tuple[pa.Table, dict]:
     """Train-split problem rows -> (DOC_SCHEMA table, counts). Rows not in the train split,
-    repeats of an id, prompts equal to a held-out prompt (case and spacing ignored) and
-    solutions without reasoning lines are skipped and counted."""
-    banned = {normalised_prompt(p) for p in held_out_prompts}
+    repeats of an id, prompts equal to an excluded (held-out or RL) prompt (case and spacing
+    ignored) and solutions without reasoning lines are skipped and counted."""
+    banned = {normalised_prompt(p) for p in excluded_prompts}
     cols: dict[str, list] = {f: [] for f in DOC_SCHEMA.names}
     stats: Counter = Counter()
     seen: set[str] = set()
     for row in rows:
         if row["split"] != rd.TRAIN:
-            stats["held_out_rows_skipped"] += 1
+            stats["non_train_rows_skipped"] += 1
             continue
         if row["id"] in seen:
             stats["repeats_skipped"] += 1
             continue
         seen.add(row["id"])
         if normalised_prompt(row["prompt"]) in banned:
-            stats["held_out_prompt_matches_skipped"] += 1
+            stats["excluded_prompt_matches_skipped"] += 1
             continue
         style = document_style(row["id"], tagged_frac, seed)
         text = render_document(row, style)

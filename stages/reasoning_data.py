@@ -5,9 +5,11 @@ Every problem row is a dict (or a pyarrow table of them, `rows_to_table`) with
     id, task, level, split, prompt, answer, solution, meta
 `solution` is a full response `<think>step-by-step…</think>\\n<answer>…</answer>` (cold-start SFT
 and the proof that the problem is solvable); `meta` is a JSON string ({} for most tasks; the
-countdown numbers and target). Splits are 'train' / 'held_out', decided by a hash of the
-problem's canonical content (`problem_id`), so one problem never lands in both, whatever the
-wording, seed or order it was generated with.
+countdown numbers and target). Splits are 'train' (cold-start SFT and the pretraining corpus),
+'rl' (the RL stages' prompts and rejection sampling: problems the policy has never seen solved)
+and 'held_out' (evaluation), decided by a hash of the problem's canonical content
+(`problem_id`), so one problem never lands in two, whatever the wording, seed or order it was
+generated with.
 
 Generated tasks (levels 1..3, harder upwards):
     arithmetic    column + / − with carries and borrows, long × with partial products
@@ -35,7 +37,8 @@ PREFERENCE_SCHEMA = pa.schema([("id", pa.string()), ("task", pa.string()), ("spl
                                ("prompt", pa.string()), ("chosen", pa.string()),
                                ("rejected", pa.string())])
 LEVELS = (1, 2, 3)
-TRAIN, HELD_OUT = "train", "held_out"
+TRAIN, RL, HELD_OUT = "train", "rl", "held_out"
+SPLITS = (TRAIN, RL, HELD_OUT)
 
 R1_ZERO_TEMPLATE = (
     "A conversation between User and Assistant. The user asks a question, and the Assistant "
@@ -65,9 +68,19 @@ def problem_id(task: str, key: str) -> str:
     return hashlib.sha256(f"{task}\x00{key}".encode()).hexdigest()[:16]
 
 
-def split_of(pid: str, held_out_frac: float) -> str:
-    """'held_out' for the share held_out_frac of ids (by their hash value), else 'train'."""
-    return HELD_OUT if int(pid, 16) / 16 ** len(pid) < held_out_frac else TRAIN
+def split_of(pid: str, held_out_frac: float, rl_frac: float = 0.0) -> str:
+    """By the id's hash value u in [0, 1): 'held_out' for u < held_out_frac, 'rl' for the next
+    rl_frac, else 'train'. Growing rl_frac moves problems from train to rl only."""
+    u = int(pid, 16) / 16 ** len(pid)
+    return HELD_OUT if u < held_out_frac else RL if u < held_out_frac + rl_frac else TRAIN
+
+
+def with_rl_split(rows: Iterable[dict], held_out_frac: float, rl_frac: float) -> list[dict]:
+    """Rows with `split` recomputed by `split_of` (generators and loaders cut train / held-out
+    only); rl_frac 0 leaves every split as it was."""
+    if not 0.0 <= rl_frac <= 1.0 - held_out_frac:
+        raise ValueError(f"rl_frac {rl_frac} must be in [0, 1 - held_out_frac = {1 - held_out_frac}]")
+    return [{**r, "split": split_of(r["id"], held_out_frac, rl_frac)} for r in rows]
 
 
 def make_row(task: str, level: int, key: str, prompt: str, answer: str, solution: str,

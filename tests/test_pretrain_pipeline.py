@@ -58,8 +58,17 @@ def test_pretrain_pipeline_artifacts(trained_store):
     share = per_source["<reasoning>"] / sum(per_source.values())
     assert abs(share - pack["params"]["reasoning_share"]) < 0.03, share   # pinned mixture share
     assert pack["upstream"]["reasoning"]["stage"] == "reasoning_corpus"
-    corpus = s.newest("reasoning_corpus")["outputs"]["metrics"]
-    assert corpus["docs"] > 0 and corpus["docs_tagged"] > 0 and corpus["held_out_draws_skipped"] > 0
+    corpus_man = s.newest("reasoning_corpus")
+    corpus = corpus_man["outputs"]["metrics"]
+    assert corpus["docs"] > 0 and corpus["docs_tagged"] > 0 and corpus["non_train_draws_skipped"] > 0
+    # the pretraining corpus shows no held-out or RL problem worked
+    import pyarrow.parquet as pq
+    data_version = corpus_man["upstream"]["data"]["version"]
+    unseen = {i for split in ("held_out", "rl") for i in pq.read_table(
+        s.path("reasoning_data", data_version, f"problems-{split}.parquet")).column("id").to_pylist()}
+    doc_ids = set(pq.read_table(s.path("reasoning_corpus", corpus_man["version"], "part-00000.parquet"),
+                                columns=["id"]).column("id").to_pylist())
+    assert unseen and doc_ids and not unseen & doc_ids
 
 
 def test_killed_training_resumes_from_checkpoint(trained_store, tmp_path):

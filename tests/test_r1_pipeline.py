@@ -91,7 +91,8 @@ def test_rejection_samples_are_correct_and_format_valid(r1_store):
     samples = pq.read_table(folder / "samples.parquet").to_pylist()
     data = r1_store.newest("reasoning_data")
     problems = {r["id"]: r for r in pq.read_table(
-        Path(r1_store.path("reasoning_data", data["version"])) / "problems-train.parquet").to_pylist()}
+        Path(r1_store.path("reasoning_data", data["version"])) / "problems-rl.parquet").to_pylist()}
+    assert problems, "tiny's rl split is empty"
     grpo_version = r1_store.newest("grpo")["version"]
     for s in samples:
         assert rewards.format_reward(s["response"]) == 1.0, s

@@ -21,13 +21,22 @@ def test_extra_problems_are_train_split_new_and_deterministic(problems):
     assert all(r["split"] == rd.TRAIN for r in extra)
     assert not {r["id"] for r in extra} & known and not {r["id"] for r in extra} & held
     assert len({r["id"] for r in extra}) == len(extra)
-    assert stats["held_out_draws_skipped"] > 0          # ~30 % of draws hash into held-out
+    assert stats["non_train_draws_skipped"] > 0          # ~30 % of draws hash into held-out
     again, _ = rc.extra_train_problems(50, 0, TASKS, LEVELS, 0.3, exclude_ids=known)
     assert again == extra
     # a small space gives fewer, counted, and no error
     few, few_stats = rc.extra_train_problems(100_000, 0, ["arithmetic"], [1], 0.3, exclude_ids=set(),
                                              max_misses_in_a_row=20)
     assert few_stats["short_of_target"] == 100_000 - len(few) > 0
+
+
+def test_extra_problems_skip_the_rl_share():
+    known: set[str] = set()
+    extra, stats = rc.extra_train_problems(40, 0, TASKS, LEVELS, 0.3, exclude_ids=known,
+                                           rl_frac=0.4)
+    assert extra and all(rd.split_of(r["id"], 0.3, 0.4) == rd.TRAIN for r in extra)
+    plain, plain_stats = rc.extra_train_problems(40, 0, TASKS, LEVELS, 0.3, exclude_ids=known)
+    assert stats["non_train_draws_skipped"] > 2 * plain_stats["non_train_draws_skipped"]
 
 
 def test_corpus_documents_exclude_held_out_and_show_the_solution(problems):
@@ -38,8 +47,8 @@ def test_corpus_documents_exclude_held_out_and_show_the_solution(problems):
     table, stats = rc.corpus_documents(problems + [twin, train[1]], [r["prompt"] for r in held_out],
                                        tagged_frac=0.0, seed=0)
     docs = table.to_pylist()
-    assert stats["held_out_rows_skipped"] == len(held_out)
-    assert stats["held_out_prompt_matches_skipped"] == 1 and stats["repeats_skipped"] == 1
+    assert stats["non_train_rows_skipped"] == len(held_out)
+    assert stats["excluded_prompt_matches_skipped"] == 1 and stats["repeats_skipped"] == 1
     assert {d["id"] for d in docs} == {r["id"] for r in train}
     text = "\n".join(d["text"] for d in docs)
     assert not any(r["prompt"] in text for r in held_out)

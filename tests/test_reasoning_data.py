@@ -47,6 +47,24 @@ def test_splits_are_disjoint_and_follow_the_hash(problems):
         rd.split_of(rd.problem_id("countdown", "1,2,3->6"), 0.5)
 
 
+def test_rl_split_takes_from_train_only_and_grows_monotonically(problems):
+    """rl_frac carves the RL prompts out of train by the same hash: held-out never changes, and a
+    larger rl_frac only moves more train problems into rl."""
+    before = {r["id"]: r["split"] for r in problems}
+    small = {r["id"]: r["split"] for r in rd.with_rl_split(problems, 0.2, 0.3)}
+    large = {r["id"]: r["split"] for r in rd.with_rl_split(problems, 0.2, 0.5)}
+    assert {i for i, s in small.items() if s == rd.HELD_OUT} == \
+        {i for i, s in before.items() if s == rd.HELD_OUT}
+    rl_small = {i for i, s in small.items() if s == rd.RL}
+    rl_large = {i for i, s in large.items() if s == rd.RL}
+    assert rl_small and rl_small < rl_large
+    assert all(before[i] == rd.TRAIN for i in rl_large)
+    assert 0.2 < len(rl_small) / len(problems) < 0.4 and 0.4 < len(rl_large) / len(problems) < 0.6
+    assert rd.with_rl_split(problems, 0.2, 0.0) == problems
+    with pytest.raises(ValueError, match="rl_frac"):
+        rd.with_rl_split(problems, 0.2, 0.9)
+
+
 def test_reference_solutions_score_full_reward(problems):
     for r in problems:
         assert format_reward(r["solution"]) == 1.0, r

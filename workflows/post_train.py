@@ -69,6 +69,13 @@ def read_rows(ctx, name: str, file: str) -> list[dict]:
     return ctx.input(name).read_table(file).to_pylist()
 
 
+def rl_problems(ctx) -> list[dict]:
+    """The RL stages' prompts: reasoning_data's rl split (problems never shown solved), or its
+    train split where the profile sets rl_frac 0."""
+    return (read_rows(ctx, "data", "problems-rl.parquet")
+            or read_rows(ctx, "data", "problems-train.parquet"))
+
+
 def put_model(ctx, model, tok_json: Path, rows: list[dict], plot_keys: tuple[str, ...],
               extra: tuple[str, ...] = ()) -> None:
     """Export the model as an HF folder plus metrics.jsonl and metrics.png into the artifact."""
@@ -222,8 +229,8 @@ class Distill(FinalSft):
 
 
 class GrpoBase(StageTask):
-    """GRPO from an upstream model artifact `init` on the train problems."""
-    code_version = "5"  # 4: is_weight / is_truncated per step; 5: grad_norm, update_rows
+    """GRPO from an upstream model artifact `init` on the RL problems (`rl_problems`)."""
+    code_version = "6"  # 4: is_weight / is_truncated; 5: grad_norm, update_rows; 6: the rl split
     source_objects = (pt, grpo_losses, rewards, sampler)
     grpo = luigi.OptionalDictParameter(default=None, description="stages.post_train.GRPOConfig fields")
     weights = luigi.OptionalDictParameter(default=None, description="rule reward weights")
@@ -241,7 +248,7 @@ class GrpoBase(StageTask):
         return pt.rule_reward(dict(self.stage_params["weights"]))
 
     def problems(self, ctx) -> list[dict]:
-        return read_rows(ctx, "data", "problems-train.parquet")
+        return rl_problems(ctx)
 
     def grpo_config(self, ctx) -> pt.GRPOConfig:
         return pt.GRPOConfig(**dict(self.stage_params["grpo"]))
@@ -405,13 +412,13 @@ NON_REASONING_SCHEMA = pa.schema([("problem_id", pa.string()), ("task", pa.strin
 
 
 class RejectionSample(StageTask):
-    """n samples per train problem from the GRPO checkpoint; keep the correct, format-valid,
-    single-language ones without over-long paragraphs, deduplicated (samples.parquet); plus
-    the non-reasoning rows with their reference replies (non_reasoning.parquet). `max_problems`
-    draws a seeded subset of the train problems."""
-    code_version = "2"
+    """n samples per RL problem (`rl_problems`) from the GRPO checkpoint; keep the correct,
+    format-valid, single-language ones without over-long paragraphs, deduplicated
+    (samples.parquet); plus the non-reasoning rows with their reference replies
+    (non_reasoning.parquet). `max_problems` draws a seeded subset of the problems."""
+    code_version = "3"  # 3: rl split
     source_objects = (pt, rewards, sampler)
-    max_problems = luigi.OptionalIntParameter(default=None, description="train problems to sample "
+    max_problems = luigi.OptionalIntParameter(default=None, description="RL problems to sample "
                                               "(seeded subset; 0 = all)")
     batch_rows = luigi.OptionalIntParameter(default=None, description="rows per generate call")
     dtype = luigi.OptionalParameter(default=None, description="'bf16': sample in bf16 on CUDA")
@@ -432,8 +439,7 @@ class RejectionSample(StageTask):
         device = setup_torch(p)
         _, tok, policy = load_chat_model(ctx, "policy", p["max_seq_len"], device)
         policy = pt.inference_model(policy, p["dtype"])
-        problems = pt.subset(read_rows(ctx, "data", "problems-train.parquet"), p["max_problems"],
-                             p["seed"])
+        problems = pt.subset(rl_problems(ctx), p["max_problems"], p["seed"])
         kept, stats = pt.rejection_sample(policy, problems, tok, p["n_samples"], p["max_new_tokens"],
                                           p["temperature"], 1.0, p["max_paragraph_chars"], p["seed"],
                                           p["batch_rows"])

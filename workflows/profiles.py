@@ -120,6 +120,12 @@ PROFILES["cluster"]["pretrain_moe"] = {
 #                                                                     -> ~12.5 min
 # (a post phase cut off by the 9.5-min budget keeps its committed stages: a 4th command
 # `--phase post` finishes the rest; run 5: 560 s + 330 s).
+# Problems: n per (task, level), cut by id hash into held-out 20 %, rl (rl_frac) and train (the
+# rest: cold-start SFT and the pretraining corpus). The RL stages and rejection sampling draw
+# only rl problems, which no earlier stage showed solved, as R1's RL prompts are not its cold
+# start's few thousand examples. small: 1500 x 9 -> ~2700 held-out, ~6750 rl, ~4050 SFT.
+# Until the seventh session RL drew the cold start's own problems (seen twice in SFT and in
+# pretraining): its accuracy reward measured recall as much as reasoning.
 # GRPO from the cold start (grpo, final_rl): R1's settings, 32 prompts x G 16 = 512 rollouts a
 # step at lr 3e-6, 40 steps over 1280 distinct problems. Measured (BENCHMARKS.md, sixth session):
 # the held-out loss GRPO showed at higher lr is the update's noise, not a bad reward signal -- 15
@@ -131,7 +137,8 @@ PROFILES["cluster"]["pretrain_moe"] = {
 # multiplication, ~600 tokens with a 2k vocabulary, fewer with 32k); the R1-Zero runs
 # (grpo_zero, student_grpo) get 256: enough to learn the tags, at half the sampling cost.
 for _name, _p in {
-    "tiny": {"n": 40, "levels": [1], "ctx": 384, "new": 64, "new_zero": 64, "threads": 1,
+    "tiny": {"n": 60, "rl_frac": 0.3, "levels": [1], "ctx": 384, "new": 64, "new_zero": 64,
+             "threads": 1,
              "device": "cpu", "dtype": "fp32", "think_lines": 1,
              "sft_epochs": 5, "sft_batch": 8, "sft_lr": (3e-3, 3e-4),
              "final_sft_epochs": 8, "final_sft_batch": 4,
@@ -143,7 +150,8 @@ for _name, _p in {
              "student": {"d_model": 96, "n_layers": 2, "n_heads": 4, "head_dim": 24,
                          "d_ff_dense": 384},
              "student_train": {"steps": 40, "warmup_steps": 5, "checkpoint_every_steps": 40}},
-    "small": {"n": 500, "levels": [1, 2, 3], "ctx": 1024, "new": 512, "new_zero": 256,
+    "small": {"n": 1500, "rl_frac": 0.5, "levels": [1, 2, 3], "ctx": 1024, "new": 512,
+              "new_zero": 256,
               "threads": 8, "device": "cuda", "dtype": "bf16", "think_lines": 0,
               "sft_epochs": 2, "sft_batch": 32, "sft_lr": (1e-4, 1e-5),
               "final_sft_epochs": 2, "final_sft_batch": 32,
@@ -175,7 +183,8 @@ for _name, _p in {
     PROFILES[_name].update({
         "reasoning_data": {"seed": 0, "n_per_task_level": _p["n"],
                            "tasks": ["arithmetic", "word_problem", "counting"],
-                           "levels": _p["levels"], "held_out_frac": 0.2, "n_factual_qa": 40,
+                           "levels": _p["levels"], "held_out_frac": 0.2,
+                           "rl_frac": _p["rl_frac"], "n_factual_qa": 40,
                            "max_sentence_words": 16, "problem_files": [], "sft_files": []},
         "cold_start_sft": {"sft": _sft, "max_response_tokens": _p["new"],
                            "max_think_lines": _p["think_lines"],

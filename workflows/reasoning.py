@@ -12,15 +12,19 @@ from .curation import Decontaminate
 
 
 class ReasoningData(StageTask):
-    """Generated verifiable problems (train / held-out by id hash), non-reasoning rows (factual
-    QA from curated corpus sentences, greetings) and safety preference pairs, as Parquet."""
-    code_version = "1"
+    """Generated verifiable problems (train / rl / held-out by id hash: `problems-{split}.parquet`),
+    non-reasoning rows (factual QA from curated corpus sentences, greetings) and safety
+    preference pairs, as Parquet."""
+    code_version = "2"  # 2: the rl split
     source_objects = (rd,)
     seed = luigi.OptionalIntParameter(default=None)
     n_per_task_level = luigi.OptionalIntParameter(default=None)
     tasks = luigi.OptionalListParameter(default=None)
     levels = luigi.OptionalListParameter(default=None)
     held_out_frac = luigi.OptionalFloatParameter(default=None)
+    rl_frac = luigi.OptionalFloatParameter(default=None, description="share of problems (by id "
+                                           "hash) kept for the RL stages and rejection sampling, "
+                                           "never solved in SFT or pretraining; 0: RL uses train")
     n_factual_qa = luigi.OptionalIntParameter(default=None, description="corpus sentences to blank")
     max_sentence_words = luigi.OptionalIntParameter(default=None)
     problem_files = luigi.OptionalListParameter(default=None, description="your GSM8K-style JSONL "
@@ -59,7 +63,8 @@ class ReasoningData(StageTask):
         for path in p["problem_files"]:
             rows, bad = rd.load_gsm8k_jsonl(path, held_out_frac=p["held_out_frac"])
             problems, skipped = problems + rows, skipped + bad
-        for split in (rd.TRAIN, rd.HELD_OUT):
+        problems = rd.with_rl_split(problems, p["held_out_frac"], p["rl_frac"])
+        for split in rd.SPLITS:
             ctx.write_table(rd.rows_to_table(r for r in problems if r["split"] == split),
                             f"problems-{split}.parquet")
         sentences = self.corpus_sentences(ctx, p["n_factual_qa"], p["max_sentence_words"])
@@ -74,6 +79,7 @@ class ReasoningData(StageTask):
         ctx.write_table(rd.preference_pairs_to_table(pairs), "preferences.parquet")
         count = lambda rows, s: sum(r["split"] == s for r in rows)  # noqa: E731
         return {"rows": len(problems), "train_problems": count(problems, rd.TRAIN),
+                "rl_problems": count(problems, rd.RL),
                 "held_out_problems": count(problems, rd.HELD_OUT),
                 "non_reasoning": len(non_reasoning), "preference_pairs": len(pairs),
                 "preference_pairs_held_out": count(pairs, rd.HELD_OUT),
@@ -83,8 +89,8 @@ class ReasoningData(StageTask):
 class ReasoningCorpus(StageTask):
     """Worked train-split problems as pretraining documents (`stages.reasoning_corpus`): those
     of reasoning_data plus `extra_per_task_level` more generated ones per (task, level), held-out
-    problems excluded; one Parquet part (id, task, level, style, text)."""
-    code_version = "2"  # 2: tagged documents as Q/A threads
+    and RL problems excluded; one Parquet part (id, task, level, style, text)."""
+    code_version = "3"  # 2: tagged documents as Q/A threads; 3: rl-split problems excluded
     source_objects = (rc, rd)
     seed = luigi.OptionalIntParameter(default=None)
     extra_per_task_level = luigi.OptionalIntParameter(default=None, description="generated problems per (task, level) beyond reasoning_data's")
@@ -97,13 +103,13 @@ class ReasoningCorpus(StageTask):
         p, data = self.stage_params, ctx.input("data")
         dp = data.manifest["params"]
         train = data.read_table(f"problems-{rd.TRAIN}.parquet").to_pylist()
-        held_out = data.read_table(f"problems-{rd.HELD_OUT}.parquet", columns=["id", "prompt"])
-        held_ids = set(held_out.column("id").to_pylist())
+        unseen = [r for split in (rd.HELD_OUT, rd.RL) for r in
+                  data.read_table(f"problems-{split}.parquet", columns=["id", "prompt"]).to_pylist()]
         tasks = [t for t in dp["tasks"] if t in rd.GENERATORS]
         extra, draw_stats = rc.extra_train_problems(
             p["extra_per_task_level"], p["seed"], tasks, dp["levels"], dp["held_out_frac"],
-            exclude_ids=held_ids | {r["id"] for r in train})
-        table, stats = rc.corpus_documents(train + extra, held_out.column("prompt").to_pylist(),
+            exclude_ids={r["id"] for r in unseen + train}, rl_frac=dp["rl_frac"])
+        table, stats = rc.corpus_documents(train + extra, [r["prompt"] for r in unseen],
                                            p["tagged_frac"], p["seed"])
         if table.num_rows == 0:
             raise ValueError("reasoning_corpus: no documents (no train problem has reasoning lines)")
