@@ -183,11 +183,21 @@ class VersionedTask(PipelineTask):
 
     @cached_property
     def stage_params(self) -> dict:
+        """Each tunable parameter: the command line's value, else the profile's. One that has
+        neither (None) is a configuration error, raised here with the names, never a None
+        handed to the stage's code."""
         defaults = self.profile_defaults()
         out = {}
         for name in self.tunable_param_names():
             value = getattr(self, name)
             out[name] = defaults.get(name) if value is None else value
+        unset = [name for name, value in out.items() if value is None]
+        if unset:
+            cls = type(self).__name__
+            raise ValueError(
+                f"{self.stage}: parameters {unset} are unset: profile "
+                f"{getattr(self, 'profile', None)!r} has no value for them; pass "
+                f"--{cls}-{unset[0].replace('_', '-')} (and the rest) or use a profile that sets them")
         return out
 
     @cached_property

@@ -232,3 +232,10 @@ for _name, _p in {
                      "max_problems": _p["eval_n"], "max_seq_len": _p["ctx"], "seed": 0,
                      **_sampling, **_run},
     })
+
+# cluster: pretraining needs reasoning_data (its train split is the pretraining corpus's
+# reasoning source); small's problems, ten times as many. Post-training has no cluster entries
+# yet: RunR1Pipeline --profile cluster stops at the first stage without them, naming its unset
+# parameters (`VersionedTask.stage_params`).
+PROFILES["cluster"]["reasoning_data"] = {**PROFILES["small"]["reasoning_data"],
+                                         "n_per_task_level": 15000}
