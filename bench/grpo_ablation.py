@@ -58,6 +58,12 @@ VARIANTS = {  # name -> GRPOConfig overrides of the profile's grpo config (None:
     "lr3e-6": {"lr": 3e-6},
     "lr1e-5_prompts64": {"lr": 1e-5, "prompts_per_step": 64},
     "lr1e-5_prompts64_skip_equal": {"lr": 1e-5, "prompts_per_step": 64, "skip_equal_groups": True},
+    # the training-reward baseline: the same problem sequence sampled from the unchanged cold
+    # start (AdamW at lr 0, no weight decay, moves nothing), to read the variants' per-step
+    # accuracy against
+    "no_update": {"lr": 0.0},
+    "lr1e-5_prompts128": {"lr": 1e-5, "prompts_per_step": 128},
+    "lr1e-5_experts_frozen": {"lr": 1e-5, "freeze_routed_experts": True},
 }
 
 
