@@ -35,7 +35,7 @@ import torch  # noqa: E402
 from pipeline.store import ArtifactStore  # noqa: E402
 from pipeline.task import Artifact  # noqa: E402
 from stages import post_train as pt  # noqa: E402
-from workflows.post_train import grpo_summary  # noqa: E402
+from workflows.post_train import grpo_summary, rl_problems  # noqa: E402
 from workflows.profiles import PROFILES  # noqa: E402
 
 VARIANTS = {  # name -> GRPOConfig overrides of the profile's grpo config (None: no training)
@@ -134,8 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     prof = PROFILES[args.profile]
     cold = Artifact(store, store.newest("cold_start_sft"))
     data = Artifact(store, store.newest("reasoning_data"))
-    rl_file = "problems-rl.parquet" if data.files("problems-rl.parquet") else "problems-train.parquet"
-    train = data.read_table(rl_file).to_pylist() or data.read_table("problems-train.parquet").to_pylist()
+    problems = rl_problems(data)
     ev = prof["evaluate"]
     held_out = pt.subset(data.read_table("problems-held_out.parquet").to_pylist(),
                          ev["max_problems"], ev["seed"])
@@ -145,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     tok = pt.ChatTokenizer.from_file(folder / "tokenizer.json")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    print(f"cold start {cold.version}, {len(train)} RL ({rl_file}) / {len(held_out)} held-out problems, "
+    print(f"cold start {cold.version}, {len(problems)} RL / {len(held_out)} held-out problems, "
           f"{args.steps} steps, device {device}", flush=True)
     results = []
     for spec in split_variants(args.variants):
@@ -164,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
                                        "steps": args.steps})
                 with (permuted_advantages(cfg.seed) if overrides.get("permute_rewards")
                       else contextlib.nullcontext()):
-                    rows = pt.grpo_train(policy, train, tok, cfg,
+                    rows = pt.grpo_train(policy, problems, tok, cfg,
                                          pt.rule_reward(dict(prof["grpo"]["weights"])))
                 row.update(steps=len(rows), **curve_summary(rows),
                            **{f"per_step_{k}": [round(r[k], 4) for r in rows]

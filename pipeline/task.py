@@ -197,7 +197,8 @@ class VersionedTask(PipelineTask):
             raise ValueError(
                 f"{self.stage}: parameters {unset} are unset: profile "
                 f"{getattr(self, 'profile', None)!r} has no value for them; pass "
-                f"--{cls}-{unset[0].replace('_', '-')} (and the rest) or use a profile that sets them")
+                f"--{cls}-{unset[0].replace('_', '-')} (and the rest) or use a profile that "
+                f"sets them")
         return out
 
     @cached_property

@@ -79,7 +79,8 @@ def with_rl_split(rows: Iterable[dict], held_out_frac: float, rl_frac: float) ->
     """Rows with `split` recomputed by `split_of` (generators and loaders cut train / held-out
     only); rl_frac 0 leaves every split as it was."""
     if not 0.0 <= rl_frac <= 1.0 - held_out_frac:
-        raise ValueError(f"rl_frac {rl_frac} must be in [0, 1 - held_out_frac = {1 - held_out_frac}]")
+        raise ValueError(f"rl_frac {rl_frac} must be in [0, 1 - held_out_frac = "
+                         f"{1 - held_out_frac}]")
     return [{**r, "split": split_of(r["id"], held_out_frac, rl_frac)} for r in rows]
 
 

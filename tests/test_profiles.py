@@ -1,27 +1,15 @@
 """Every stage of each profile's pipelines gets a value for every parameter; where a profile
 has none, the stage says which, before any work."""
 import pytest
-from luigi.task import flatten
 
 import workflows
-
-
-def pipeline_tasks(root) -> list:
-    seen: dict = {}
-    todo = [root]
-    while todo:
-        t = todo.pop()
-        if t.task_id not in seen:
-            seen[t.task_id] = t
-            todo.extend(flatten(t.requires()))
-    return list(seen.values())
+from pipeline.lineage import stage_tasks
 
 
 @pytest.mark.parametrize("profile,root", [("tiny", "RunR1Pipeline"), ("small", "RunR1Pipeline"),
                                           ("cluster", "RunPretrainPipeline")])
 def test_profiles_set_every_stage_parameter(profile, root, tmp_path):
-    tasks = pipeline_tasks(getattr(workflows, root)(profile=profile, store=str(tmp_path)))
-    stages = [t for t in tasks if hasattr(t, "stage_params")]
+    stages = stage_tasks(getattr(workflows, root)(profile=profile, store=str(tmp_path)))
     assert any(t.stage == "reasoning_data" for t in stages)
     for t in stages:
         assert None not in t.stage_params.values(), t.stage

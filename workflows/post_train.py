@@ -69,11 +69,13 @@ def read_rows(ctx, name: str, file: str) -> list[dict]:
     return ctx.input(name).read_table(file).to_pylist()
 
 
-def rl_problems(ctx) -> list[dict]:
-    """The RL stages' prompts: reasoning_data's rl split (problems never shown solved), or its
-    train split where the profile sets rl_frac 0."""
-    return (read_rows(ctx, "data", "problems-rl.parquet")
-            or read_rows(ctx, "data", "problems-train.parquet"))
+def rl_problems(data) -> list[dict]:
+    """The RL stages' prompts from a reasoning_data artifact: its rl split (problems never shown
+    solved), or its train split where the profile sets rl_frac 0 (or the artifact predates the
+    split)."""
+    rl_file = "problems-rl.parquet"
+    rows = data.read_table(rl_file).to_pylist() if data.files(rl_file) else []
+    return rows or data.read_table("problems-train.parquet").to_pylist()
 
 
 def put_model(ctx, model, tok_json: Path, rows: list[dict], plot_keys: tuple[str, ...],
@@ -248,7 +250,7 @@ class GrpoBase(StageTask):
         return pt.rule_reward(dict(self.stage_params["weights"]))
 
     def problems(self, ctx) -> list[dict]:
-        return rl_problems(ctx)
+        return rl_problems(ctx.input("data"))
 
     def grpo_config(self, ctx) -> pt.GRPOConfig:
         return pt.GRPOConfig(**dict(self.stage_params["grpo"]))
@@ -439,7 +441,7 @@ class RejectionSample(StageTask):
         device = setup_torch(p)
         _, tok, policy = load_chat_model(ctx, "policy", p["max_seq_len"], device)
         policy = pt.inference_model(policy, p["dtype"])
-        problems = pt.subset(rl_problems(ctx), p["max_problems"], p["seed"])
+        problems = pt.subset(rl_problems(ctx.input("data")), p["max_problems"], p["seed"])
         kept, stats = pt.rejection_sample(policy, problems, tok, p["n_samples"], p["max_new_tokens"],
                                           p["temperature"], 1.0, p["max_paragraph_chars"], p["seed"],
                                           p["batch_rows"])
