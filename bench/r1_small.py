@@ -79,6 +79,7 @@ PHASES = {  # name -> (root task, its targets, workers: None = all cores)
     "data": ("R1Phase", ["TokenizePack", "ReasoningData"], None),
     "base": ("R1Phase", ["PretrainMoe", "PretrainStudent", "ColdStartSft", "RewardModel"], 1),
     "teacher": ("R1Phase", ["PretrainMoe", "ColdStartSft"], 1),  # for bench/grpo_ablation.py
+    "rl": ("R1Phase", ["Grpo", "GrpoZero", "RejectionSample"], 1),  # the first part of post
     "post": ("RunR1Pipeline", None, 1),
 }
 PROFILE_ENV = "R1_BENCH_PROFILE"  # JSON {"name": ..., "stages": {stage: params}}

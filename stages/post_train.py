@@ -267,6 +267,8 @@ class SFTConfig:
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     dtype: str = "bf16"          # 'bf16': autocast on CUDA (module docstring); CPU runs fp32
+    micro_batch_rows: int = 0    # rows per forward/backward, gradients accumulated over a batch
+                                 # (0: the whole batch at once); the step is the same either way
     seed: int = 0
 
 
@@ -295,23 +297,38 @@ def sft(model: nn.Module, examples: Sequence[tuple[Sequence[int], Sequence[int]]
         order = torch.randperm(n_rows, generator=gen)
         for i in range(batches_per_epoch):
             idx = order[i * cfg.batch_rows:(i + 1) * cfg.batch_rows]
-            inputs, targets, mask = (t.to(device) for t in _trim(packed, idx))
             lr = cosine_lr(step, total, cfg.lr, cfg.min_lr, cfg.warmup_steps)
             _set_lr(opt, lr)
-            with autocast(device, cfg.dtype):
-                loss = G.sft_loss(logits_of(model, inputs), targets, mask)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            loss, n_tokens = sft_accumulate(model, packed, idx, cfg, device)
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
-            row = {"step": step, "epoch": epoch, "loss": loss.item(), "lr": lr,
-                   "tokens": int(mask.sum().item())}
+            row = {"step": step, "epoch": epoch, "loss": loss, "lr": lr, "tokens": n_tokens}
             rows.append(row)
             if on_step:
                 on_step(row)
             step += 1
     model.eval()
     return rows
+
+
+def sft_accumulate(model: nn.Module, packed: SFTBatch, idx: torch.Tensor, cfg: SFTConfig,
+                   device: torch.device) -> tuple[float, int]:
+    """Backward of the mean response-token loss over the rows `idx`, in chunks of
+    cfg.micro_batch_rows rows (0: one chunk); each chunk's token sum is divided by the whole
+    batch's response-token count, so the accumulated gradient is the one-chunk gradient.
+    Returns (that mean loss, response tokens)."""
+    n_tokens = int(packed.loss_mask_BT[idx].sum().item())
+    step_rows = cfg.micro_batch_rows if cfg.micro_batch_rows > 0 else len(idx)
+    loss = 0.0
+    for start in range(0, len(idx), step_rows):
+        inputs, targets, mask = (t.to(device) for t in _trim(packed, idx[start:start + step_rows]))
+        with autocast(device, cfg.dtype):
+            part = G.sft_loss(logits_of(model, inputs), targets, mask)
+        share = float(mask.sum().item()) / max(n_tokens, 1)
+        (part * share).backward()
+        loss += part.item() * share
+    return loss, n_tokens
 
 
 @torch.no_grad()

@@ -85,6 +85,25 @@ def test_sft_loss_falls_on_response_tokens_only(tok, problems):
     assert rows[-1]["lr"] < rows[0]["lr"]
 
 
+def test_sft_micro_batches_accumulate_to_the_whole_batch_step(tok, problems):
+    """Gradient accumulation over 1-row micro-batches (each cut to its own length) takes the
+    same optimiser steps as whole batches: the same losses and the same weights after."""
+    examples = [pt.sft_pair(tok, p["prompt"], p["solution"]) for p in problems]
+    cfg = pt.SFTConfig(epochs=2, batch_rows=3, seq_len=320, lr=1e-2, min_lr=1e-3)
+    whole, chunked = tiny_model(tok.vocab_size), tiny_model(tok.vocab_size)
+    rows_whole = pt.sft(whole, examples, tok, cfg)
+    rows_chunked = pt.sft(chunked, examples, tok, dataclasses.replace(cfg, micro_batch_rows=1))
+    assert [r["tokens"] for r in rows_whole] == [r["tokens"] for r in rows_chunked]
+    assert [r["loss"] for r in rows_whole] == pytest.approx([r["loss"] for r in rows_chunked],
+                                                             rel=1e-5)
+    moved = 0.0
+    for (name, a), b, start in zip(whole.named_parameters(), chunked.parameters(),
+                                   tiny_model(tok.vocab_size).parameters()):
+        assert torch.allclose(a, b, atol=2e-5), name
+        moved = max(moved, (a - start).abs().max().item())
+    assert moved > 1e-3  # the steps did move the weights
+
+
 def first_token_mass(model, tok, prompts, wanted_ids) -> float:
     """Mean probability of a response starting with one of wanted_ids."""
     with torch.no_grad():
