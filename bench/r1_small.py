@@ -1,10 +1,11 @@
 """Issue #5's numbers: RunR1Pipeline on the `small` profile on one H100/H200, in phases that
 each fit one command of at most 9.5 minutes, then the acceptance table read from the artifacts.
 
-    data   TokenizePack, ReasoningData (CPU stages, --workers = cores)                  ~3 min
-    base   PretrainMoe, PretrainStudent, ColdStartSft, RewardModel (GPU, one worker)   ~9.5 min
-    post   RunR1Pipeline: every other stage, evaluate last (GPU, one worker)   ~10.5 min
-           (small: the first command may stop at its budget before evaluate; run it again)
+    data   TokenizePack, ReasoningData (CPU stages, --workers = cores)                  ~3-4 min
+    base   PretrainMoe, PretrainStudent, ColdStartSft, RewardModel (GPU, one worker)   ~9-9.5 min
+    rl     Grpo, GrpoZero, RejectionSample (GPU, one worker)                             ~7-8 min
+    post   RunR1Pipeline: every other stage, evaluate last (GPU, one worker)           ~6-7.5 min
+           (a phase stopped at its budget keeps its committed stages: run it again)
     teacher  PretrainMoe and ColdStartSft only (the start of bench/grpo_ablation.py; not in
            'all')
 
@@ -36,12 +37,13 @@ Next session, on the development machine once:
 
 (fills .whl/, ~40 MB, with luigi, deepspeed, datasketch, fasttext, pydantic and, for the data
 phase and the plots, warcio, resiliparse/fastwarc and matplotlib with their needs: the GPU image
-lists none of them; Python 3.12 wheels). Then three
+lists none of them; Python 3.12 wheels). Then four
 back-to-back `run` calls (kind nvidia-h200, carry [".whl"], timeout_s 600), each:
 
     python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD TORCH_CUDA_ARCH_LIST=9.0 PYTHONUNBUFFERED=1 || exit; python3 bench/r1_small.py --phase data --out $OUT
 
-with `--phase base`, then `--phase post` in place of `--phase data`. The store is
+with `--phase base`, `--phase rl`, then `--phase post` in place of `--phase data` (about 28
+minutes in all: one machine's 30; eighth session, runs 6 and 7). The store is
 /tmp/r1_small/store on the machine's local disk: it survives between commands only while the
 machine stays warm (start the next command within ~30 s). `--phase report` prints the table
 again from the store. Nothing here needs the network.

@@ -96,30 +96,19 @@ PROFILES["cluster"]["pretrain_moe"] = {
 # 64-token responses: the tiny base was pretrained on 128-token rows (ctx 384 fits the
 # longest R1-Zero prompt, ~300 tokens, plus 64 new ones).
 #
-# small: one H200, full CoT, sized so that bench/r1_small.py runs the whole RunR1Pipeline in
-# three commands of <= 9.5 min (data, base, post; about 18 min in all). Rates measured on one
-# H200 (2026-11, random-init `small`, worst case: every row runs to max_new_tokens):
-#   GRPO step, MoE, 16 prompts x G 16, 512 new tokens: sampling 3.2 s + update 1.6-2.0 s ~ 5 s
-#   GRPO step, MoE, R1-Zero prompts, 256 new tokens: ~2.2 s + ~1.6 s ~ 3.8 s (estimated)
-#   GRPO step, dense student, R1-Zero, 256 new: 0.7-0.85 s + 0.7-1.0 s ~ 1.7 s
-#   SFT step: MoE 32 rows 0.17 s; student 64 rows 0.10 s
-#   evaluate, 256 problems x k 4 = 1024 rows in one generate call, 512 new: MoE 8.7 s, student 6.3 s
-#   pretraining (BENCHMARKS.md): MoE 227k tokens/s at 32 x 2048 tokens per step, compiled
-# Estimated, not measured: ~10 s per MoE stage to load, save and digest a 2.8 GB fp32
-# checkpoint; data (--crawl-files 16 in the bench) ~3 min on 16 cores; the dense student's
-# pretraining ~0.1 s per step; compile/DeepSpeed start-up ~30-60 s per pretraining run.
-# base (measured on the first run, 500 steps each): pretrain_moe 0.31 s/step + ~75 s start-up
-#   + ~160 s checkpoint/export/validation (validation now on the GPU); pretrain_student
-#   0.06 s/step + ~50 s; cold_start_sft 224 steps 61 s; reward_model 19 s. bench/r1_small.py
-#   runs 700 and 1500 steps                                          -> ~9.5 min
-# post: grpo 40 x 8.5 s (512 rollouts: 5.0 s sampling + 3.5 s update; run 5 measured 353 s
-#   with loads and saves); grpo_zero 30 x 3.8 s = 114 s; rejection_sample 2048 problems x
-#   2 = 4096 rows, 4 calls x ~8 s = 32 s; final_sft ~1500 kept samples x 2 / 32 = ~95 steps
-#   ~ 16 s; final_rl 4 x 8.5 s = 34 s; distill ~1500 x 2 / 64 = ~47 steps ~ 5 s; student_grpo
-#   as many steps x 1.7 s ~ 80 s; evaluate 5 x 8.7 + 2 x 6.3 ~ 56 s; loads/saves ~ 80 s
-#                                                                     -> ~12.5 min
-# (a post phase cut off by the 9.5-min budget keeps its committed stages: a 4th command
-# `--phase post` finishes the rest; run 5: 560 s + 330 s).
+# small: one H200, full CoT, sized so that bench/r1_small.py runs the whole RunR1Pipeline on one
+# machine within its 30 minutes, in four commands of <= 9.5 min (data, base, rl, post).
+# Measured on one H200 (2026-11, eighth session, runs 6 and 7; BENCHMARKS.md):
+#   data (--crawl-files 16, 16 cores) 177-241 s
+#   base: pretrain_moe 800 steps 322-354 s (val 0.543), pretrain_student 800 steps 78-87 s,
+#     cold_start_sft 256 steps 76-95 s, reward_model 17-24 s                  -> 515-580 s
+#   rl: grpo 8 s a step (512 rollouts: ~4.7 s sampling + 3-4 s update; 40 steps 318 s, 20
+#     steps 211 s with load and save), grpo_zero 30 steps 131-148 s, rejection_sample of all
+#     6,708 rl problems x 2 (13,416 rows) 53 s                               -> ~410-480 s
+#   post: final_sft 6.4k samples x 2 / 32 = 406 steps 69 s, distill 17-29 s, final_rl 4 steps
+#     57 s, student_grpo ~2 s a step (as many steps as distill), evaluate 7 models 55-58 s
+#                                                                            -> ~350-450 s
+# The machines differ by up to 15 % in speed, so grpo runs 30 steps: 40 left no margin.
 # Problems: n per (task, level), cut by id hash into held-out 20 %, rl (rl_frac) and train (the
 # rest: cold-start SFT and the pretraining corpus). The RL stages and rejection sampling draw
 # only rl problems, which no earlier stage showed solved, as R1's RL prompts are not its cold
@@ -127,7 +116,7 @@ PROFILES["cluster"]["pretrain_moe"] = {
 # Until the seventh session RL drew the cold start's own problems (seen twice in SFT and in
 # pretraining): its accuracy reward measured recall as much as reasoning.
 # GRPO from the cold start (grpo, final_rl): R1's settings, 32 prompts x G 16 = 512 rollouts a
-# step at lr 3e-6, 40 steps over 1280 distinct problems. Measured (BENCHMARKS.md, sixth session):
+# step at lr 3e-6, 30 steps over 960 distinct problems. Measured (BENCHMARKS.md, sixth session):
 # the held-out loss GRPO showed at higher lr is the update's noise, not a bad reward signal -- 15
 # steps at 3e-5 with each group's rewards shuffled (no signal, same advantage sizes) cost 34
 # points, the real rewards 22, the same at 64 prompts a step 10; 20 steps at 3e-6 lose nothing
@@ -136,6 +125,13 @@ PROFILES["cluster"]["pretrain_moe"] = {
 # (DeepSeekMath's mu = 1). 512 new tokens fit the longest level-3 CoT (a 4 x 3-digit long
 # multiplication, ~600 tokens with a 2k vocabulary, fewer with 32k); the R1-Zero runs
 # (grpo_zero, student_grpo) get 256: enough to learn the tags, at half the sampling cost.
+# grpo_zero keeps the MoE routers frozen (R1-Zero from a base that almost never answers in
+# format): run 4 (frozen) format -> 0.98, held-out 0.556; runs 5 and 6 (routers training)
+# 0.312 and 0.140, run 6's format stuck at ~0.3 after one step blew up (grad norm 3.0, KL 0.24
+# at step 3); run 7 (frozen) format 0.000 -> 0.937. Rejection sampling covers every rl problem
+# (run 7: 6,429 kept of 13,416, final 0.777 vs 0.697 from 2,054 kept in run 6). distill takes
+# 128 rows a step (run 7 at 256 rows: 52 steps, student 0.483; run 6 at 64 rows: 66 steps on
+# a third of the samples, 0.560); student_grpo gets as many steps of 256 rollouts each.
 for _name, _p in {
     "tiny": {"n": 60, "rl_frac": 0.3, "levels": [1], "ctx": 384, "new": 64, "new_zero": 64,
              "threads": 1,
@@ -156,9 +152,9 @@ for _name, _p in {
               "threads": 8, "device": "cuda", "dtype": "bf16", "think_lines": 0,
               "sft_epochs": 2, "sft_batch": 32, "sft_lr": (1e-4, 1e-5),
               "final_sft_epochs": 2, "final_sft_batch": 32,
-              "distill_epochs": 2, "distill_batch": 256, "distill_lr": (6e-4, 6e-5),
+              "distill_epochs": 2, "distill_batch": 128, "distill_lr": (6e-4, 6e-5),
               "distill_micro_rows": 64,
-              "rl_steps": 40, "zero_steps": 30, "final_rl_steps": 4, "prompts": 16, "G": 16,
+              "rl_steps": 30, "zero_steps": 30, "final_rl_steps": 4, "prompts": 16, "G": 16,
               "prompts_rl": 32, "lr_rl": 3e-6, "lr_zero": 2e-5, "mu": 1, "micro_rows": 32,
               "sample_rows": 256,
               "k": 4, "eval_n": 256, "rs_problems": 0, "rs_n": 2, "rm_lr": 1e-5,
