@@ -132,7 +132,7 @@ PROFILES["cluster"]["pretrain_moe"] = {
 # (run 7: 6,429 kept of 13,416, final 0.777 vs 0.697 from 2,054 kept in run 6). distill takes
 # 128 rows a step (run 7 at 256 rows: 52 steps, student 0.483; run 6 at 64 rows: 66 steps on
 # a third of the samples, 0.560); student_grpo gets as many steps of 256 rollouts each.
-for _name, _p in {
+_R1_SIZES = {
     "tiny": {"n": 60, "rl_frac": 0.3, "levels": [1], "ctx": 384, "new": 64, "new_zero": 64,
              "threads": 1,
              "device": "cpu", "dtype": "fp32", "think_lines": 1,
@@ -143,7 +143,8 @@ for _name, _p in {
              "rl_steps": 12, "zero_steps": 12, "final_rl_steps": 12, "prompts": 4, "G": 4,
              "prompts_rl": 4,
              "lr_rl": 1e-4, "lr_zero": 1e-4, "mu": 2, "micro_rows": 64, "sample_rows": 64,
-             "k": 4, "eval_n": 16, "rs_problems": 0, "rs_n": 4, "rm_lr": 1e-3,
+             "student_micro_rows": 64,
+             "k": 4, "eval_n": 16, "eval_rows": 64, "rs_problems": 0, "rs_n": 4, "rm_lr": 1e-3,
              "student": {"d_model": 96, "n_layers": 2, "n_heads": 4, "head_dim": 24,
                          "d_ff_dense": 384},
              "student_train": {"steps": 40, "warmup_steps": 5, "checkpoint_every_steps": 40}},
@@ -156,12 +157,19 @@ for _name, _p in {
               "distill_micro_rows": 64,
               "rl_steps": 30, "zero_steps": 30, "final_rl_steps": 4, "prompts": 16, "G": 16,
               "prompts_rl": 32, "lr_rl": 3e-6, "lr_zero": 2e-5, "mu": 1, "micro_rows": 32,
-              "sample_rows": 256,
-              "k": 4, "eval_n": 256, "rs_problems": 0, "rs_n": 2, "rm_lr": 1e-5,
+              "sample_rows": 256, "student_micro_rows": 128,
+              "k": 4, "eval_n": 256, "eval_rows": 1024, "rs_problems": 0, "rs_n": 2, "rm_lr": 1e-5,
               "student": {"d_model": 512, "n_layers": 8, "n_heads": 8, "head_dim": 64,
                           "d_ff_dense": 1408, "attention": "mha", "mtp_depth": 0},
               "student_train": {"lr": 6e-4, "min_lr": 6e-5}},
-}.items():
+}
+# cluster: post-training runs on one GPU of the host (the stages are single-device) with
+# small's model and settings, at R1's RL lengths (reference reset every ~half run; R1: 400
+# steps) on its ten times larger problem set, and a 4x larger held-out sample.
+_R1_SIZES["cluster"] = {**_R1_SIZES["small"], "n": 15000, "threads": 16,
+                        "rl_steps": 800, "zero_steps": 400, "final_rl_steps": 200,
+                        "eval_n": 1024}
+for _name, _p in _R1_SIZES.items():
     _run = {"threads": _p["threads"], "device": _p["device"]}
     _sft = {"epochs": _p["sft_epochs"], "batch_rows": _p["sft_batch"], "lr": _p["sft_lr"][0],
             "min_lr": _p["sft_lr"][1], "dtype": _p["dtype"], "seed": 0}
@@ -175,8 +183,7 @@ for _name, _p in {
                "micro_batch_rows": _p["micro_rows"], "sample_batch_rows": _p["sample_rows"],
                "dtype": _p["dtype"], "prompt_style": style, "seed": 0}
         return out if steps is None else {"steps": steps, **out}
-    _sampling = {"batch_rows": _p["k"] * _p["eval_n"] if _name == "small" else _p["sample_rows"],
-                 "dtype": _p["dtype"]}
+    _sampling = {"batch_rows": _p["eval_rows"], "dtype": _p["dtype"]}
     _moe_train = PROFILES[_name]["pretrain_moe"]["train"]
     PROFILES[_name].update({
         "reasoning_data": {"seed": 0, "n_per_task_level": _p["n"],
@@ -223,18 +230,12 @@ for _name, _p in {
                     "max_response_tokens": _p["new"], "max_seq_len": _p["ctx"], **_run},
         # RL alone on the student base, R1-Zero style, for as many optimiser steps as distill's
         # SFT took (the stage reads the count from distill's manifest).
-        "student_grpo": {"grpo": _grpo(None, _p["new_zero"], _p["lr_zero"], "r1_zero",
-                                       _p["prompts"]),
+        "student_grpo": {"grpo": {**_grpo(None, _p["new_zero"], _p["lr_zero"], "r1_zero",
+                                          _p["prompts"]),
+                                  "micro_batch_rows": _p["student_micro_rows"]},
                          "weights": {"accuracy": 1.0, "format": 1.0, "language": 0.0},
                          "max_seq_len": _p["ctx"], **_run},
         "evaluate": {"k": _p["k"], "temperature": 0.6, "top_p": 0.95, "max_new_tokens": _p["new"],
                      "max_problems": _p["eval_n"], "max_seq_len": _p["ctx"], "seed": 0,
                      **_sampling, **_run},
     })
-
-# cluster: pretraining needs reasoning_data (its train split is the pretraining corpus's
-# reasoning source); small's problems, ten times as many. Post-training has no cluster entries
-# yet: RunR1Pipeline --profile cluster stops at the first stage without them, naming its unset
-# parameters (`VersionedTask.stage_params`).
-PROFILES["cluster"]["reasoning_data"] = {**PROFILES["small"]["reasoning_data"],
-                                         "n_per_task_level": 15000}
