@@ -22,3 +22,13 @@ def test_a_stage_without_profile_values_names_its_unset_parameters(tmp_path, mon
     task = workflows.Grpo(profile="no-grpo", store=str(tmp_path))
     with pytest.raises(ValueError, match=r"grpo: parameters \['grpo', 'weights'.*--Grpo-grpo"):
         task.stage_params
+
+
+def test_bench_phases_name_stages_of_the_r1_pipeline(tmp_path):
+    """bench/r1_small.py's phases (data, base, rl, teacher) target tasks that RunR1Pipeline
+    runs, so a renamed stage fails here rather than on the GPU machine."""
+    from bench import r1_small
+    names = {type(t).__name__ for t in stage_tasks(workflows.RunR1Pipeline(profile="tiny",
+                                                                           store=str(tmp_path)))}
+    for phase, (root, targets, _) in r1_small.PHASES.items():
+        assert root == "RunR1Pipeline" or (targets and set(targets) <= names), phase
