@@ -318,17 +318,18 @@ def sft_accumulate(model: nn.Module, packed: SFTBatch, idx: torch.Tensor, cfg: S
     cfg.micro_batch_rows rows (0: one chunk); each chunk's token sum is divided by the whole
     batch's response-token count, so the accumulated gradient is the one-chunk gradient.
     Returns (that mean loss, response tokens)."""
-    n_tokens = int(packed.loss_mask_BT[idx].sum().item())
+    n_tokens = int(packed.loss_mask_BT[idx].sum())
     step_rows = cfg.micro_batch_rows if cfg.micro_batch_rows > 0 else len(idx)
-    loss = 0.0
+    loss = torch.zeros((), device=device)
     for start in range(0, len(idx), step_rows):
-        inputs, targets, mask = (t.to(device) for t in _trim(packed, idx[start:start + step_rows]))
+        chunk = _trim(packed, idx[start:start + step_rows])
+        share = float(chunk[2].sum()) / max(n_tokens, 1)  # host mask: no device sync
+        inputs, targets, mask = (t.to(device) for t in chunk)
         with autocast(device, cfg.dtype):
             part = G.sft_loss(logits_of(model, inputs), targets, mask)
-        share = float(mask.sum().item()) / max(n_tokens, 1)
         (part * share).backward()
-        loss += part.item() * share
-    return loss, n_tokens
+        loss += part.detach().float() * share
+    return loss.item(), n_tokens
 
 
 @torch.no_grad()
