@@ -42,8 +42,8 @@ back-to-back `run` calls (kind nvidia-h200, carry [".whl"], timeout_s 600), each
 
     python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD TORCH_CUDA_ARCH_LIST=9.0 PYTHONUNBUFFERED=1 || exit; python3 bench/r1_small.py --phase data --out $OUT
 
-with `--phase base`, `--phase rl`, then `--phase post` in place of `--phase data` (about 28
-minutes in all: one machine's 30; eighth session, runs 6 and 7). The store is
+with `--phase base`, `--phase rl`, then `--phase post` in place of `--phase data` (25-26
+minutes of commands in runs 6 and 7, eighth session: one machine holds 30). The store is
 /tmp/r1_small/store on the machine's local disk: it survives between commands only while the
 machine stays warm (start the next command within ~30 s). `--phase report` prints the table
 again from the store. Nothing here needs the network.
