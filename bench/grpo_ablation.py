@@ -15,6 +15,15 @@ control. Nothing is written to the store: each variant's result is one JSON line
 A variant is a name of VARIANTS or NAME=JSON (GRPOConfig overrides, plus the bench's own
 "permute_rewards": true: the null control, `permuted_advantages`). A variant is not started
 when fewer than --need-s seconds of --budget-s are left.
+
+--start base runs R1-Zero instead: each variant starts from the newest `pretrain_moe` with the
+profile's `grpo_zero` config and rewards, and is evaluated on the R1-Zero template (as
+`evaluate` does for grpo_zero); `start` is then the untrained base. The question there is
+stability: does the format emerge (>= 0.9 in the last quarter) on every seed? E.g. after
+`bench/r1_small.py --phase data,teacher`:
+
+    python3 bench/grpo_ablation.py --start base --steps 30 --out $OUT \
+        --variants profile,seed1,seed2,kl_clamp10,kl_clamp10_seed1,skip_spike4,skip_spike4_seed1
 """
 from __future__ import annotations
 
@@ -40,6 +49,7 @@ from workflows.profiles import PROFILES  # noqa: E402
 
 VARIANTS = {  # name -> GRPOConfig overrides of the profile's grpo config (None: no training)
     "cold_start": None,
+    "start": None,  # the untrained starting model (--start cold_start: the same as cold_start)
     "profile": {},
     "lr3e-5": {"lr": 3e-5},
     "lr3e-5_tis": {"lr": 3e-5, "sampler_is_cap": 2.0},
@@ -64,6 +74,19 @@ VARIANTS = {  # name -> GRPOConfig overrides of the profile's grpo config (None:
     "no_update": {"lr": 0.0},
     "lr1e-5_prompts128": {"lr": 1e-5, "prompts_per_step": 128},
     "lr1e-5_experts_frozen": {"lr": 1e-5, "freeze_routed_experts": True},
+    # R1-Zero stability (--start base): other seeds (problem order and samples), a cap on each
+    # token's k3 KL, skipping updates whose gradient norm spikes, a lower lr
+    "seed1": {"seed": 1},
+    "seed2": {"seed": 2},
+    "kl_clamp10": {"kl_clamp": 10.0},
+    "kl_clamp10_seed1": {"kl_clamp": 10.0, "seed": 1},
+    "skip_spike4": {"skip_grad_spike": 4.0},
+    "skip_spike4_seed1": {"skip_grad_spike": 4.0, "seed": 1},
+    "lr1e-5_seed1": {"lr": 1e-5, "seed": 1},
+}
+STARTS = {  # --start -> (stage of the starting model, profile stage of the RL config, prompt)
+    "cold_start": ("cold_start_sft", "grpo", "chat"),
+    "base": ("pretrain_moe", "grpo_zero", "r1_zero"),
 }
 
 
@@ -113,7 +136,10 @@ def curve_summary(rows: list[dict]) -> dict:
     quarters = grpo_summary(rows)
     mean = lambda k: sum(r[k] for r in rows) / len(rows)  # noqa: E731
     return {"acc_first": quarters["accuracy_first"], "acc_last": quarters["accuracy_last"],
-            "kl_last": quarters["kl_last"],
+            "kl_last": quarters["kl_last"], "fmt_step0": rows[0]["reward_format"],
+            "fmt_last": quarters["reward_format_last"],
+            "grad_norm_max": max(r["grad_norm"] for r in rows),
+            "skipped": float(sum(r.get("skipped", 0) for r in rows)),
             **{k: mean(k) for k in ("grad_norm", "sampler_kl", "sampler_abs_gap", "is_truncated",
                                     "sample_s", "update_s")}}
 
@@ -123,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--store", default="/tmp/r1_small/store")
     ap.add_argument("--out", default=os.environ.get("OUT") or str(REPO / "bench/out/grpo_ablation"))
     ap.add_argument("--profile", default="small", choices=sorted(PROFILES))
+    ap.add_argument("--start", default="cold_start", choices=sorted(STARTS),
+                    help="cold_start: GRPO from the cold start; base: R1-Zero from the base")
     ap.add_argument("--variants", default="cold_start,lr3e-5,lr3e-5_tis")
     ap.add_argument("--steps", type=int, default=25)
     ap.add_argument("--budget-s", type=float, default=570.0)
@@ -132,19 +160,21 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     store = ArtifactStore(args.store)
     prof = PROFILES[args.profile]
-    cold = Artifact(store, store.newest("cold_start_sft"))
+    start_stage, rl_stage, style = STARTS[args.start]
+    rl_prof = prof[rl_stage]
+    cold = Artifact(store, store.newest(start_stage))
     data = Artifact(store, store.newest("reasoning_data"))
     problems = rl_problems(data)
     ev = prof["evaluate"]
     held_out = pt.subset(data.read_table("problems-held_out.parquet").to_pylist(),
                          ev["max_problems"], ev["seed"])
-    device = torch.device(prof["grpo"]["device"] if torch.cuda.is_available() else "cpu")
+    device = torch.device(rl_prof["device"] if torch.cuda.is_available() else "cpu")
     torch.backends.cuda.matmul.allow_tf32 = True
     folder = Path(cold.path("config.json")).parent
     tok = pt.ChatTokenizer.from_file(folder / "tokenizer.json")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    print(f"cold start {cold.version}, {len(problems)} RL / {len(held_out)} held-out problems, "
+    print(f"{start_stage} {cold.version} ({rl_stage}), {len(problems)} RL / {len(held_out)} held-out problems, "
           f"{args.steps} steps, device {device}", flush=True)
     results = []
     for spec in split_variants(args.variants):
@@ -154,23 +184,23 @@ def main(argv: list[str] | None = None) -> int:
             continue
         t1 = time.time()
         torch.manual_seed(0)
-        policy = pt.load_policy(folder, prof["grpo"]["max_seq_len"]).to(device)
+        policy = pt.load_policy(folder, rl_prof["max_seq_len"]).to(device)
         row = {"variant": name, "overrides": overrides, "steps": 0}
         try:
             if overrides is not None:
                 fields = {k: v for k, v in overrides.items() if k != "permute_rewards"}
-                cfg = pt.GRPOConfig(**{**dict(prof["grpo"]["grpo"]), **fields,
-                                       "steps": args.steps})
+                cfg = pt.GRPOConfig(**{**dict(rl_prof["grpo"]), **fields, "steps": args.steps})
                 with (permuted_advantages(cfg.seed) if overrides.get("permute_rewards")
                       else contextlib.nullcontext()):
                     rows = pt.grpo_train(policy, problems, tok, cfg,
-                                         pt.rule_reward(dict(prof["grpo"]["weights"])))
+                                         pt.rule_reward(dict(rl_prof["weights"])))
                 row.update(steps=len(rows), **curve_summary(rows),
                            **{f"per_step_{k}": [round(r[k], 4) for r in rows]
-                              for k in ("accuracy", "kl", "grad_norm")})
+                              for k in ("accuracy", "reward_format", "kl", "kl_max",
+                                        "grad_norm")})
             model = pt.inference_model(policy, ev["dtype"])
             res = pt.evaluate(model, held_out, tok, ev["k"], ev["temperature"], ev["top_p"],
-                              ev["max_new_tokens"], "chat", ev["seed"], ev["batch_rows"])
+                              ev["max_new_tokens"], style, ev["seed"], ev["batch_rows"])
             del model
         except Exception as err:  # one broken variant must not cost the others
             print(f"{name}: failed: {err!r}", flush=True)
@@ -186,8 +216,9 @@ def main(argv: list[str] | None = None) -> int:
             f.write(json.dumps(row) + "\n")
         print(f"{name}: pass@1 {row['pass@1']:.3f} {json.dumps(row['per_task'])} "
               f"({row['wall_s']:.0f} s)", flush=True)
-    cols = ("pass@1", "acc_first", "acc_last", "kl_last", "grad_norm", "sampler_kl",
-            "sampler_abs_gap", "is_truncated", "sample_s", "update_s")
+    cols = ("pass@1", "fmt_step0", "fmt_last", "acc_first", "acc_last", "kl_last", "grad_norm",
+            "grad_norm_max", "skipped", "sampler_kl", "sampler_abs_gap", "is_truncated",
+            "sample_s", "update_s")
     print("\n| variant | steps | " + " | ".join(cols) + " | per task |")
     print("|---|---:|" + "---:|" * len(cols) + "---|")
     for r in results:

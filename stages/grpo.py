@@ -86,7 +86,8 @@ def _masked_sequence_mean(x_BT: torch.Tensor, mask_BT: torch.Tensor,
 def grpo_loss(logp_new_BT: torch.Tensor, logp_old_BT: torch.Tensor, logp_ref_BT: torch.Tensor,
               advantages_B: torch.Tensor, mask_BT: torch.Tensor, clip_eps: float = 0.2,
               beta: float = 0.04, is_weight_BT: torch.Tensor | None = None,
-              norm_tokens: float | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+              norm_tokens: float | None = None,
+              kl_clamp: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
     """GRPO loss (module docstring) -> (scalar loss, stats).
 
     logp_new_BT carries the gradient; logp_old_BT (the sampling policy) and logp_ref_BT are
@@ -97,9 +98,14 @@ def grpo_loss(logp_new_BT: torch.Tensor, logp_old_BT: torch.Tensor, logp_ref_BT:
     sum by that constant instead of by its own length (Dr. GRPO): tokens that a group's correct
     and wrong answers share then get exactly opposite pushes that cancel when the advantages sum
     to 0, where 1/|o_i| leaves them a push set by the length difference.
+    kl_clamp > 0 caps each token's k3 value at kl_clamp (verl's `low_var_kl` caps it at 10): k3's
+    gradient, 1 - exp(ref - new) per token, grows exponentially on a sampled token the
+    reference finds far likelier than the policy does; past the cap such a token's KL term
+    gives no gradient at all, so no single token can dominate an update.
     stats: 'clip_fraction' (share of masked tokens where the clipped term is the one taken, i.e.
     rho > 1+eps with A > 0 or rho < 1-eps with A < 0), 'kl' (mean k3 KL, averaged like the
-    loss), 'ratio' (mean rho over masked tokens), 'policy_objective' (the clipped term alone).
+    loss, before the cap), 'kl_max' (the largest token k3 under the mask, before the cap),
+    'ratio' (mean rho over masked tokens), 'policy_objective' (the clipped term alone).
     """
     logp_old_BT, logp_ref_BT = logp_old_BT.detach(), logp_ref_BT.detach()
     A_B1 = advantages_B.detach().float().reshape(-1, 1)
@@ -112,13 +118,16 @@ def grpo_loss(logp_new_BT: torch.Tensor, logp_old_BT: torch.Tensor, logp_ref_BT:
     kl_BT = k3_kl(logp_new_BT, logp_ref_BT)
     policy_objective = _masked_sequence_mean(objective_BT, mask_BT, norm_tokens)
     kl = _masked_sequence_mean(kl_BT, mask_BT, norm_tokens)
-    loss = -(policy_objective - beta * kl)
+    kl_in_loss = (kl if kl_clamp <= 0 else
+                  _masked_sequence_mean(kl_BT.clamp(max=kl_clamp), mask_BT, norm_tokens))
+    loss = -(policy_objective - beta * kl_in_loss)
     with torch.no_grad():
         m = mask_BT.bool()
         n = m.sum().clamp(min=1)
         is_clipped = clipped_BT < unclipped_BT
         stats = {"clip_fraction": ((is_clipped & m).sum() / n).item(),
                  "kl": kl.item(),
+                 "kl_max": (kl_BT.detach() * m).max().item() if m.any() else 0.0,
                  "ratio": (ratio_BT * m).sum().div(n).item(),
                  "policy_objective": policy_objective.item()}
     return loss, stats

@@ -437,6 +437,11 @@ class GRPOConfig:
     skip_equal_groups: bool = False  # leave groups whose G rewards are all equal out of the
                                      # update (advantage 0: only their KL term would act);
                                      # DAPO's dynamic-sampling filter, without re-sampling
+    kl_clamp: float = 0.0          # > 0: cap each token's k3 KL in the loss (`grpo.grpo_loss`;
+                                   # verl's low_var_kl: 10); 0: off
+    skip_grad_spike: float = 0.0   # > 0: skip an update whose gradient norm (before clipping)
+                                   # exceeds this many times the median of the last
+                                   # SPIKE_HISTORY updates' (from the 4th update on); 0: off
     seed: int = 0
 
     def __post_init__(self):
@@ -446,6 +451,24 @@ class GRPOConfig:
             raise ValueError(f"GRPOConfig.loss_norm={self.loss_norm!r}: use one of {LOSS_NORMS}")
         if self.sampler_is_cap < 0:
             raise ValueError(f"GRPOConfig.sampler_is_cap={self.sampler_is_cap}: must be >= 0")
+        if self.kl_clamp < 0 or self.skip_grad_spike < 0:
+            raise ValueError(f"GRPOConfig: kl_clamp={self.kl_clamp}, skip_grad_spike="
+                             f"{self.skip_grad_spike}: must be >= 0 (0: off)")
+
+
+SPIKE_HISTORY = 8
+"""Updates whose gradient norms set GRPOConfig.skip_grad_spike's median."""
+
+
+def grad_spike_threshold(norms: Sequence[float], factor: float) -> float | None:
+    """factor x the median of the last SPIKE_HISTORY gradient norms: the norm above which an
+    update counts as a spike; None (no limit) when factor is 0 or fewer than 3 norms are known.
+    A single outlier update can undo what RL built (a collapse seen in R1-Zero runs:
+    BENCHMARKS.md, ninth session); skipping it costs one step's data."""
+    recent = list(norms)[-SPIKE_HISTORY:]
+    if factor <= 0 or len(recent) < 3:
+        return None
+    return factor * statistics.median(recent)
 
 
 
@@ -494,7 +517,8 @@ def length_chunks(mask_BT: torch.Tensor, rows: int) -> list[tuple[torch.Tensor, 
 
 def grpo_step(policy: nn.Module, ref: nn.Module, opt: torch.optim.Optimizer,
               tokens_BT: torch.Tensor, mask_BT: torch.Tensor, advantages_B: torch.Tensor,
-              cfg: GRPOConfig, sampler_logp_BT: torch.Tensor | None = None) -> dict[str, float]:
+              cfg: GRPOConfig, sampler_logp_BT: torch.Tensor | None = None,
+              max_grad_norm: float | None = None) -> dict[str, float]:
     """cfg.updates_per_batch policy updates on one batch of rollouts (host tensors; moved to
     the policy's device chunk by chunk). Each update accumulates gradients over chunks of
     cfg.micro_batch_rows rows (`length_chunks`), weighted so the loss is the whole batch's mean
@@ -509,7 +533,9 @@ def grpo_step(policy: nn.Module, ref: nn.Module, opt: torch.optim.Optimizer,
     logp_policy|. Both are ~0 when the sampler is the policy itself; a bf16 copy of an MoE can
     route tokens differently. With cfg.sampler_is_cap > 0 (needs `sampler_logp_BT`) each
     token's policy term is weighted by min(pi_old / pi_sampler, cap); 'is_weight' is the
-    weights' mean and 'is_truncated' the share at the cap, over response tokens."""
+    weights' mean and 'is_truncated' the share at the cap, over response tokens. An update
+    whose gradient norm before clipping exceeds max_grad_norm is not applied ('skipped': the
+    number of such updates; `grad_spike_threshold`). 'kl_max' is the largest token KL seen."""
     if cfg.sampler_is_cap > 0 and sampler_logp_BT is None:
         raise ValueError("grpo_step: sampler_is_cap > 0 needs the sampler's log-probs")
     device = next(policy.parameters()).device
@@ -528,7 +554,7 @@ def grpo_step(policy: nn.Module, ref: nn.Module, opt: torch.optim.Optimizer,
         logp_old = ([sequence_logprobs(policy, tok) for tok, _, _ in chunks]
                     if cfg.updates_per_batch > 1 else None)
     policy.train()
-    clip_fracs, grad_norms, stats, loss = [], [], {}, 0.0
+    clip_fracs, grad_norms, stats, loss, skipped, kl_max = [], [], {}, 0.0, 0, 0.0
     for update in range(cfg.updates_per_batch):
         opt.zero_grad(set_to_none=True)
         loss, sums, tokens = 0.0, {}, 0.0
@@ -547,7 +573,9 @@ def grpo_step(policy: nn.Module, ref: nn.Module, opt: torch.optim.Optimizer,
             part, st = G.grpo_loss(logp_new, old, logp_ref[c], adv, mask,
                                    clip_eps=cfg.clip_eps, beta=cfg.beta, is_weight_BT=w,
                                    norm_tokens=(float(cfg.max_new_tokens)
-                                                if cfg.loss_norm == "constant" else None))
+                                                if cfg.loss_norm == "constant" else None),
+                                   kl_clamp=cfg.kl_clamp)
+            kl_max = max(kl_max, st.pop("kl_max"))
             share = tok.shape[0] / B
             (part * share).backward()
             loss += part.item() * share
@@ -557,7 +585,10 @@ def grpo_step(policy: nn.Module, ref: nn.Module, opt: torch.optim.Optimizer,
                 w = n_tok if k in ("clip_fraction", "ratio") else share
                 sums[k] = sums.get(k, 0.0) + v * w
         grad_norms.append(torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip))
-        opt.step()
+        if max_grad_norm is not None and grad_norms[-1].item() > max_grad_norm:
+            skipped += 1  # a spike: this update is dropped, the optimiser state untouched
+        else:
+            opt.step()
         stats = {k: v / max(tokens, 1.0) if k in ("clip_fraction", "ratio") else v
                  for k, v in sums.items()}
         clip_fracs.append(stats["clip_fraction"])
@@ -569,12 +600,13 @@ def grpo_step(policy: nn.Module, ref: nn.Module, opt: torch.optim.Optimizer,
                       "is_weight": w_sum / n_resp if cfg.sampler_is_cap > 0 else 1.0,
                       "is_truncated": trunc_sum / n_resp})
     return {**stats, "loss": loss, "clip_fraction": sum(clip_fracs) / len(clip_fracs),
-            "grad_norm": torch.stack(grad_norms).float().mean().item()}
+            "grad_norm": torch.stack(grad_norms).float().mean().item(), "kl_max": kl_max,
+            "skipped": skipped}
 
 
-NO_UPDATE_STATS = {"kl": 0.0, "clip_fraction": 0.0, "ratio": 1.0, "loss": 0.0, "grad_norm": 0.0,
-                   "sampler_kl": 0.0, "sampler_abs_gap": 0.0, "is_weight": 1.0,
-                   "is_truncated": 0.0}
+NO_UPDATE_STATS = {"kl": 0.0, "kl_max": 0.0, "clip_fraction": 0.0, "ratio": 1.0, "loss": 0.0,
+                   "grad_norm": 0.0, "sampler_kl": 0.0, "sampler_abs_gap": 0.0, "is_weight": 1.0,
+                   "is_truncated": 0.0, "skipped": 0}
 """`grpo_step`'s stats for a step that made no update (cfg.skip_equal_groups, all groups equal)."""
 
 
@@ -595,10 +627,10 @@ def grpo_train(policy: nn.Module, problems: Sequence[Mapping], tokenizer: ChatTo
     cfg.freeze_router keeps every MoE router's weight out of the optimiser,
     cfg.freeze_routed_experts the routed experts' weights. Returns one row per
     step: reward (mean total), reward_<part> for every part, reward_std, accuracy, kl,
-    clip_fraction, ratio, loss, grad_norm, sampler_kl, sampler_abs_gap, is_weight, is_truncated
-    (`grpo_step`), response_len, finished, update_rows (rollouts in the update: all, or with
-    cfg.skip_equal_groups those of groups with unequal rewards), ref_reset, sample_s and
-    update_s (wall seconds of sampling and of the update)."""
+    clip_fraction, ratio, loss, grad_norm, sampler_kl, sampler_abs_gap, is_weight, is_truncated,
+    kl_max, skipped (`grpo_step`; cfg.skip_grad_spike), response_len, finished, update_rows
+    (rollouts in the update: all, or with cfg.skip_equal_groups those of groups with unequal
+    rewards), ref_reset, sample_s and update_s (wall seconds of sampling and of the update)."""
     if not problems:
         raise ValueError("grpo_train: no problems")
     rng = random.Random(cfg.seed)
@@ -632,6 +664,7 @@ def _grpo_loop(policy, ref, opt, sampler_model, sampling_precision, problems, to
     """`grpo_train`'s steps."""
     order: list[int] = []
     rows = []
+    applied_norms: list[float] = []  # gradient norms of the updates applied (spike history)
     for step in range(cfg.steps):
         reset = G.maybe_reset_reference(policy, ref, step, cfg.ref_reset_every)
         if sampler_model is not policy and step > 0:
@@ -666,7 +699,10 @@ def _grpo_loop(policy, ref, opt, sampler_model, sampling_precision, problems, to
             sampler_logp_BT = rollout_logprobs(pick(flat_prompts), pick(flat_lp),
                                                tokens_BT.shape[1])
             stats = grpo_step(policy, ref, opt, tokens_BT, mask_BT, adv_B[rows_kept], cfg,
-                              sampler_logp_BT)
+                              sampler_logp_BT,
+                              grad_spike_threshold(applied_norms, cfg.skip_grad_spike))
+            if not stats["skipped"]:
+                applied_norms.append(stats["grad_norm"])
         else:  # every group's rewards equal: nothing to learn from this batch
             stats = dict(NO_UPDATE_STATS)
         flat_parts = [r for group in parts for r in group]
@@ -676,7 +712,8 @@ def _grpo_loop(policy, ref, opt, sampler_model, sampling_precision, problems, to
                **{f"reward_{k}": _mean([r[k] for r in flat_parts])
                   for k in flat_parts[0] if k != "total"},
                "accuracy": _mean([r.get("accuracy", 0.0) for r in flat_parts]),
-               "kl": stats["kl"], "clip_fraction": stats["clip_fraction"],
+               "kl": stats["kl"], "kl_max": stats["kl_max"], "skipped": stats["skipped"],
+               "clip_fraction": stats["clip_fraction"],
                "sampler_kl": stats["sampler_kl"], "sampler_abs_gap": stats["sampler_abs_gap"],
                "is_weight": stats["is_weight"], "is_truncated": stats["is_truncated"],
                "ratio": stats["ratio"], "loss": stats["loss"], "grad_norm": stats["grad_norm"],
@@ -893,6 +930,26 @@ def pass_at_1(correct_PK: Sequence[Sequence[bool]]) -> float:
     return _mean([_mean([float(c) for c in row]) for row in correct_PK])
 
 
+def pass_at_k(correct_P: Sequence[int], n: int, k: int) -> float:
+    """Unbiased pass@k from n samples per problem (Chen et al. 2021, the Codex paper): the mean
+    over problems of 1 - C(n - c, k) / C(n, k), c = correct samples of the problem: the chance
+    that at least one of k samples drawn without replacement from the n is right. k <= n; nan
+    without problems. pass@k of a model at large k bounds what RL can sharpen into pass@1
+    without teaching something new (Yue et al. 2025: RL-trained models rarely exceed their
+    start's pass@k at large k)."""
+    if not 1 <= k <= n:
+        raise ValueError(f"pass_at_k: need 1 <= k <= n, got k={k}, n={n}")
+    if not correct_P:
+        return float("nan")
+    return _mean([1.0 - math.comb(n - c, k) / math.comb(n, k) for c in correct_P])
+
+
+def pass_at_k_ladder(correct_P: Sequence[int], n: int) -> dict[str, float]:
+    """{'1': pass@1, '2': pass@2, '4': ..., str(n): pass@n}: powers of two up to n, and n."""
+    ks = sorted({2 ** i for i in range(n.bit_length()) if 2 ** i <= n} | {n})
+    return {str(k): pass_at_k(correct_P, n, k) for k in ks}
+
+
 def pass_rate_stderr(correct_P: Sequence[int], k: int) -> float:
     """Standard error of pass@1 over problems: sample std of the per-problem rates
     (correct_P[i] / k) / sqrt(P); nan with fewer than 2 problems. It covers the draw of problems
@@ -919,7 +976,8 @@ def evaluate(model: nn.Module, problems: Sequence[Mapping], tokenizer: ChatToken
              style: str = "chat", seed: int = 0, batch_rows: int = 64,
              n_wrong_examples: int = 4) -> dict:
     """R1's evaluation: k samples per problem at temperature/top_p (`generate` calls of at most
-    batch_rows rows) -> {'pass@1', 'pass@1_stderr' (`pass_rate_stderr`), 'correct_per_problem'
+    batch_rows rows) -> {'pass@1', 'pass@1_stderr' (`pass_rate_stderr`), 'pass@k'
+    ({k: unbiased pass@k} for k = 1, 2, 4, ..., k: `pass_at_k_ladder`), 'correct_per_problem'
     (correct samples of each problem, in order: for paired comparisons), 'format_rate',
     'mean_response_tokens', 'finished_rate',
     'per_task': {task: pass@1}, 'per_level': {'task/level': pass@1}, 'n_problems', 'k',
@@ -939,7 +997,7 @@ def evaluate(model: nn.Module, problems: Sequence[Mapping], tokenizer: ChatToken
             wrong.append({"prompt": p["prompt"], "answer": p["answer"], "response": texts[0]})
     correct_P = [sum(row) for row in correct]
     return {"pass@1": pass_at_1(correct), "pass@1_stderr": pass_rate_stderr(correct_P, k),
-            "correct_per_problem": correct_P,
+            "pass@k": pass_at_k_ladder(correct_P, k), "correct_per_problem": correct_P,
             "format_rate": _mean([format_reward(t) for texts in s.texts for t in texts]),
             "mean_response_tokens": _mean([len(r) for g in s.response_ids for r in g]),
             "finished_rate": _mean([float(f) for g in s.finished for f in g]),

@@ -111,6 +111,22 @@ def test_grpo_clipping_and_gradient_signs():
     assert z.grad.item() < 0
 
 
+def test_kl_clamp_stops_the_gradient_of_a_token_far_below_the_reference():
+    """ref - new = 5 on one token: k3 = e^5 - 6 = 142.4, gradient 1 - e^5 = -147.4 (x beta and
+    1/|o|); capped at 10 that token's KL term gives no gradient, the other token's is kept."""
+    ref = torch.tensor([[5.0, 0.1]])
+    for clamp, want0 in ((0.0, (1 - math.exp(5)) / 2), (10.0, 0.0)):
+        new = torch.zeros(1, 2, requires_grad=True)
+        loss, stats = grpo_loss(new, new.detach(), ref, torch.zeros(1), torch.ones(1, 2),
+                                beta=1.0, kl_clamp=clamp)
+        loss.backward()
+        assert new.grad[0, 0].item() == pytest.approx(want0, rel=1e-5)
+        assert new.grad[0, 1].item() == pytest.approx((1 - math.exp(0.1)) / 2, rel=1e-5)
+        # the reported KL is the uncapped estimate either way
+        assert stats["kl"] == pytest.approx((math.exp(5) - 6 + math.exp(0.1) - 1.1) / 2, rel=1e-5)
+        assert stats["kl_max"] == pytest.approx(math.exp(5) - 6, rel=1e-5)
+
+
 class Bigram(nn.Module):
     def __init__(self, V=8):
         super().__init__()

@@ -200,6 +200,21 @@ def test_evaluate_counts_pass_at_1_and_format(tok):
     # rates 1, 1, 0: sample std sqrt(1/3), over sqrt(3) problems -> 1/3
     assert res["pass@1_stderr"] == pytest.approx(1 / 3)
     assert pt.pass_at_1([[True, False, False, False], [True, True, True, True]]) == 0.625
+    assert res["pass@k"] == pytest.approx({"1": 2 / 3, "2": 2 / 3, "3": 2 / 3})
+
+
+def test_pass_at_k_is_the_unbiased_estimator():
+    # n = 4 samples: one right -> pass@2 = 1 - C(3,2)/C(4,2) = 1/2; two right -> 1 - 1/6
+    assert pt.pass_at_k([1], n=4, k=2) == pytest.approx(0.5)
+    assert pt.pass_at_k([2], n=4, k=2) == pytest.approx(5 / 6)
+    assert pt.pass_at_k([0, 1, 2, 4], n=4, k=1) == pytest.approx((0 + 0.25 + 0.5 + 1) / 4)
+    assert pt.pass_at_k([0, 1, 2, 4], n=4, k=4) == pytest.approx(0.75)  # any sample right
+    ladder = pt.pass_at_k_ladder([0, 1, 2, 4], 4)
+    assert list(ladder) == ["1", "2", "4"]
+    assert ladder["1"] <= ladder["2"] <= ladder["4"]
+    assert list(pt.pass_at_k_ladder([3], 6)) == ["1", "2", "4", "6"]
+    with pytest.raises(ValueError):
+        pt.pass_at_k([1], n=4, k=5)
 
 
 def test_paired_difference_is_tighter_than_unpaired_when_problems_share_difficulty():
@@ -265,10 +280,42 @@ def test_grpo_step_micro_batches_accumulate_to_the_whole_batch_update(tok, probl
         results.append((stats, torch.cat([p.detach().flatten() for p in model.parameters()])))
     (whole, w_whole), (chunked, w_chunked), (single, _) = results
     assert torch.allclose(w_whole, w_chunked, atol=1e-6)
-    for key in ("loss", "kl", "ratio", "clip_fraction", "policy_objective", "grad_norm"):
+    for key in ("loss", "kl", "kl_max", "ratio", "clip_fraction", "policy_objective",
+                "grad_norm"):
         assert chunked[key] == pytest.approx(whole[key], abs=1e-5), key
     assert whole["grad_norm"] > 0
     assert single["ratio"] == pytest.approx(1.0) and single["clip_fraction"] == 0.0
+
+
+def test_grpo_step_skips_an_update_above_max_grad_norm(tok, problems):
+    """An update whose gradient norm (before clipping) exceeds max_grad_norm leaves the weights
+    and the optimiser state as they were; one under it is applied."""
+    pairs = [pt.sft_pair(tok, p["prompt"], p["solution"]) for p in problems[:4]]
+    tokens_BT, mask_BT = pt.rollout_batch([p for p, _ in pairs], [r[:8] for _, r in pairs],
+                                          tok.pad_id)
+    adv_B = torch.tensor([1.0, -1.0, 0.5, -0.5])
+    cfg = pt.GRPOConfig(micro_batch_rows=4, updates_per_batch=1, beta=0.04)
+    for limit, moved in ((1e-9, False), (1e9, True)):
+        model = tiny_model(tok.vocab_size, seed=4)
+        before = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
+        opt = pt.adamw(model, 1e-3)
+        stats = pt.grpo_step(model, pt.G.make_reference_model(model), opt, tokens_BT, mask_BT,
+                             adv_B, cfg, max_grad_norm=limit)
+        after = torch.cat([p.detach().flatten() for p in model.parameters()])
+        assert stats["grad_norm"] > 0 and stats["skipped"] == (0 if moved else 1)
+        assert (not torch.equal(before, after)) == moved
+        assert bool(opt.state) == moved
+
+
+def test_grad_spike_threshold_is_a_multiple_of_the_recent_median():
+    assert pt.grad_spike_threshold([0.3, 0.4], 4.0) is None  # too little history
+    assert pt.grad_spike_threshold([0.3, 0.4, 0.5], 0.0) is None  # off
+    assert pt.grad_spike_threshold([0.3, 0.4, 0.5], 4.0) == pytest.approx(1.6)
+    # only the last SPIKE_HISTORY norms count
+    norms = [100.0] * 5 + [0.2] * pt.SPIKE_HISTORY
+    assert pt.grad_spike_threshold(norms, 5.0) == pytest.approx(1.0)
+    with pytest.raises(ValueError):
+        pt.GRPOConfig(skip_grad_spike=-1.0)
 
 
 def sampled_rollouts(sampler, tok, prompts, n: int, new_tokens: int, seed: int):

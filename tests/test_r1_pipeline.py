@@ -8,6 +8,7 @@ back to crawl_ingest.
 Tiny models do not learn arithmetic: nothing here demands accuracy gains."""
 from __future__ import annotations
 
+import json
 import re
 import time
 from pathlib import Path
@@ -153,6 +154,32 @@ def test_evaluation_report_names_every_model(r1_store):
     assert models["student"]["version"] == r1_store.newest("distill")["version"]
     assert models["student_rl"]["version"] == r1_store.newest("student_grpo")["version"]
     assert models["student_rl"]["stage"] == "student_grpo"
+    k = man["outputs"]["metrics"]["k"]
+    for name in MODELS:  # pass@k ladder: pass@1 first, rising with k, at most pass@k of all k
+        ladder = models[name]["pass@k"]
+        assert ladder["1"] == pytest.approx(models[name]["pass@1"])
+        assert list(ladder.values()) == sorted(ladder.values())
+        solved = sum(c > 0 for c in models[name]["correct_per_problem"])
+        assert ladder[str(k)] == pytest.approx(solved / len(models[name]["correct_per_problem"]))
+    assert "## pass@k (unbiased, from the k samples)" in report
+
+
+def test_grpo_ablation_runs_r1_zero_and_grpo_variants_on_the_store(r1_store, tmp_path):
+    """bench/grpo_ablation.py on the tiny store: R1-Zero from the base (--start base) and GRPO
+    from the cold start, a control and a trained variant each, one JSON row per variant."""
+    from bench import grpo_ablation
+    for start, variants in (("base", "start,kl_clamp10"), ("cold_start", "cold_start,skip_spike4")):
+        out = tmp_path / start
+        assert grpo_ablation.main(["--store", r1_store.url, "--profile", "tiny", "--start", start,
+                                   "--steps", "2", "--variants", variants,
+                                   "--out", str(out)]) == 0
+        rows = [json.loads(line) for line in (out / "ablation.jsonl").read_text().splitlines()]
+        assert [r["variant"] for r in rows] == variants.split(",")
+        control, trained = rows
+        assert control["steps"] == 0 and trained["steps"] == 2
+        assert 0.0 <= trained["pass@1"] <= 1.0 and len(trained["per_step_reward_format"]) == 2
+        assert trained["fmt_step0"] == trained["per_step_reward_format"][0]
+    assert trained["overrides"] == {"skip_grad_spike": 4.0}
 
 
 def test_lineage_reaches_crawl_ingest(r1_store):

@@ -472,8 +472,8 @@ class Evaluate(StageTask):
     """pass@1 over k samples (T=0.6, top-p 0.95) on a seeded subset of `max_problems` held-out
     problems (every task and level) for every model, per task and per level; format rate;
     response length; wrong-answer examples; report.md with PNG plots."""
-    code_version = "5"  # 3: per-level pass@1, wrong examples; 4: standard errors, paired
-                        # diffs; 5: their within_2se flag
+    code_version = "6"  # 3: per-level pass@1, wrong examples; 4: standard errors, paired
+                        # diffs; 5: their within_2se flag; 6: pass@k for k = 1, 2, 4, ..., k
     source_objects = (pt, rewards, sampler)
     batch_rows = luigi.OptionalIntParameter(default=None, description="rows per generate call")
     dtype = luigi.OptionalParameter(default=None, description="'bf16': sample in bf16 on CUDA")
@@ -517,7 +517,8 @@ class Evaluate(StageTask):
                      "results.json"):
             ctx.fs.put_file(str(out / name), ctx.output_path(name))
         finish(ctx)
-        return {"models": {n: {k: r[k] for k in ("pass@1", "pass@1_stderr", "correct_per_problem",
+        return {"models": {n: {k: r[k] for k in ("pass@1", "pass@1_stderr", "pass@k",
+                                                 "correct_per_problem",
                                                  "format_rate", "mean_response_tokens",
                                                  "finished_rate", "per_task", "stage", "version")}
                            for n, r in results.items()},
@@ -576,6 +577,14 @@ def write_report(results: dict, diffs: dict, curves: dict, problems: list, p: di
         for name, d in diffs.items():
             lines.append(f"| {name} | {100 * d['difference']:+.1f} | {100 * d['stderr']:.1f} | "
                          f"{'yes' if d['within_2se'] else 'no'} |")
+    ks = list(results[names[0]]["pass@k"]) if names else []
+    lines += ["", "## pass@k (unbiased, from the k samples)", "",
+              "pass@k: the chance that at least one of k samples is right. A model's pass@k at "
+              "the largest k is about as far as RL can sharpen its pass@1 without teaching it "
+              "something new.", "",
+              "| model | " + " | ".join(f"pass@{k}" for k in ks) + " |", "|---|" + "---:|" * len(ks)]
+    for n in names:
+        lines.append(f"| {n} | " + " | ".join(f"{results[n]['pass@k'][k]:.3f}" for k in ks) + " |")
     tasks = sorted({t for r in results.values() for t in r["per_task"]})
     lines += ["", "## pass@1 per task", "", "| model | " + " | ".join(tasks) + " |",
               "|---|" + "---|" * len(tasks)]

@@ -98,16 +98,16 @@ PROFILES["cluster"]["pretrain_moe"] = {
 #
 # small: one H200, full CoT, sized so that bench/r1_small.py runs the whole RunR1Pipeline on one
 # machine within its 30 minutes, in four commands of <= 9.5 min (data, base, rl, post).
-# Measured on one H200 (2026-11, eighth session, runs 6 and 7; BENCHMARKS.md):
+# Measured on one H200 (2026-11, eighth and ninth sessions, runs 6-8; BENCHMARKS.md):
 #   data (--crawl-files 16, 16 cores) 177-241 s
 #   base: pretrain_moe 800 steps 322-354 s (val 0.543), pretrain_student 800 steps 78-87 s,
-#     cold_start_sft 256 steps 76-95 s, reward_model 17-24 s                  -> 515-580 s
-#   rl: grpo 8 s a step (512 rollouts: ~4.7 s sampling + 3-4 s update; 40 steps 318 s, 20
-#     steps 211 s with load and save), grpo_zero 30 steps 131-148 s, rejection_sample of all
-#     6,708 rl problems x 2 (13,416 rows) 53 s                               -> ~410-480 s
-#   post: final_sft 6.4k samples x 2 / 32 = 406 steps 69 s, distill 17-29 s, final_rl 4 steps
-#     57 s, student_grpo ~2 s a step (as many steps as distill), evaluate 7 models 55-58 s
-#                                                                            -> ~350-450 s
+#     cold_start_sft 256 steps 76-95 s, reward_model 17-25 s                  -> 515-580 s
+#   rl: grpo 8-9 s a step (512 rollouts: ~4.7 s sampling + 3-4 s update; 30 steps 276-280 s
+#     with load and save), rejection_sample of all 6,708 rl problems x 2 (13,416 rows) 47-53 s
+#                                                                            -> ~330-345 s
+#   post: grpo_zero 30 steps 131-149 s, final_sft 6.4k samples x 2 / 32 = 406 steps 59-70 s,
+#     distill 22-29 s, final_rl 4 steps 52-61 s, student_grpo ~1.2 s a step (as many steps as
+#     distill: 104 -> 119-127 s), evaluate 7 models 55-61 s                  -> ~440-500 s
 # The machines differ by up to 15 % in speed, so grpo runs 30 steps: 40 left no margin.
 # Problems: n per (task, level), cut by id hash into held-out 20 %, rl (rl_frac) and train (the
 # rest: cold-start SFT and the pretraining corpus). The RL stages and rejection sampling draw
@@ -130,8 +130,12 @@ PROFILES["cluster"]["pretrain_moe"] = {
 # 0.312 and 0.140, run 6's format stuck at ~0.3 after one step blew up (grad norm 3.0, KL 0.24
 # at step 3); run 7 (frozen) format 0.000 -> 0.937. Rejection sampling covers every rl problem
 # (run 7: 6,429 kept of 13,416, final 0.777 vs 0.697 from 2,054 kept in run 6). distill takes
-# 128 rows a step (run 7 at 256 rows: 52 steps, student 0.483; run 6 at 64 rows: 66 steps on
-# a third of the samples, 0.560); student_grpo gets as many steps of 256 rollouts each.
+# 128 rows a step (run 8: 104 steps, student 0.728, 0.89 of its teacher; run 7 at 256 rows:
+# 52 steps, 0.483; run 6 at 64 rows: 66 steps on a third of the samples, 0.560);
+# student_grpo gets as many steps of 256 rollouts each. grpo_zero's format emergence is not
+# seed-proof: the same version reached 0.98 on one machine and collapsed after one update
+# spike on another (run 8); GRPOConfig.kl_clamp / skip_grad_spike are the candidates
+# (bench/grpo_ablation.py --start base), not yet measured.
 _R1_SIZES = {
     "tiny": {"n": 60, "rl_frac": 0.3, "levels": [1], "ctx": 384, "new": 64, "new_zero": 64,
              "threads": 1,
