@@ -121,15 +121,15 @@ def grpo_loss(logp_new_BT: torch.Tensor, logp_old_BT: torch.Tensor, logp_ref_BT:
     kl_in_loss = (kl if kl_clamp <= 0 else
                   _masked_sequence_mean(kl_BT.clamp(max=kl_clamp), mask_BT, norm_tokens))
     loss = -(policy_objective - beta * kl_in_loss)
-    with torch.no_grad():
+    with torch.no_grad():  # one host sync for all the stats
         m = mask_BT.bool()
         n = m.sum().clamp(min=1)
         is_clipped = clipped_BT < unclipped_BT
-        stats = {"clip_fraction": ((is_clipped & m).sum() / n).item(),
-                 "kl": kl.item(),
-                 "kl_max": (kl_BT.detach() * m).max().item() if m.any() else 0.0,
-                 "ratio": (ratio_BT * m).sum().div(n).item(),
-                 "policy_objective": policy_objective.item()}
+        values = torch.stack([((is_clipped & m).sum() / n).float(), kl.float(),
+                              (kl_BT.detach() * m).max().float() if m.numel() else kl * 0,
+                              (ratio_BT * m).sum().div(n).float(),
+                              policy_objective.detach().float()]).tolist()
+        stats = dict(zip(("clip_fraction", "kl", "kl_max", "ratio", "policy_objective"), values))
     return loss, stats
 
 
