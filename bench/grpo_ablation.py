@@ -20,7 +20,7 @@ when fewer than --need-s seconds of --budget-s are left.
 profile's `grpo_zero` config and rewards, and is evaluated on the R1-Zero template (as
 `evaluate` does for grpo_zero); `start` is then the untrained base. The question there is
 stability: does the format emerge (>= 0.9 in the last quarter) on every seed? E.g. after
-`bench/r1_small.py --phase data,teacher`:
+`bench/r1_small.py --phase data,moe` (~9 min on one H200):
 
     python3 bench/grpo_ablation.py --start base --steps 30 --out $OUT \
         --variants profile,seed1,seed2,kl_clamp10,kl_clamp10_seed1,skip_spike4,skip_spike4_seed1

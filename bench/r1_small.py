@@ -9,6 +9,7 @@ each fit one command of at most 9.5 minutes, then the acceptance table read from
            (a phase stopped at its budget keeps its committed stages: run it again)
     teacher  PretrainMoe and ColdStartSft only (the start of bench/grpo_ablation.py; not in
            'all')
+    moe    PretrainMoe only (the start of grpo_ablation.py --start base; not in 'all')
 
 Each phase runs the real pipeline (`python -m luigi --module bench.r1_small ...
 --local-scheduler` in a subprocess) on one store with the same parameters, so Luigi's
@@ -82,6 +83,7 @@ PHASES = {  # name -> (root task, its targets, workers: None = all cores)
     "data": ("R1Phase", ["TokenizePack", "ReasoningData"], None),
     "base": ("R1Phase", ["PretrainMoe", "PretrainStudent", "ColdStartSft", "RewardModel"], 1),
     "teacher": ("R1Phase", ["PretrainMoe", "ColdStartSft"], 1),  # for bench/grpo_ablation.py
+    "moe": ("R1Phase", ["PretrainMoe"], 1),  # for grpo_ablation.py --start base (R1-Zero)
     # the first part of post; grpo_zero runs in post: with it here a slow machine stopped the
     # phase inside grpo_zero, whose half-done minutes are lost (ninth session)
     "rl": ("R1Phase", ["Grpo", "RejectionSample"], 1),
