@@ -441,7 +441,8 @@ class GRPOConfig:
                                    # verl's low_var_kl: 10); 0: off
     skip_grad_spike: float = 0.0   # > 0: skip an update whose gradient norm (before clipping)
                                    # exceeds this many times the median of the last
-                                   # SPIKE_HISTORY updates' (from the 4th update on); 0: off
+                                   # SPIKE_HISTORY updates' and grad_clip (from the 4th update
+                                   # on; `grad_spike_threshold`); 0: off
     seed: int = 0
 
     def __post_init__(self):
@@ -460,15 +461,18 @@ SPIKE_HISTORY = 8
 """Updates whose gradient norms set GRPOConfig.skip_grad_spike's median."""
 
 
-def grad_spike_threshold(norms: Sequence[float], factor: float) -> float | None:
-    """factor x the median of the last SPIKE_HISTORY gradient norms: the norm above which an
-    update counts as a spike; None (no limit) when factor is 0 or fewer than 3 norms are known.
+def grad_spike_threshold(norms: Sequence[float], factor: float,
+                         floor: float = 0.0) -> float | None:
+    """max(factor x the median of the last SPIKE_HISTORY gradient norms, floor): the norm above
+    which an update counts as a spike; None (no limit) when factor is 0 or fewer than 3 norms are
+    known. The floor (grpo_step passes the clipping norm) keeps a run whose first updates had
+    next to no signal (norms ~0: no group in format yet) from skipping every later update.
     A single outlier update can undo what RL built (a collapse seen in R1-Zero runs:
     BENCHMARKS.md, ninth session); skipping it costs one step's data."""
     recent = list(norms)[-SPIKE_HISTORY:]
     if factor <= 0 or len(recent) < 3:
         return None
-    return factor * statistics.median(recent)
+    return max(factor * statistics.median(recent), floor)
 
 
 
@@ -700,7 +704,8 @@ def _grpo_loop(policy, ref, opt, sampler_model, sampling_precision, problems, to
                                                tokens_BT.shape[1])
             stats = grpo_step(policy, ref, opt, tokens_BT, mask_BT, adv_B[rows_kept], cfg,
                               sampler_logp_BT,
-                              grad_spike_threshold(applied_norms, cfg.skip_grad_spike))
+                              grad_spike_threshold(applied_norms, cfg.skip_grad_spike,
+                                                   cfg.grad_clip))
             if not stats["skipped"]:
                 applied_norms.append(stats["grad_norm"])
         else:  # every group's rewards equal: nothing to learn from this batch

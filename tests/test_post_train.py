@@ -314,6 +314,8 @@ def test_grad_spike_threshold_is_a_multiple_of_the_recent_median():
     # only the last SPIKE_HISTORY norms count
     norms = [100.0] * 5 + [0.2] * pt.SPIKE_HISTORY
     assert pt.grad_spike_threshold(norms, 5.0) == pytest.approx(1.0)
+    # first updates without signal (norm 0): the floor, not 0, so later updates still apply
+    assert pt.grad_spike_threshold([0.0, 0.0, 0.0], 4.0, floor=1.0) == 1.0
     with pytest.raises(ValueError):
         pt.GRPOConfig(skip_grad_spike=-1.0)
 
