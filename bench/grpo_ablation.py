@@ -12,6 +12,9 @@ control. Nothing is written to the store: each variant's result is one JSON line
     python3 bench/grpo_ablation.py --store /tmp/r1_small/store --out $OUT \\
         --variants cold_start,lr3e-5,lr3e-5_tis --steps 25
 
+--eval-k 16 samples every held-out problem 16 times (default: the profile's k): each row then
+carries pass@k up to 16, e.g. for the `cold_start` control, how far GRPO could sharpen it.
+
 A variant is a name of VARIANTS or NAME=JSON (GRPOConfig overrides, plus the bench's own
 "permute_rewards": true: the null control, `permuted_advantages`). A variant is not started
 when fewer than --need-s seconds of --budget-s are left.
@@ -153,6 +156,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="cold_start: GRPO from the cold start; base: R1-Zero from the base")
     ap.add_argument("--variants", default="cold_start,lr3e-5,lr3e-5_tis")
     ap.add_argument("--steps", type=int, default=25)
+    ap.add_argument("--eval-k", type=int, default=0,
+                    help="samples per held-out problem (0: the profile's evaluate k); more "
+                         "give pass@k at larger k: how far RL could sharpen the start")
     ap.add_argument("--budget-s", type=float, default=570.0)
     ap.add_argument("--need-s", type=float, default=170.0,
                     help="seconds a variant needs; not started with less left")
@@ -199,16 +205,18 @@ def main(argv: list[str] | None = None) -> int:
                               for k in ("accuracy", "reward_format", "kl", "kl_max",
                                         "grad_norm")})
             model = pt.inference_model(policy, ev["dtype"])
-            res = pt.evaluate(model, held_out, tok, ev["k"], ev["temperature"], ev["top_p"],
-                              ev["max_new_tokens"], style, ev["seed"], ev["batch_rows"])
+            res = pt.evaluate(model, held_out, tok, args.eval_k or ev["k"], ev["temperature"],
+                              ev["top_p"], ev["max_new_tokens"], style, ev["seed"],
+                              ev["batch_rows"])
             del model
         except Exception as err:  # one broken variant must not cost the others
             print(f"{name}: failed: {err!r}", flush=True)
             del policy
             continue
-        row.update({k: res[k] for k in ("pass@1", "format_rate", "mean_response_tokens",
-                                        "per_task", "per_level", "wrong_examples")},
-                   wall_s=time.time() - t1)
+        row.update({k: res[k] for k in ("pass@1", "pass@k", "format_rate",
+                                        "mean_response_tokens", "per_task", "per_level",
+                                        "wrong_examples")},
+                   pass_at_max_k=res["pass@k"][str(res["k"])], wall_s=time.time() - t1)
         del policy
         torch.cuda.empty_cache() if device.type == "cuda" else None
         results.append(row)
@@ -216,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
             f.write(json.dumps(row) + "\n")
         print(f"{name}: pass@1 {row['pass@1']:.3f} {json.dumps(row['per_task'])} "
               f"({row['wall_s']:.0f} s)", flush=True)
-    cols = ("pass@1", "fmt_step0", "fmt_last", "acc_first", "acc_last", "kl_last", "grad_norm",
+    cols = ("pass@1", "pass_at_max_k", "fmt_step0", "fmt_last", "acc_first", "acc_last", "kl_last", "grad_norm",
             "grad_norm_max", "skipped", "sampler_kl", "sampler_abs_gap", "is_truncated",
             "sample_s", "update_s")
     print("\n| variant | steps | " + " | ".join(cols) + " | per task |")

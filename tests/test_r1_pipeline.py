@@ -171,7 +171,7 @@ def test_grpo_ablation_runs_r1_zero_and_grpo_variants_on_the_store(r1_store, tmp
     for start, variants in (("base", "start,kl_clamp10"), ("cold_start", "cold_start,skip_spike4")):
         out = tmp_path / start
         assert grpo_ablation.main(["--store", r1_store.url, "--profile", "tiny", "--start", start,
-                                   "--steps", "2", "--variants", variants,
+                                   "--steps", "2", "--variants", variants, "--eval-k", "6",
                                    "--out", str(out)]) == 0
         rows = [json.loads(line) for line in (out / "ablation.jsonl").read_text().splitlines()]
         assert [r["variant"] for r in rows] == variants.split(",")
@@ -179,6 +179,8 @@ def test_grpo_ablation_runs_r1_zero_and_grpo_variants_on_the_store(r1_store, tmp
         assert control["steps"] == 0 and trained["steps"] == 2
         assert 0.0 <= trained["pass@1"] <= 1.0 and len(trained["per_step_reward_format"]) == 2
         assert trained["fmt_step0"] == trained["per_step_reward_format"][0]
+        assert list(control["pass@k"]) == ["1", "2", "4", "6"]  # --eval-k 6 samples a problem
+        assert control["pass_at_max_k"] == control["pass@k"]["6"] >= control["pass@1"]
     assert trained["overrides"] == {"skip_grad_spike": 4.0}
 
 
