@@ -126,7 +126,8 @@ def grpo_loss(logp_new_BT: torch.Tensor, logp_old_BT: torch.Tensor, logp_ref_BT:
         n = m.sum().clamp(min=1)
         is_clipped = clipped_BT < unclipped_BT
         values = torch.stack([((is_clipped & m).sum() / n).float(), kl.float(),
-                              (kl_BT.detach() * m).max().float() if m.numel() else kl * 0,
+                              torch.where(m, kl_BT.detach(), 0.0).max().float()
+                              if m.numel() else kl * 0,
                               (ratio_BT * m).sum().div(n).float(),
                               policy_objective.detach().float()]).tolist()
         stats = dict(zip(("clip_fraction", "kl", "kl_max", "ratio", "policy_objective"), values))

@@ -939,8 +939,8 @@ def pass_at_k(correct_P: Sequence[int], n: int, k: int) -> float:
     """Unbiased pass@k from n samples per problem (Chen et al. 2021, the Codex paper): the mean
     over problems of 1 - C(n - c, k) / C(n, k), c = correct samples of the problem: the chance
     that at least one of k samples drawn without replacement from the n is right. k <= n; nan
-    without problems. pass@k of a model at large k bounds what RL can sharpen into pass@1
-    without teaching something new (Yue et al. 2025: RL-trained models rarely exceed their
+    without problems. A model's pass@k at large k is about as far as RL sharpens its pass@1
+    without teaching it something new (Yue et al. 2025: RL-trained models rarely exceed their
     start's pass@k at large k)."""
     if not 1 <= k <= n:
         raise ValueError(f"pass_at_k: need 1 <= k <= n, got k={k}, n={n}")
