@@ -25,8 +25,13 @@ profile's `grpo_zero` config and rewards, and is evaluated on the R1-Zero templa
 stability: does the format emerge (>= 0.9 in the last quarter) on every seed? E.g. after
 `bench/r1_small.py --phase data,moe` (~9 min on one H200):
 
-    python3 bench/grpo_ablation.py --start base --steps 30 --out $OUT \
-        --variants profile,seed1,seed2,kl_clamp10,kl_clamp10_seed1,skip_spike4,skip_spike4_seed1
+    python3 bench/grpo_ablation.py --start base --steps 30 --need-s 160 --out $OUT \\
+        --variants profile,seed1,seed2
+    python3 bench/grpo_ablation.py --start base --steps 30 --need-s 160 --out $OUT \\
+        --variants skip_spike4,skip_spike4_seed1,skip_spike4_seed2
+
+(~150 s a variant on one H200: grpo_zero's 30 steps and one evaluation; kl_clamp10 and
+lr1e-5_seed1 are the next candidates.)
 """
 from __future__ import annotations
 
@@ -85,6 +90,7 @@ VARIANTS = {  # name -> GRPOConfig overrides of the profile's grpo config (None:
     "kl_clamp10_seed1": {"kl_clamp": 10.0, "seed": 1},
     "skip_spike4": {"skip_grad_spike": 4.0},
     "skip_spike4_seed1": {"skip_grad_spike": 4.0, "seed": 1},
+    "skip_spike4_seed2": {"skip_grad_spike": 4.0, "seed": 2},
     "lr1e-5_seed1": {"lr": 1e-5, "seed": 1},
 }
 STARTS = {  # --start -> (stage of the starting model, profile stage of the RL config, prompt)
