@@ -292,12 +292,14 @@ def r1_table(n: dict) -> list[str]:
                      f"{pass_at_max_k(r):.3f} | {r['format_rate']:.3f} | "
                      f"{r['mean_response_tokens']:.0f} | {r['finished_rate']:.3f} |")
     lines += ["", "| RL run | steps | format reward, step 0 | format reward, first -> last quarter "
-              "| accuracy reward, first -> last quarter |", "|---|---:|---:|---|---|"]
+              "| accuracy reward, first -> last quarter | largest grad norm (step) |",
+              "|---|---:|---:|---|---|---:|"]
     for name, r in rl.items():
+        top = max(r["per_step"], key=lambda row: row["grad_norm"])
         lines.append(f"| {name} | {r['steps']} | {format_at_start(r):.3f} | "
                      f"{r['reward_format_first']:.3f} -> "
                      f"{r['reward_format_last']:.3f} | {r['reward_accuracy_first']:.3f} -> "
-                     f"{r['reward_accuracy_last']:.3f} |")
+                     f"{r['reward_accuracy_last']:.3f} | {top['grad_norm']:.2f} ({top['step']}) |")
     gain = models["grpo"]["pass@1"] - models["cold_start"]["pass@1"]
     teacher = models[n["teacher"]]["pass@1"]
     diffs = m.get("paired_differences", {})

@@ -23,6 +23,9 @@ def test_r1_table_of_run_8_gives_its_acceptance_lines():
     # GRPO +15, GRPO format, grpo_zero format, distill >= 80 %, distill beats RL alone
     assert verdicts == ["FAIL", "PASS", "FAIL", "PASS", "PASS"]
     assert any("0.728 / 0.815 = 0.89" in line for line in lines)
+    # the update spike before grpo_zero's format collapsed: grad norm 7.26 at step 12
+    zero = next(line for line in lines if line.startswith("| grpo_zero | 30 |"))
+    assert zero.endswith("| 7.26 (12) |")
     # this evaluate version predates pass@k: the column reads nan instead of failing
     assert any("the cold start's pass@4: nan" in line for line in lines)
 
