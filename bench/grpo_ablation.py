@@ -148,7 +148,7 @@ def curve_summary(rows: list[dict]) -> dict:
             "kl_last": quarters["kl_last"], "fmt_step0": rows[0]["reward_format"],
             "fmt_last": quarters["reward_format_last"],
             "grad_norm_max": max(r["grad_norm"] for r in rows),
-            "skipped": float(sum(r.get("skipped", 0) for r in rows)),
+            "skipped": float(sum(r["skipped"] for r in rows)),
             **{k: mean(k) for k in ("grad_norm", "sampler_kl", "sampler_abs_gap", "is_truncated",
                                     "sample_s", "update_s")}}
 
@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     prof = PROFILES[args.profile]
     start_stage, rl_stage, style = STARTS[args.start]
     rl_prof = prof[rl_stage]
-    cold = Artifact(store, store.newest(start_stage))
+    start = Artifact(store, store.newest(start_stage))
     data = Artifact(store, store.newest("reasoning_data"))
     problems = rl_problems(data)
     ev = prof["evaluate"]
@@ -182,12 +182,12 @@ def main(argv: list[str] | None = None) -> int:
                          ev["max_problems"], ev["seed"])
     device = torch.device(rl_prof["device"] if torch.cuda.is_available() else "cpu")
     torch.backends.cuda.matmul.allow_tf32 = True
-    folder = Path(cold.path("config.json")).parent
+    folder = Path(start.path("config.json")).parent
     tok = pt.ChatTokenizer.from_file(folder / "tokenizer.json")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    print(f"{start_stage} {cold.version} ({rl_stage}), {len(problems)} RL / {len(held_out)} held-out problems, "
-          f"{args.steps} steps, device {device}", flush=True)
+    print(f"{start_stage} {start.version} ({rl_stage}), {len(problems)} RL / {len(held_out)} "
+          f"held-out problems, {args.steps} steps, device {device}", flush=True)
     results = []
     for spec in split_variants(args.variants):
         name, overrides = parse_variant(spec)
@@ -230,9 +230,9 @@ def main(argv: list[str] | None = None) -> int:
             f.write(json.dumps(row) + "\n")
         print(f"{name}: pass@1 {row['pass@1']:.3f} {json.dumps(row['per_task'])} "
               f"({row['wall_s']:.0f} s)", flush=True)
-    cols = ("pass@1", "pass_at_max_k", "fmt_step0", "fmt_last", "acc_first", "acc_last", "kl_last", "grad_norm",
-            "grad_norm_max", "skipped", "sampler_kl", "sampler_abs_gap", "is_truncated",
-            "sample_s", "update_s")
+    cols = ("pass@1", "pass_at_max_k", "fmt_step0", "fmt_last", "acc_first", "acc_last",
+            "kl_last", "grad_norm", "grad_norm_max", "skipped", "sampler_kl", "sampler_abs_gap",
+            "is_truncated", "sample_s", "update_s")
     print("\n| variant | steps | " + " | ".join(cols) + " | per task |")
     print("|---|---:|" + "---:|" * len(cols) + "---|")
     for r in results:

@@ -582,7 +582,8 @@ def write_report(results: dict, diffs: dict, curves: dict, problems: list, p: di
               "pass@k: the chance that at least one of k samples is right. A model's pass@k at "
               "the largest k is about as far as RL can sharpen its pass@1 without teaching it "
               "something new.", "",
-              "| model | " + " | ".join(f"pass@{k}" for k in ks) + " |", "|---|" + "---:|" * len(ks)]
+              "| model | " + " | ".join(f"pass@{k}" for k in ks) + " |",
+              "|---|" + "---:|" * len(ks)]
     for n in names:
         lines.append(f"| {n} | " + " | ".join(f"{results[n]['pass@k'][k]:.3f}" for k in ks) + " |")
     tasks = sorted({t for r in results.values() for t in r["per_task"]})
