@@ -52,7 +52,7 @@ import torch  # noqa: E402
 from pipeline.store import ArtifactStore  # noqa: E402
 from pipeline.task import Artifact  # noqa: E402
 from stages import post_train as pt  # noqa: E402
-from workflows.post_train import grpo_summary, rl_problems  # noqa: E402
+from workflows.post_train import format_onset, grpo_summary, rl_problems  # noqa: E402
 from workflows.profiles import PROFILES  # noqa: E402
 
 VARIANTS = {  # name -> GRPOConfig overrides of the profile's grpo config (None: no training)
@@ -140,14 +140,18 @@ def split_variants(text: str) -> list[str]:
 
 
 def curve_summary(rows: list[dict]) -> dict:
-    """First/last-quarter training accuracy and KL (the stage's `grpo_summary`) and means over
-    all steps of the mismatch and timing columns."""
+    """First/last-quarter training accuracy and KL (the stage's `grpo_summary`), the first step
+    with format reward >= 0.5 (None: never), the largest gradient norm and its step, and means
+    over all steps of the mismatch and timing columns."""
     quarters = grpo_summary(rows)
     mean = lambda k: sum(r[k] for r in rows) / len(rows)  # noqa: E731
+    onset = format_onset(rows)
+    top = max(rows, key=lambda r: r["grad_norm"])
     return {"acc_first": quarters["accuracy_first"], "acc_last": quarters["accuracy_last"],
             "kl_last": quarters["kl_last"], "fmt_step0": rows[0]["reward_format"],
             "fmt_last": quarters["reward_format_last"],
-            "grad_norm_max": max(r["grad_norm"] for r in rows),
+            "fmt_onset": None if onset is None else float(onset),
+            "grad_norm_max": top["grad_norm"], "grad_norm_max_step": float(top["step"]),
             "skipped": float(sum(r["skipped"] for r in rows)),
             **{k: mean(k) for k in ("grad_norm", "sampler_kl", "sampler_abs_gap", "is_truncated",
                                     "sample_s", "update_s")}}
@@ -230,13 +234,14 @@ def main(argv: list[str] | None = None) -> int:
             f.write(json.dumps(row) + "\n")
         print(f"{name}: pass@1 {row['pass@1']:.3f} {json.dumps(row['per_task'])} "
               f"({row['wall_s']:.0f} s)", flush=True)
-    cols = ("pass@1", "pass_at_max_k", "fmt_step0", "fmt_last", "acc_first", "acc_last",
-            "kl_last", "grad_norm", "grad_norm_max", "skipped", "sampler_kl", "sampler_abs_gap",
-            "is_truncated", "sample_s", "update_s")
+    cols = ("pass@1", "pass_at_max_k", "fmt_step0", "fmt_onset", "fmt_last", "acc_first",
+            "acc_last", "kl_last", "grad_norm", "grad_norm_max", "grad_norm_max_step", "skipped",
+            "sampler_kl", "sampler_abs_gap", "is_truncated", "sample_s", "update_s")
     print("\n| variant | steps | " + " | ".join(cols) + " | per task |")
     print("|---|---:|" + "---:|" * len(cols) + "---|")
     for r in results:
-        cells = [f"{r[c]:.4g}" if isinstance(r.get(c), float) else "" for c in cols]
+        cells = [f"{r[c]:.4g}" if isinstance(r.get(c), float) else "never" if c in r else ""
+                 for c in cols]  # None: fmt_onset of a run whose format never reached 0.5
         tasks = ", ".join(f"{t} {v:.3f}" for t, v in r["per_task"].items())
         print(f"| {r['variant']} | {r['steps']} | " + " | ".join(cells) + f" | {tasks} |")
     return 0

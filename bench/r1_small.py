@@ -77,6 +77,7 @@ if str(REPO) not in sys.path:
 
 from pipeline.store import ArtifactStore  # noqa: E402
 from pipeline.task import PipelineTask  # noqa: E402
+from workflows.post_train import format_onset  # noqa: E402
 from workflows.profiles import PROFILES  # noqa: E402
 
 PHASES = {  # name -> (root task, its targets, workers: None = all cores)
@@ -292,14 +293,17 @@ def r1_table(n: dict) -> list[str]:
                      f"{pass_at_max_k(r):.3f} | {r['format_rate']:.3f} | "
                      f"{r['mean_response_tokens']:.0f} | {r['finished_rate']:.3f} |")
     lines += ["", "| RL run | steps | format reward, step 0 | format reward, first -> last quarter "
-              "| accuracy reward, first -> last quarter | largest grad norm (step) |",
-              "|---|---:|---:|---|---|---:|"]
+              "| first step with format >= 0.5 | accuracy reward, first -> last quarter "
+              "| largest grad norm (step) |",
+              "|---|---:|---:|---|---:|---|---:|"]
     for name, r in rl.items():
         top = max(r["per_step"], key=lambda row: row["grad_norm"])
+        onset = format_onset(r["per_step"])
         lines.append(f"| {name} | {r['steps']} | {format_at_start(r):.3f} | "
-                     f"{r['reward_format_first']:.3f} -> "
-                     f"{r['reward_format_last']:.3f} | {r['reward_accuracy_first']:.3f} -> "
-                     f"{r['reward_accuracy_last']:.3f} | {top['grad_norm']:.2f} ({top['step']}) |")
+                     f"{r['reward_format_first']:.3f} -> {r['reward_format_last']:.3f} | "
+                     f"{'never' if onset is None else onset} | "
+                     f"{r['reward_accuracy_first']:.3f} -> {r['reward_accuracy_last']:.3f} | "
+                     f"{top['grad_norm']:.2f} ({top['step']}) |")
     gain = models["grpo"]["pass@1"] - models["cold_start"]["pass@1"]
     teacher = models[n["teacher"]]["pass@1"]
     diffs = m.get("paired_differences", {})

@@ -24,8 +24,11 @@ def test_r1_table_of_run_8_gives_its_acceptance_lines():
     assert verdicts == ["FAIL", "PASS", "FAIL", "PASS", "PASS"]
     assert any("0.728 / 0.815 = 0.89" in line for line in lines)
     # the update spike before grpo_zero's format collapsed: grad norm 7.26 at step 12
+    # (its format peaked at 0.49, step 5: it never reached 0.5), and grpo's format from step 0
     zero = next(line for line in lines if line.startswith("| grpo_zero | 30 |"))
-    assert zero.endswith("| 7.26 (12) |")
+    assert zero.endswith("| never | 0.094 -> 0.087 | 7.26 (12) |"), zero
+    grpo = next(line for line in lines if line.startswith("| grpo | 30 |"))
+    assert "| 0 | 0.781 -> 0.730 |" in grpo, grpo
     # this evaluate version predates pass@k: the column reads nan instead of failing
     assert any("the cold start's pass@4: nan" in line for line in lines)
 

@@ -121,6 +121,12 @@ def grpo_summary(rows: list[dict]) -> dict:
             "ref_resets": sum(bool(r["ref_reset"]) for r in rows), "per_step": rows}
 
 
+def format_onset(rows: list[dict], level: float = 0.5) -> int | None:
+    """The step of the first GRPO step whose format reward reaches `level` (R1-Zero: when the
+    format emerged); None if none did."""
+    return next((r["step"] for r in rows if r["reward_format"] >= level), None)
+
+
 GRPO_PLOT = ("reward", "reward_accuracy", "reward_format", "kl", "clip_fraction", "response_len",
              "sampler_abs_gap")
 
@@ -232,7 +238,8 @@ class Distill(FinalSft):
 
 class GrpoBase(StageTask):
     """GRPO from an upstream model artifact `init` on the RL problems (`rl_problems`)."""
-    code_version = "6"  # 4: is_weight / is_truncated; 5: grad_norm, update_rows; 6: the rl split
+    code_version = "7"  # 4: is_weight / is_truncated; 5: grad_norm, update_rows; 6: the rl split;
+    # 7: metrics kl_max, skipped
     source_objects = (pt, grpo_losses, rewards, sampler)
     grpo = luigi.OptionalDictParameter(default=None, description="stages.post_train.GRPOConfig fields")
     weights = luigi.OptionalDictParameter(default=None, description="rule reward weights")
