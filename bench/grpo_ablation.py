@@ -34,6 +34,12 @@ in 256 samples), which the `small` profile's skip_grad_spike (now in `profile`; 
 turns it off) cannot help. Next candidates for the onset: R1's 32 prompts a step (`prompts32`,
 `prompts32_seed1`, ... via NAME=JSON), or a base that meets the tags more often
 (`r1_small.py --phase data,moe --set reasoning_corpus.tagged_frac=0.3`, then the seeds above).
+
+A GRPO run longer than one command (~9 s a step from the cold start: 60 steps fill a 600-s
+command) resumes with --state-root on the machine's disk: the same command run again continues
+each unfinished variant from its last saved state (`stages.rl_state`, every --save-every-s),
+e.g. `--variants 'long_lr1e-5={"lr": 1e-5}' --steps 120 --state-root /tmp/ablation_state
+--need-s 0`, twice or three times (a finished variant's state is removed).
 """
 from __future__ import annotations
 
@@ -41,6 +47,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -175,6 +182,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--eval-k", type=int, default=0,
                     help="samples per held-out problem (0: the profile's evaluate k); more "
                          "give pass@k at larger k: how far RL could sharpen the start")
+    ap.add_argument("--state-root", default="",
+                    help="folder of each variant's GRPO state (saved every --save-every-s; a "
+                         "variant killed by the command's time limit resumes from it when the "
+                         "same command runs again); '' = none")
+    ap.add_argument("--save-every-s", type=float, default=60.0)
     ap.add_argument("--budget-s", type=float, default=570.0)
     ap.add_argument("--need-s", type=float, default=170.0,
                     help="seconds a variant needs; not started with less left")
@@ -214,8 +226,12 @@ def main(argv: list[str] | None = None) -> int:
                 cfg = pt.GRPOConfig(**{**dict(rl_prof["grpo"]), **fields, "steps": args.steps})
                 with (permuted_advantages(cfg.seed) if overrides.get("permute_rewards")
                       else contextlib.nullcontext()):
+                    state = Path(args.state_root) / name if args.state_root else None
                     rows = pt.grpo_train(policy, problems, tok, cfg,
-                                         pt.rule_reward(dict(rl_prof["weights"])))
+                                         pt.rule_reward(dict(rl_prof["weights"])),
+                                         state_dir=state, save_every_s=args.save_every_s)
+                    if state is not None:
+                        shutil.rmtree(state, ignore_errors=True)
                 row.update(steps=len(rows), **curve_summary(rows),
                            **{f"per_step_{k}": [round(r[k], 4) for r in rows]
                               for k in ("accuracy", "reward_format", "kl", "kl_max",

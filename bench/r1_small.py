@@ -15,8 +15,9 @@ Each phase runs the real pipeline (`python -m luigi --module bench.r1_small ...
 --local-scheduler` in a subprocess) on one store with the same parameters, so Luigi's
 completeness makes a phase pick up where the previous one stopped. A phase still running when
 the command's --budget-s (560 s) is spent is stopped and can be run again with the same
-command: committed stages are kept, pretraining resumes from its last checkpoint, a half-done
-post-training stage starts over. After its phases the script prints the stage timings and,
+command: committed stages are kept, pretraining resumes from its last checkpoint, the GRPO
+stages from their last saved state (every 3 minutes), any other half-done post-training stage
+starts over. After its phases the script prints the stage timings and,
 once evaluate has committed, the #5 table (held-out pass@1 of every model, GRPO's and
 grpo_zero's format reward at step 0 and first vs last quarter of their steps, the distillation ratio,
 pass/fail per acceptance line). Every number comes from the manifests in the store. The luigi

@@ -41,6 +41,7 @@ from . import grpo as G
 from .moe_model import MoE, MoEConfig, MoETransformer, Router
 from .pretrain import export_hf_folder
 from .reasoning_data import r1_zero_prompt
+from .rl_state import load_rl_state, save_rl_state
 from .rewards import (extract_answer, extract_think, format_reward, language_consistency_reward,
                       verify_answer)
 from .sampler import generate
@@ -620,7 +621,8 @@ def _mean(xs: Sequence[float]) -> float:
 
 def grpo_train(policy: nn.Module, problems: Sequence[Mapping], tokenizer: ChatTokenizer,
                cfg: GRPOConfig, reward_fn: RewardFn,
-               on_step: Callable[[dict], None] | None = None) -> list[dict]:
+               on_step: Callable[[dict], None] | None = None,
+               state_dir: str | Path | None = None, save_every_s: float = 0.0) -> list[dict]:
     """GRPO (DeepSeekMath §4.1, R1): each step draws cfg.prompts_per_step problems, samples G
     responses each from the policy, scores them with reward_fn, turns the rewards into group
     advantages and updates the policy with the clipped-ratio loss with beta * k3 KL to a frozen
@@ -634,7 +636,14 @@ def grpo_train(policy: nn.Module, problems: Sequence[Mapping], tokenizer: ChatTo
     clip_fraction, ratio, loss, grad_norm, sampler_kl, sampler_abs_gap, is_weight, is_truncated,
     kl_max, skipped (`grpo_step`; cfg.skip_grad_spike), response_len, finished, update_rows
     (rollouts in the update: all, or with cfg.skip_equal_groups those of groups with unequal
-    rewards), ref_reset, sample_s and update_s (wall seconds of sampling and of the update)."""
+    rewards), ref_reset, sample_s and update_s (wall seconds of sampling and of the update).
+
+    Resume (`stages.rl_state`): with `state_dir`, a state saved there by an earlier call with the
+    same policy architecture, problems and cfg is loaded first (policy, reference, AdamW moments,
+    sampling generator, problem order, spike history, rows so far) and the run continues from
+    the step after it: with deterministic kernels (CPU) the resumed run's rows and weights equal
+    an uninterrupted run's. The state is saved after a step once `save_every_s` seconds have passed since the
+    last save (0: never), and not after the last step (the caller saves the result)."""
     if not problems:
         raise ValueError("grpo_train: no problems")
     rng = random.Random(cfg.seed)
@@ -654,22 +663,48 @@ def grpo_train(policy: nn.Module, problems: Sequence[Mapping], tokenizer: ChatTo
         sampler_model = inference_model(policy, cfg.dtype, copy_weights=True)
         sampling_precision = contextlib.nullcontext
     opt = adamw(policy, cfg.lr)
+    resume = (load_rl_state(state_dir, policy=policy, ref=ref, opt=opt, gen=gen, rng=rng)
+              if state_dir else None)
+    saver = None
+    if state_dir and save_every_s > 0:
+        saver = RunSaver(state_dir, save_every_s, policy=policy, ref=ref, opt=opt, gen=gen,
+                         rng=rng)
     try:
         return _grpo_loop(policy, ref, opt, sampler_model, sampling_precision, problems,
-                          tokenizer, cfg, reward_fn, rng, gen, on_step)
+                          tokenizer, cfg, reward_fn, rng, gen, on_step, resume, saver)
     finally:
         for w in frozen:
             w.requires_grad_(True)
 
 
+class RunSaver:
+    """Saves a GRPO run's state (`save_rl_state`) after a step once `every_s` seconds have
+    passed since the start or the last save."""
+
+    def __init__(self, folder: str | Path, every_s: float, **objects):
+        self.folder, self.every_s, self.objects = folder, every_s, objects
+        self.last = time.monotonic()
+
+    def after_step(self, steps_done: int, order: list[int], applied_norms: list[float],
+                   rows: list[dict]) -> bool:
+        if time.monotonic() - self.last < self.every_s:
+            return False
+        save_rl_state(self.folder, steps_done=steps_done, order=order,
+                      applied_norms=applied_norms, rows=rows, **self.objects)
+        self.last = time.monotonic()
+        return True
+
+
 def _grpo_loop(policy, ref, opt, sampler_model, sampling_precision, problems, tokenizer,
                cfg: GRPOConfig, reward_fn: RewardFn, rng: random.Random, gen,
-               on_step) -> list[dict]:
-    """`grpo_train`'s steps."""
-    order: list[int] = []
-    rows = []
-    applied_norms: list[float] = []  # gradient norms of the updates applied (spike history)
-    for step in range(cfg.steps):
+               on_step, resume: dict | None = None, saver: RunSaver | None = None) -> list[dict]:
+    """`grpo_train`'s steps, from the step after `resume`'s (a loaded state) if given."""
+    resume = resume or {"steps_done": 0, "order": [], "applied_norms": [], "rows": []}
+    order: list[int] = list(resume["order"])
+    rows = list(resume["rows"])
+    # gradient norms of the updates applied (spike history)
+    applied_norms: list[float] = list(resume["applied_norms"])
+    for step in range(resume["steps_done"], cfg.steps):
         reset = G.maybe_reset_reference(policy, ref, step, cfg.ref_reset_every)
         if sampler_model is not policy and step > 0:
             sampler_model.load_state_dict(policy.state_dict())
@@ -729,6 +764,8 @@ def _grpo_loop(policy, ref, opt, sampler_model, sampling_precision, problems, to
         rows.append(row)
         if on_step:
             on_step(row)
+        if saver is not None and step + 1 < cfg.steps:
+            saver.after_step(step + 1, order, applied_norms, rows)
     return rows
 
 

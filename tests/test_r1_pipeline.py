@@ -172,7 +172,8 @@ def test_grpo_ablation_runs_r1_zero_and_grpo_variants_on_the_store(r1_store, tmp
         out = tmp_path / start
         assert grpo_ablation.main(["--store", r1_store.url, "--profile", "tiny", "--start", start,
                                    "--steps", "2", "--variants", variants, "--eval-k", "6",
-                                   "--out", str(out)]) == 0
+                                   "--out", str(out), "--state-root", str(tmp_path / "state"),
+                                   "--save-every-s", "1e-9"]) == 0
         rows = [json.loads(line) for line in (out / "ablation.jsonl").read_text().splitlines()]
         assert [r["variant"] for r in rows] == variants.split(",")
         control, trained = rows
@@ -182,6 +183,9 @@ def test_grpo_ablation_runs_r1_zero_and_grpo_variants_on_the_store(r1_store, tmp
         assert list(control["pass@k"]) == ["1", "2", "4", "6"]  # --eval-k 6 samples a problem
         assert control["pass_at_max_k"] == control["pass@k"]["6"] >= control["pass@1"]
     assert trained["overrides"] == {"skip_grad_spike": 4.0}
+    assert "fmt_onset" in trained and trained["grad_norm_max_step"] in (0.0, 1.0)
+    # each variant saved its GRPO state after step 1 and removed it when it finished
+    assert (tmp_path / "state").is_dir() and not list((tmp_path / "state").iterdir())
 
 
 def test_lineage_reaches_crawl_ingest(r1_store):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import ClassVar
 
 import luigi
 import pyarrow as pa
@@ -24,7 +25,7 @@ import torch
 from stages import grpo as grpo_losses
 from stages import post_train as pt
 from stages import reasoning_data as rd
-from stages import rewards, sampler
+from stages import rewards, rl_state, sampler
 from stages.moe_model import MOE_CONFIGS
 
 from .base import LOCAL_CACHE, StageTask, local_copy, local_dir
@@ -237,10 +238,16 @@ class Distill(FinalSft):
 
 
 class GrpoBase(StageTask):
-    """GRPO from an upstream model artifact `init` on the RL problems (`rl_problems`)."""
+    """GRPO from an upstream model artifact `init` on the RL problems (`rl_problems`).
+
+    Every `state_every_s` seconds the run's state goes to the version's work folder
+    (`stages.rl_state`: safetensors + JSON); an attempt that finds one there (the previous one
+    was killed) continues from it instead of starting over. Not a parameter: how often a run
+    saves does not change what it computes."""
+    state_every_s: ClassVar[float] = 180.0
     code_version = "7"  # 4: is_weight / is_truncated; 5: grad_norm, update_rows; 6: the rl split;
     # 7: metrics kl_max, skipped
-    source_objects = (pt, grpo_losses, rewards, sampler)
+    source_objects = (pt, grpo_losses, rewards, sampler, rl_state)
     grpo = luigi.OptionalDictParameter(default=None, description="stages.post_train.GRPOConfig fields")
     weights = luigi.OptionalDictParameter(default=None, description="rule reward weights")
     max_seq_len = luigi.OptionalIntParameter(default=None)
@@ -269,7 +276,9 @@ class GrpoBase(StageTask):
         cfg = self.grpo_config(ctx)
         rows = pt.grpo_train(policy, self.problems(ctx), tok, cfg, self.reward_fn(ctx, cfg, tok),
                              on_step=lambda r: self.set_status_message(
-                                 f"grpo step {r['step']} reward {r['reward']:.3f}"))
+                                 f"grpo step {r['step']} reward {r['reward']:.3f}"),
+                             state_dir=local_dir(ctx, "rl_state"),
+                             save_every_s=self.state_every_s)
         put_model(ctx, policy, folder / "tokenizer.json", rows, GRPO_PLOT + ("reward_preference",))
         finish(ctx)
         return grpo_summary(rows)
