@@ -41,9 +41,9 @@ from . import grpo as G
 from .moe_model import MoE, MoEConfig, MoETransformer, Router
 from .pretrain import export_hf_folder
 from .reasoning_data import r1_zero_prompt
-from .rl_state import load_rl_state, save_rl_state
 from .rewards import (extract_answer, extract_think, format_reward, language_consistency_reward,
                       verify_answer)
+from .rl_state import RunSaver, load_rl_state
 from .sampler import generate
 
 USER, ASSISTANT, EOS, PAD = "<|user|>", "<|assistant|>", "<|eos|>", "<|pad|>"
@@ -642,8 +642,9 @@ def grpo_train(policy: nn.Module, problems: Sequence[Mapping], tokenizer: ChatTo
     same policy architecture, problems and cfg is loaded first (policy, reference, AdamW moments,
     sampling generator, problem order, spike history, rows so far) and the run continues from
     the step after it: with deterministic kernels (CPU) the resumed run's rows and weights equal
-    an uninterrupted run's. The state is saved after a step once `save_every_s` seconds have passed since the
-    last save (0: never), and not after the last step (the caller saves the result)."""
+    an uninterrupted run's. The state is saved after a step once `save_every_s` seconds have
+    passed since the last save (0: never), and not after the last step (the caller saves the
+    result)."""
     if not problems:
         raise ValueError("grpo_train: no problems")
     rng = random.Random(cfg.seed)
@@ -675,24 +676,6 @@ def grpo_train(policy: nn.Module, problems: Sequence[Mapping], tokenizer: ChatTo
     finally:
         for w in frozen:
             w.requires_grad_(True)
-
-
-class RunSaver:
-    """Saves a GRPO run's state (`save_rl_state`) after a step once `every_s` seconds have
-    passed since the start or the last save."""
-
-    def __init__(self, folder: str | Path, every_s: float, **objects):
-        self.folder, self.every_s, self.objects = folder, every_s, objects
-        self.last = time.monotonic()
-
-    def after_step(self, steps_done: int, order: list[int], applied_norms: list[float],
-                   rows: list[dict]) -> bool:
-        if time.monotonic() - self.last < self.every_s:
-            return False
-        save_rl_state(self.folder, steps_done=steps_done, order=order,
-                      applied_norms=applied_norms, rows=rows, **self.objects)
-        self.last = time.monotonic()
-        return True
 
 
 def _grpo_loop(policy, ref, opt, sampler_model, sampling_precision, problems, tokenizer,

@@ -13,6 +13,7 @@ import json
 import os
 import random
 import shutil
+import time
 from pathlib import Path
 
 import torch
@@ -78,3 +79,22 @@ def load_rl_state(folder: str | Path, *, policy: nn.Module, ref: nn.Module,
     version, internal, gauss = meta["rng_state"]
     rng.setstate((version, tuple(internal), gauss))
     return {k: meta[k] for k in ("steps_done", "order", "applied_norms", "rows")}
+
+
+class RunSaver:
+    """Saves a run's state (`save_rl_state`) after a step once `every_s` seconds have passed
+    since the start or the last save; `objects` are save_rl_state's policy, ref, opt, gen, rng."""
+
+    def __init__(self, folder: str | Path, every_s: float, **objects):
+        self.folder, self.every_s, self.objects = folder, every_s, objects
+        self.last = time.monotonic()
+
+    def after_step(self, steps_done: int, order: list[int], applied_norms: list[float],
+                   rows: list[dict]) -> bool:
+        """Save if it is time; whether it saved."""
+        if time.monotonic() - self.last < self.every_s:
+            return False
+        save_rl_state(self.folder, steps_done=steps_done, order=order,
+                      applied_norms=applied_norms, rows=rows, **self.objects)
+        self.last = time.monotonic()
+        return True
