@@ -226,7 +226,9 @@ def main(argv: list[str] | None = None) -> int:
                 cfg = pt.GRPOConfig(**{**dict(rl_prof["grpo"]), **fields, "steps": args.steps})
                 with (permuted_advantages(cfg.seed) if overrides.get("permute_rewards")
                       else contextlib.nullcontext()):
-                    state = Path(args.state_root) / name if args.state_root else None
+                    # keyed by what the run depends on: another start or length starts afresh
+                    state = (Path(args.state_root) / f"{name}-{start.version}-{args.steps}"
+                             if args.state_root else None)
                     rows = pt.grpo_train(policy, problems, tok, cfg,
                                          pt.rule_reward(dict(rl_prof["weights"])),
                                          state_dir=state, save_every_s=args.save_every_s)
