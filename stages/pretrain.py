@@ -428,11 +428,15 @@ def model_config_json(model_cfg: MoEConfig) -> dict:
             "model_type": "deeprecipe_moe"}
 
 
+def cpu_tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """One contiguous CPU copy of each tensor: what safetensors can write (ZeRO keeps params as
+    views into shared flat buffers; safetensors refuses views and tensors sharing memory)."""
+    return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in state.items()}
+
+
 def save_model_weights(model: torch.nn.Module, path: Path) -> None:
-    """Module state (params and persistent buffers) as safetensors; tensors are copied, since
-    ZeRO keeps params as views into shared flat buffers."""
-    save_file({k: v.detach().to("cpu", copy=True).contiguous()
-               for k, v in model.state_dict().items()}, str(path))
+    """Module state (params and persistent buffers) as safetensors (`cpu_tensors`)."""
+    save_file(cpu_tensors(model.state_dict()), str(path))
 
 
 def optimizer_files(rank: int, replicated: bool) -> tuple[str, str]:
@@ -481,11 +485,11 @@ def load_optimizer(engine, names: list[list[str]], folder: Path, ctx: DistContex
                                          load_from_fp32_weights=True)
 
 
-def checkpoint_dirs(out_dir: str | Path) -> list[Path]:
-    """Complete checkpoints (committed by rename, with trainer_state.json), oldest first."""
+def checkpoint_dirs(out_dir: str | Path, marker: str = "trainer_state.json") -> list[Path]:
+    """Complete checkpoints (committed by rename, with their `marker` file), oldest first."""
     out = Path(out_dir)
     found = [p for p in out.glob(f"{CHECKPOINT_PREFIX}*")
-             if p.is_dir() and (p / "trainer_state.json").exists()]
+             if p.is_dir() and (p / marker).exists()]
     return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX):]))
 
 

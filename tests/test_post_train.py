@@ -13,6 +13,7 @@ import torch.nn as nn
 
 from stages import post_train as pt
 from stages.moe_model import MoEConfig, MoETransformer
+from stages.pretrain import checkpoint_dirs
 from stages.reasoning_data import generate_problems, safety_preference_pairs
 from stages.tokenizer_train import train_tokenizer
 
@@ -520,13 +521,15 @@ def test_grpo_resumed_from_a_saved_state_equals_the_uninterrupted_run(tok, probl
     with pytest.raises(Killed):  # saves after every step (save_every_s tiny), dies in step 4
         pt.grpo_train(first, problems, tok, cfg, reward, on_step=kill_after_step_3,
                       state_dir=state, save_every_s=1e-9)
-    saved = json.loads((state / "state.json").read_text())
+    kept = checkpoint_dirs(state, "state.json")  # only the newest save is kept
+    assert [p.name for p in kept] == ["checkpoint-00000003"]
+    saved = json.loads((kept[0] / "state.json").read_text())
     assert saved["steps_done"] == 3 and len(saved["rows"]) == 3
-    assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob("*.old"))
+    assert sorted(p.name for p in state.iterdir()) == ["checkpoint-00000003"]  # no temp folder
 
     fresh = tiny_model(tok.vocab_size, seed=7)  # other init: the state must overwrite it
     resumed = pt.grpo_train(fresh, problems, tok, cfg, reward, state_dir=state)
     assert comparable(resumed) == comparable(expected)
     for (name, a), b in zip(whole.state_dict().items(), fresh.state_dict().values()):
         assert torch.equal(a, b), name
-    assert not any(p.suffix == ".pkl" for p in state.iterdir())
+    assert not any(p.suffix == ".pkl" for p in state.rglob("*"))
