@@ -105,7 +105,13 @@ VARIANTS = {  # name -> GRPOConfig overrides of the profile's grpo config (None:
     "prompts32": {"prompts_per_step": 32},
     "prompts32_seed1": {"prompts_per_step": 32, "seed": 1},
     "lr1e-5_seed1": {"lr": 1e-5, "seed": 1},
+    # R1-Zero rollouts as before the eleventh session: no stop at </answer>, a base's text runs
+    # on to <|eos|> or the token limit (bench key "answer_stop": false, training and evaluation)
+    "no_answer_stop": {"answer_stop": False},
+    "no_answer_stop_seed1": {"answer_stop": False, "seed": 1},
+    "start_no_answer_stop": {"answer_stop": False, "train": False},
 }
+BENCH_KEYS = ("permute_rewards", "answer_stop", "train")  # variant keys that are not GRPOConfig
 STARTS = {  # --start -> (stage of the starting model, profile stage of the RL config, prompt)
     "cold_start": ("cold_start_sft", "grpo", "chat"),
     "base": ("pretrain_moe", "grpo_zero", "r1_zero"),
@@ -128,6 +134,20 @@ def permuted_advantages(seed: int):
         yield
     finally:
         pt.G.group_advantages = group_advantages
+
+
+@contextlib.contextmanager
+def answer_stop(on: bool):
+    """While active with on=False, no prompt style stops at a token besides <|eos|>
+    (`stages.post_train.PROMPT_STOPS` emptied): R1-Zero's rollouts and evaluation run on past
+    </answer>."""
+    saved = dict(pt.PROMPT_STOPS)
+    if not on:
+        pt.PROMPT_STOPS.update({style: () for style in saved})
+    try:
+        yield
+    finally:
+        pt.PROMPT_STOPS.update(saved)
 
 
 def parse_variant(spec: str) -> tuple[str, dict | None]:
@@ -220,33 +240,35 @@ def main(argv: list[str] | None = None) -> int:
         torch.manual_seed(0)
         policy = pt.load_policy(folder, rl_prof["max_seq_len"]).to(device)
         row = {"variant": name, "overrides": overrides, "steps": 0}
-        try:
-            if overrides is not None:
-                fields = {k: v for k, v in overrides.items() if k != "permute_rewards"}
-                cfg = pt.GRPOConfig(**{**dict(rl_prof["grpo"]), **fields, "steps": args.steps})
-                with (permuted_advantages(cfg.seed) if overrides.get("permute_rewards")
-                      else contextlib.nullcontext()):
-                    # keyed by what the run depends on: another start or length starts afresh
-                    state = (Path(args.state_root) / f"{name}-{start.version}-{args.steps}"
-                             if args.state_root else None)
-                    rows = pt.grpo_train(policy, problems, tok, cfg,
-                                         pt.rule_reward(dict(rl_prof["weights"])),
-                                         state_dir=state, save_every_s=args.save_every_s)
-                    if state is not None:
-                        shutil.rmtree(state, ignore_errors=True)
-                row.update(steps=len(rows), **curve_summary(rows),
-                           **{f"per_step_{k}": [round(r[k], 4) for r in rows]
-                              for k in ("accuracy", "reward_format", "kl", "kl_max",
-                                        "grad_norm")})
-            model = pt.inference_model(policy, ev["dtype"])
-            res = pt.evaluate(model, held_out, tok, args.eval_k or ev["k"], ev["temperature"],
-                              ev["top_p"], ev["max_new_tokens"], style, ev["seed"],
-                              ev["batch_rows"])
-            del model
-        except Exception as err:  # one broken variant must not cost the others
-            print(f"{name}: failed: {err!r}", flush=True)
-            del policy
-            continue
+        opts = overrides or {}
+        with answer_stop(opts.get("answer_stop", True)):
+            try:
+                if overrides is not None and opts.get("train", True):
+                    fields = {k: v for k, v in overrides.items() if k not in BENCH_KEYS}
+                    cfg = pt.GRPOConfig(**{**dict(rl_prof["grpo"]), **fields, "steps": args.steps})
+                    with (permuted_advantages(cfg.seed) if overrides.get("permute_rewards")
+                          else contextlib.nullcontext()):
+                        # keyed by what the run depends on: another start or length starts afresh
+                        state = (Path(args.state_root) / f"{name}-{start.version}-{args.steps}"
+                                 if args.state_root else None)
+                        rows = pt.grpo_train(policy, problems, tok, cfg,
+                                             pt.rule_reward(dict(rl_prof["weights"])),
+                                             state_dir=state, save_every_s=args.save_every_s)
+                        if state is not None:
+                            shutil.rmtree(state, ignore_errors=True)
+                    row.update(steps=len(rows), **curve_summary(rows),
+                               **{f"per_step_{k}": [round(r[k], 4) for r in rows]
+                                  for k in ("accuracy", "reward_format", "kl", "kl_max",
+                                            "grad_norm")})
+                model = pt.inference_model(policy, ev["dtype"])
+                res = pt.evaluate(model, held_out, tok, args.eval_k or ev["k"], ev["temperature"],
+                                  ev["top_p"], ev["max_new_tokens"], style, ev["seed"],
+                                  ev["batch_rows"])
+                del model
+            except Exception as err:  # one broken variant must not cost the others
+                print(f"{name}: failed: {err!r}", flush=True)
+                del policy
+                continue
         row.update({k: res[k] for k in ("pass@1", "pass@k", "format_rate",
                                         "mean_response_tokens", "per_task", "per_level",
                                         "wrong_examples")},

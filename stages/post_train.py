@@ -8,8 +8,10 @@ Chat format (one turn; every tag is a single special token of `stages.tokenizer_
 The prompt part is `<|user|>{prompt}<|assistant|>` (`chat_prompt`); the response is the
 `solution` text of a `stages.reasoning_data` row followed by `<|eos|>`. R1-Zero skips the chat
 tokens and uses the plain-text template `reasoning_data.r1_zero_prompt` (`prompt_style='r1_zero'`)
-on the base model. Generated responses are decoded with special tokens kept (the tags are what
-`stages.rewards.format_reward` checks) and cut at `<|eos|>`.
+on the base model; a base model has no reason to end its text after the answer, so R1-Zero
+rollouts stop at `</answer>` (kept), as the vLLM-based R1-Zero setups do (`stop=["</answer>"]`,
+`include_stop_str_in_output=True`): `PROMPT_STOPS`. Generated responses are decoded with special
+tokens kept (the tags are what `stages.rewards.format_reward` checks) and cut at `<|eos|>`.
 
 Precision (the configs' `dtype`): on CUDA with 'bf16', forward passes run under bf16 autocast
 over fp32 weights and AdamW (fused) updates the fp32 weights; sampling runs on a bf16 copy of
@@ -45,9 +47,12 @@ from .rewards import (extract_answer, extract_think, format_reward, language_con
                       verify_answer)
 from .rl_state import RunSaver, load_rl_state
 from .sampler import generate
+from .tokenizer_train import ANSWER_CLOSE
 
 USER, ASSISTANT, EOS, PAD = "<|user|>", "<|assistant|>", "<|eos|>", "<|pad|>"
 PROMPT_STYLES = ("chat", "r1_zero")
+PROMPT_STOPS = {"chat": (), "r1_zero": (ANSWER_CLOSE,)}
+"""Special tokens besides <|eos|> that end a sampled response, per prompt style."""
 
 # ----------------------------------------------------------------------------- text <-> ids
 
@@ -88,6 +93,12 @@ class ChatTokenizer:
 
     def encode(self, text: str) -> list[int]:
         return self.tok.encode(text).ids
+
+    def stop_ids(self, style: str) -> list[int]:
+        """Ids of `PROMPT_STOPS[style]`: where a response in that prompt style ends."""
+        if style not in PROMPT_STOPS:
+            raise ValueError(f"prompt style {style!r}; use one of {PROMPT_STYLES}")
+        return [self._id(t) for t in PROMPT_STOPS[style]]
 
     def decode_response(self, ids: Sequence[int]) -> str:
         """Generated ids -> text up to (not including) the first EOS; tags kept."""
@@ -377,6 +388,7 @@ def sample_responses(model: nn.Module, tokenizer: ChatTokenizer, prompts: Sequen
     batch_rows rows. Rows go to the calls in order of prompt length: a call's decode steps are
     its longest prompt minus its shortest plus max_new_tokens (see `stages.sampler`)."""
     prompt_ids = [tokenizer.encode(prompt_text(p, style)) for p in prompts]
+    stops = tokenizer.stop_ids(style)
     flat = [ids for ids in prompt_ids for _ in range(n)]
     order = sorted(range(len(flat)), key=lambda i: len(flat[i]))
     resp: list[list[int]] = [[] for _ in flat]
@@ -386,7 +398,7 @@ def sample_responses(model: nn.Module, tokenizer: ChatTokenizer, prompts: Sequen
         rows = order[i:i + batch_rows]
         out = generate(model, [flat[r] for r in rows], max_new_tokens, tokenizer.eos_id,
                        pad_id=tokenizer.pad_id, temperature=temperature, top_p=top_p,
-                       generator=generator)
+                       generator=generator, stop_ids=stops)
         tokens_BN, lengths_B = out.tokens_BN.cpu(), out.lengths_B.tolist()
         finished_B, logprobs_BN = out.finished_B.tolist(), out.logprobs_BN.float().cpu()
         for b, r in enumerate(rows):

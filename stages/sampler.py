@@ -215,11 +215,12 @@ def generate(model: nn.Module, prompts: Sequence[Sequence[int]], max_new_tokens:
              eos_id: int | None, pad_id: int = 0, temperature: float = 1.0, top_p: float = 1.0,
              generator: torch.Generator | None = None, use_cache: bool = True,
              new_cache: Callable[[], object] | None = None,
-             cuda_graph: bool | None = None) -> Generation:
+             cuda_graph: bool | None = None, stop_ids: Sequence[int] = ()) -> Generation:
     """Sample up to max_new_tokens after each prompt (lists of token ids, any lengths >= 1).
 
-    A row stops at its first eos_id (kept in tokens_BN and lengths_B); the loop ends when all
-    rows have. temperature 0 is greedy and deterministic; otherwise pass a seeded `generator`
+    A row stops at its first eos_id or any of stop_ids (kept in tokens_BN and lengths_B, and
+    the row counts as finished: vLLM's stop_token_ids); the loop ends when all rows have.
+    temperature 0 is greedy and deterministic; otherwise pass a seeded `generator`
     for reproducible samples. The model runs in eval mode (restored afterwards), so MoE load
     counters are not touched. use_cache=False recomputes the full sequence every step.
     cuda_graph: replay the one-token steps from CUDA graphs (None: when it applies, see
@@ -251,6 +252,8 @@ def generate(model: nn.Module, prompts: Sequence[Sequence[int]], max_new_tokens:
         from stages.moe_model import KVCache
         new_cache = functools.partial(KVCache, max_len=total)
     cache = new_cache() if use_cache else None
+    stops = ([] if eos_id is None else [eos_id]) + [int(i) for i in stop_ids]
+    stop_S = torch.tensor(stops, dtype=torch.long, device=device)
     graphed = None
     if use_cache and _use_graphs(cuda_graph, model, cache, device, total - min_len - 1):
         graphed = GraphedDecoder(model, cache, B, device)
@@ -278,8 +281,8 @@ def generate(model: nn.Module, prompts: Sequence[Sequence[int]], max_new_tokens:
             _record(logprobs_BN, n_gen_B, gen_B, lp_B)
             n_gen_B += gen_B.long()
             done_B |= n_gen_B >= N
-            if eos_id is not None:  # (without one, the longest prompt's row runs to the end)
-                hit_B = gen_B & (tok_B == eos_id)
+            if stops:  # (without any, the longest prompt's row runs to the end)
+                hit_B = gen_B & torch.isin(tok_B, stop_S)
                 finished_B |= hit_B
                 done_B |= hit_B
                 if step % DONE_CHECK_EVERY == DONE_CHECK_EVERY - 1 and bool(done_B.all()):

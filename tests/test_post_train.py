@@ -163,12 +163,13 @@ def test_reward_model_save_load_round_trip(tok, tmp_path):
 
 class ScriptedModel(nn.Module):
     """Answers every chat prompt with the same scripted response: the token after the last
-    <|assistant|> is script[0], then script[1], … (a stub for evaluate's counting only)."""
+    <|assistant|> (or the `mark` token) is script[0], then script[1], … (a stub for evaluate's
+    counting only)."""
 
-    def __init__(self, tok: pt.ChatTokenizer, response: str):
+    def __init__(self, tok: pt.ChatTokenizer, response: str, mark: int | None = None):
         super().__init__()
         self.script = tok.encode(response) + [tok.eos_id]
-        self.assistant_id = tok.tok.token_to_id("<|assistant|>")
+        self.assistant_id = tok.tok.token_to_id("<|assistant|>") if mark is None else mark
         self.vocab = tok.vocab_size
         self.anchor = nn.Parameter(torch.zeros(1))
         self.history = None
@@ -203,6 +204,27 @@ def test_evaluate_counts_pass_at_1_and_format(tok):
     assert res["pass@1_stderr"] == pytest.approx(1 / 3)
     assert pt.pass_at_1([[True, False, False, False], [True, True, True, True]]) == 0.625
     assert res["pass@k"] == pytest.approx({"1": 2 / 3, "2": 2 / 3, "3": 2 / 3})
+
+
+def test_r1_zero_responses_stop_at_the_closing_answer_tag(tok):
+    """A base model runs on past its answer; R1-Zero rollouts end at </answer> (kept), chat
+    responses only at <|eos|>."""
+    problem = {"id": "a", "task": "arithmetic", "prompt": "Compute 2 + 2.", "answer": "4"}
+    answer = "<think>\nadd\n</think>\n<answer>4</answer>"
+    for style, text, fmt in (("r1_zero", answer, 1.0),
+                             ("chat", answer + " User: and 3 + 3", 0.0)):
+        mark = tok.encode(pt.prompt_text(problem["prompt"], style))[-1]
+        model = ScriptedModel(tok, answer + " User: and 3 + 3", mark=mark)
+        s = pt.sample_responses(model, tok, [problem["prompt"]], 2, 40, style=style,
+                                generator=torch.Generator().manual_seed(0))
+        assert s.texts[0] == [text, text] and s.finished[0] == [True, True]
+        assert s.response_ids[0][0][-1] == (tok.stop_ids("r1_zero")[0] if style == "r1_zero"
+                                            else tok.eos_id)
+        res = pt.evaluate(model, [problem], tok, k=2, max_new_tokens=40, style=style)
+        assert res["format_rate"] == fmt and res["pass@1"] == 1.0
+    assert tok.stop_ids("chat") == []
+    with pytest.raises(ValueError, match="prompt style"):
+        tok.stop_ids("plain")
 
 
 def test_pass_at_k_is_the_unbiased_estimator():

@@ -168,7 +168,8 @@ def test_grpo_ablation_runs_r1_zero_and_grpo_variants_on_the_store(r1_store, tmp
     """bench/grpo_ablation.py on the tiny store: R1-Zero from the base (--start base) and GRPO
     from the cold start, a control and a trained variant each, one JSON row per variant."""
     from bench import grpo_ablation
-    for start, variants in (("base", "start,kl_clamp10"), ("cold_start", "cold_start,skip_spike4")):
+    for start, variants in (("base", "start,start_no_answer_stop,kl_clamp10"),
+                            ("cold_start", "cold_start,skip_spike4")):
         out = tmp_path / start
         assert grpo_ablation.main(["--store", r1_store.url, "--profile", "tiny", "--start", start,
                                    "--steps", "2", "--variants", variants, "--eval-k", "6",
@@ -176,13 +177,14 @@ def test_grpo_ablation_runs_r1_zero_and_grpo_variants_on_the_store(r1_store, tmp
                                    "--save-every-s", "1e-9"]) == 0
         rows = [json.loads(line) for line in (out / "ablation.jsonl").read_text().splitlines()]
         assert [r["variant"] for r in rows] == variants.split(",")
-        control, trained = rows
-        assert control["steps"] == 0 and trained["steps"] == 2
+        control, trained = rows[0], rows[-1]
+        assert all(r["steps"] == 0 for r in rows[:-1]) and trained["steps"] == 2
         assert 0.0 <= trained["pass@1"] <= 1.0 and len(trained["per_step_reward_format"]) == 2
         assert trained["fmt_step0"] == trained["per_step_reward_format"][0]
         assert list(control["pass@k"]) == ["1", "2", "4", "6"]  # --eval-k 6 samples a problem
         assert control["pass_at_max_k"] == control["pass@k"]["6"] >= control["pass@1"]
     assert trained["overrides"] == {"skip_grad_spike": 4.0}
+    assert grpo_ablation.pt.PROMPT_STOPS["r1_zero"] == ("</answer>",)  # restored after its variant
     assert "fmt_onset" in trained and trained["grad_norm_max_step"] in (0.0, 1.0)
     # each variant saved its GRPO state after step 1 and removed it when it finished
     assert (tmp_path / "state").is_dir() and not list((tmp_path / "state").iterdir())

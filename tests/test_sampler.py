@@ -219,6 +219,29 @@ def test_generate_with_a_growing_cache_and_cpu_graph_request(model):
         generate(model, PROMPTS, max_new_tokens=2, eos_id=None, cuda_graph=True)
 
 
+def test_stop_ids_end_rows_like_eos(model):
+    free = generate(model, PROMPTS, max_new_tokens=12, eos_id=None, temperature=0.0)
+    rows = free.tokens_BN.tolist()
+    eos = next(t for t in rows[0][3:] if t not in rows[2])
+    stop = next(t for t in rows[2][2:] if t not in rows[0][:rows[0].index(eos) + 1])
+    out = generate(model, PROMPTS, max_new_tokens=12, eos_id=eos, pad_id=63, temperature=0.0,
+                   stop_ids=[stop])
+    for b, row in enumerate(rows):
+        ends = [row.index(t) + 1 for t in (eos, stop) if t in row]
+        n = min(ends, default=12)
+        assert out.lengths_B[b].item() == n and out.finished_B[b].item() == bool(ends)
+        assert out.tokens_BN[b, :n].tolist() == row[:n]
+    assert out.lengths_B[0].item() == rows[0].index(eos) + 1
+    assert out.lengths_B[2].item() == rows[2].index(stop) + 1
+    # a stop id alone (no EOS) ends rows exactly as that id given as the EOS does
+    as_stop = generate(model, PROMPTS, max_new_tokens=12, eos_id=None, temperature=0.0,
+                       stop_ids=[eos])
+    as_eos = generate(model, PROMPTS, max_new_tokens=12, eos_id=eos, temperature=0.0)
+    assert torch.equal(as_stop.lengths_B, as_eos.lengths_B)
+    assert torch.equal(as_stop.finished_B, as_eos.finished_B)
+    assert torch.equal(as_stop.tokens_BN, as_eos.tokens_BN)
+
+
 def test_all_rows_at_eos_stop_within_the_check_interval(model):
     free = generate(model, [[5, 17, 3]], max_new_tokens=40, eos_id=None, temperature=0.0)
     eos = free.tokens_BN[0, 1].item()  # hit at the 2nd (or 1st) token
