@@ -31,7 +31,8 @@ stability: does the format emerge (>= 0.9 in the last quarter) on every seed? E.
 (~115-140 s a variant on one H200: grpo_zero's 30 steps and one evaluation.) Tenth session
 (BENCHMARKS.md): 7 of 9 runs reached the format; the risk is a late onset (the base formats ~1
 in 256 samples), which the `small` profile's skip_grad_spike (now in `profile`; `no_skip_spike`
-turns it off) cannot help. Next candidates for the onset: R1's 32 prompts a step (`prompts32`,
+turns it off) cannot help; neither did cutting the rollouts at </answer> (`answer_stop*`,
+eleventh session: 4 of 6 runs). Next candidates for the onset: R1's 32 prompts a step (`prompts32`,
 `prompts32_seed1`, ... via NAME=JSON), or a base that meets the tags more often
 (`r1_small.py --phase data,moe --set reasoning_corpus.tagged_frac=0.3`, then the seeds above).
 
@@ -105,11 +106,15 @@ VARIANTS = {  # name -> GRPOConfig overrides of the profile's grpo config (None:
     "prompts32": {"prompts_per_step": 32},
     "prompts32_seed1": {"prompts_per_step": 32, "seed": 1},
     "lr1e-5_seed1": {"lr": 1e-5, "seed": 1},
-    # R1-Zero rollouts as before the eleventh session: no stop at </answer>, a base's text runs
-    # on to <|eos|> or the token limit (bench key "answer_stop": false, training and evaluation)
-    "no_answer_stop": {"answer_stop": False},
-    "no_answer_stop_seed1": {"answer_stop": False, "seed": 1},
-    "start_no_answer_stop": {"answer_stop": False, "train": False},
+    # R1-Zero rollouts (and their evaluation) cut at </answer> (bench key "answer_stop": true;
+    # `stages.post_train.PROMPT_STOPS`), the default at c14958b; "train": false evaluates only
+    "answer_stop": {"answer_stop": True},
+    "answer_stop_seed1": {"answer_stop": True, "seed": 1},
+    "answer_stop_seed2": {"answer_stop": True, "seed": 2},
+    "answer_stop_seed3": {"answer_stop": True, "seed": 3},
+    "answer_stop_seed4": {"answer_stop": True, "seed": 4},
+    "seed4": {"seed": 4},
+    "start_answer_stop": {"answer_stop": True, "train": False},
 }
 BENCH_KEYS = ("permute_rewards", "answer_stop", "train")  # variant keys that are not GRPOConfig
 STARTS = {  # --start -> (stage of the starting model, profile stage of the RL config, prompt)
@@ -138,12 +143,11 @@ def permuted_advantages(seed: int):
 
 @contextlib.contextmanager
 def answer_stop(on: bool):
-    """While active with on=False, no prompt style stops at a token besides <|eos|>
-    (`stages.post_train.PROMPT_STOPS` emptied): R1-Zero's rollouts and evaluation run on past
-    </answer>."""
+    """While active with on=True, R1-Zero-template samples (rollouts and evaluation) end at
+    </answer> (`stages.post_train.PROMPT_STOPS`), as vLLM-based R1-Zero setups cut them."""
     saved = dict(pt.PROMPT_STOPS)
-    if not on:
-        pt.PROMPT_STOPS.update({style: () for style in saved})
+    if on:
+        pt.PROMPT_STOPS["r1_zero"] = ("</answer>",)
     try:
         yield
     finally:
@@ -241,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         policy = pt.load_policy(folder, rl_prof["max_seq_len"]).to(device)
         row = {"variant": name, "overrides": overrides, "steps": 0}
         opts = overrides or {}
-        with answer_stop(opts.get("answer_stop", True)):
+        with answer_stop(opts.get("answer_stop", False)):
             try:
                 if overrides is not None and opts.get("train", True):
                     fields = {k: v for k, v in overrides.items() if k not in BENCH_KEYS}

@@ -8,10 +8,10 @@ Chat format (one turn; every tag is a single special token of `stages.tokenizer_
 The prompt part is `<|user|>{prompt}<|assistant|>` (`chat_prompt`); the response is the
 `solution` text of a `stages.reasoning_data` row followed by `<|eos|>`. R1-Zero skips the chat
 tokens and uses the plain-text template `reasoning_data.r1_zero_prompt` (`prompt_style='r1_zero'`)
-on the base model; a base model has no reason to end its text after the answer, so R1-Zero
-rollouts stop at `</answer>` (kept), as the vLLM-based R1-Zero setups do (`stop=["</answer>"]`,
-`include_stop_str_in_output=True`): `PROMPT_STOPS`. Generated responses are decoded with special
-tokens kept (the tags are what `stages.rewards.format_reward` checks) and cut at `<|eos|>`.
+on the base model. A response ends at `<|eos|>` or a token of `PROMPT_STOPS[style]` (none by
+default: R1-Zero rollouts are not cut at `</answer>` as vLLM-based setups often do, see the
+constant). Generated responses are decoded with special tokens kept (the tags are what
+`stages.rewards.format_reward` checks) and cut at `<|eos|>`.
 
 Precision (the configs' `dtype`): on CUDA with 'bf16', forward passes run under bf16 autocast
 over fp32 weights and AdamW (fused) updates the fp32 weights; sampling runs on a bf16 copy of
@@ -47,12 +47,16 @@ from .rewards import (extract_answer, extract_think, format_reward, language_con
                       verify_answer)
 from .rl_state import RunSaver, load_rl_state
 from .sampler import generate
-from .tokenizer_train import ANSWER_CLOSE
 
 USER, ASSISTANT, EOS, PAD = "<|user|>", "<|assistant|>", "<|eos|>", "<|pad|>"
 PROMPT_STYLES = ("chat", "r1_zero")
-PROMPT_STOPS = {"chat": (), "r1_zero": (ANSWER_CLOSE,)}
-"""Special tokens besides <|eos|> that end a sampled response, per prompt style."""
+PROMPT_STOPS: dict[str, tuple[str, ...]] = {"chat": (), "r1_zero": ()}
+"""Special tokens besides <|eos|> that end a sampled response, per prompt style. R1-Zero setups
+on vLLM often stop at `</answer>` (`stop=["</answer>"], include_stop_str_in_output=True`); here
+that did not help the format emerge from the `small` base (BENCHMARKS.md, eleventh session: one
+full run's grpo_zero learned `</think>\n<answer>..</answer>` without the opening `<think>`,
+collecting the accuracy reward without the format), so no style stops early by default;
+`bench/grpo_ablation.py`'s `answer_stop` variants set ("</answer>",) for r1_zero."""
 
 # ----------------------------------------------------------------------------- text <-> ids
 

@@ -206,21 +206,23 @@ def test_evaluate_counts_pass_at_1_and_format(tok):
     assert res["pass@k"] == pytest.approx({"1": 2 / 3, "2": 2 / 3, "3": 2 / 3})
 
 
-def test_r1_zero_responses_stop_at_the_closing_answer_tag(tok):
-    """A base model runs on past its answer; R1-Zero rollouts end at </answer> (kept), chat
-    responses only at <|eos|>."""
+def test_a_prompt_styles_stop_tokens_end_its_responses(tok, monkeypatch):
+    """A base model runs on past its answer; with `PROMPT_STOPS['r1_zero']` = ('</answer>',)
+    R1-Zero samples end there (kept), with none (the default) only at <|eos|>."""
     problem = {"id": "a", "task": "arithmetic", "prompt": "Compute 2 + 2.", "answer": "4"}
-    answer = "<think>\nadd\n</think>\n<answer>4</answer>"
-    for style, text, fmt in (("r1_zero", answer, 1.0),
-                             ("chat", answer + " User: and 3 + 3", 0.0)):
-        mark = tok.encode(pt.prompt_text(problem["prompt"], style))[-1]
-        model = ScriptedModel(tok, answer + " User: and 3 + 3", mark=mark)
-        s = pt.sample_responses(model, tok, [problem["prompt"]], 2, 40, style=style,
+    answer, tail = "<think>\nadd\n</think>\n<answer>4</answer>", " and then 3 + 3 is 6"
+    mark = tok.encode(pt.prompt_text(problem["prompt"], "r1_zero"))[-1]
+    assert mark not in tok.encode(answer + tail)  # the script starts once, after the prompt
+    model = ScriptedModel(tok, answer + tail, mark=mark)
+    assert pt.PROMPT_STOPS["r1_zero"] == ()
+    for stops, text, fmt in ((("</answer>",), answer, 1.0), ((), answer + tail, 0.0)):
+        monkeypatch.setitem(pt.PROMPT_STOPS, "r1_zero", stops)
+        s = pt.sample_responses(model, tok, [problem["prompt"]], 2, 40, style="r1_zero",
                                 generator=torch.Generator().manual_seed(0))
         assert s.texts[0] == [text, text] and s.finished[0] == [True, True]
-        assert s.response_ids[0][0][-1] == (tok.stop_ids("r1_zero")[0] if style == "r1_zero"
-                                            else tok.eos_id)
-        res = pt.evaluate(model, [problem], tok, k=2, max_new_tokens=40, style=style)
+        last = tok.tok.token_to_id("</answer>") if stops else tok.eos_id
+        assert s.response_ids[0][0][-1] == last
+        res = pt.evaluate(model, [problem], tok, k=2, max_new_tokens=40, style="r1_zero")
         assert res["format_rate"] == fmt and res["pass@1"] == 1.0
     assert tok.stop_ids("chat") == []
     with pytest.raises(ValueError, match="prompt style"):

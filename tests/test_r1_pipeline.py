@@ -168,7 +168,7 @@ def test_grpo_ablation_runs_r1_zero_and_grpo_variants_on_the_store(r1_store, tmp
     """bench/grpo_ablation.py on the tiny store: R1-Zero from the base (--start base) and GRPO
     from the cold start, a control and a trained variant each, one JSON row per variant."""
     from bench import grpo_ablation
-    for start, variants in (("base", "start,start_no_answer_stop,kl_clamp10"),
+    for start, variants in (("base", "start,start_answer_stop,kl_clamp10"),
                             ("cold_start", "cold_start,skip_spike4")):
         out = tmp_path / start
         assert grpo_ablation.main(["--store", r1_store.url, "--profile", "tiny", "--start", start,
@@ -184,7 +184,7 @@ def test_grpo_ablation_runs_r1_zero_and_grpo_variants_on_the_store(r1_store, tmp
         assert list(control["pass@k"]) == ["1", "2", "4", "6"]  # --eval-k 6 samples a problem
         assert control["pass_at_max_k"] == control["pass@k"]["6"] >= control["pass@1"]
     assert trained["overrides"] == {"skip_grad_spike": 4.0}
-    assert grpo_ablation.pt.PROMPT_STOPS["r1_zero"] == ("</answer>",)  # restored after its variant
+    assert grpo_ablation.pt.PROMPT_STOPS["r1_zero"] == ()  # restored after its variant
     assert "fmt_onset" in trained and trained["grad_norm_max_step"] in (0.0, 1.0)
     # each variant saved its GRPO state after step 1 and removed it when it finished
     assert (tmp_path / "state").is_dir() and not list((tmp_path / "state").iterdir())

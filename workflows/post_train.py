@@ -293,7 +293,6 @@ class Grpo(GrpoBase):
 
 class GrpoZero(GrpoBase):
     """R1-Zero: GRPO straight from the base with rule rewards only, on the R1-Zero template."""
-    code_version = "8"  # 8: rollouts stop at </answer> (`stages.post_train.PROMPT_STOPS`)
 
     def init_stage(self):
         return PretrainMoe
@@ -304,7 +303,6 @@ class StudentGrpo(GrpoBase):
     rewards, R1-Zero template) from pretrain_student, the base distill starts from, for exactly
     as many optimiser steps as distill's SFT took. distill is an upstream for that count only;
     the profile's `grpo` dict must not set `steps`."""
-    code_version = "8"  # 8: rollouts stop at </answer> (`stages.post_train.PROMPT_STOPS`)
 
     def init_stage(self):
         return PretrainStudent
@@ -490,9 +488,8 @@ class Evaluate(StageTask):
     """pass@1 over k samples (T=0.6, top-p 0.95) on a seeded subset of `max_problems` held-out
     problems (every task and level) for every model, per task and per level; format rate;
     response length; wrong-answer examples; report.md with PNG plots."""
-    code_version = "7"  # 3: per-level pass@1, wrong examples; 4: standard errors, paired
-                        # diffs; 5: their within_2se flag; 6: pass@k for k = 1, 2, 4, ..., k;
-                        # 7: R1-Zero-template samples stop at </answer>
+    code_version = "6"  # 3: per-level pass@1, wrong examples; 4: standard errors, paired
+                        # diffs; 5: their within_2se flag; 6: pass@k for k = 1, 2, 4, ..., k
     source_objects = (pt, rewards, sampler)
     batch_rows = luigi.OptionalIntParameter(default=None, description="rows per generate call")
     dtype = luigi.OptionalParameter(default=None, description="'bf16': sample in bf16 on CUDA")
