@@ -493,6 +493,18 @@ def checkpoint_dirs(out_dir: str | Path, marker: str = "trainer_state.json") -> 
     return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX):]))
 
 
+def commit_checkpoint(tmp: Path, final: Path, keep: int,
+                      marker: str = "trainer_state.json") -> None:
+    """Put the finished temp folder `tmp` in place as `final` by one rename (a reader finds the
+    old checkpoint or the new one whole, never part of one), then remove all but the newest
+    `keep` complete checkpoints beside it (`checkpoint_dirs` with `marker`)."""
+    if final.exists():
+        shutil.rmtree(final)
+    os.rename(tmp, final)
+    for old in checkpoint_dirs(final.parent, marker)[:-keep]:
+        shutil.rmtree(old)
+
+
 def save_checkpoint(engine, scheduler, source: TokenSource, names, ctx: DistContext,
                     out_dir: Path, step: int, model_cfg: MoEConfig, cfg: TrainConfig,
                     extra: dict) -> Path:
@@ -517,11 +529,7 @@ def save_checkpoint(engine, scheduler, source: TokenSource, names, ctx: DistCont
             "train_config": asdict(cfg), **extra})
     dist.barrier()  # every shard is on disk before the commit
     if ctx.rank == 0:
-        if final.exists():
-            shutil.rmtree(final)
-        os.rename(tmp, final)
-        for old in checkpoint_dirs(out_dir)[:-cfg.keep_checkpoints]:
-            shutil.rmtree(old)
+        commit_checkpoint(tmp, final, cfg.keep_checkpoints)
     dist.barrier()
     return final
 

@@ -5,8 +5,9 @@ policy.safetensors, reference.safetensors, optimizer.safetensors (AdamW moments,
 "<param index>.<name>"), generator.safetensors (the sampling generator's state) and state.json
 (steps done, optimiser param groups, the problem-order RNG's state and the order left, the
 spike guard's gradient-norm history, the metric rows so far). It is written into a temporary
-folder and renamed into place, and only then are older saves removed, so a run killed while
-saving still finds the previous state whole (`pretrain.checkpoint_dirs`: the newest complete).
+folder and renamed into place, and only then are older saves removed (`pretrain.commit_checkpoint`),
+so a run killed while saving still finds the previous state whole (`pretrain.checkpoint_dirs`:
+the newest complete).
 """
 from __future__ import annotations
 
@@ -20,8 +21,8 @@ import torch
 import torch.nn as nn
 from safetensors.torch import load_file, save_file
 
-from .pretrain import (CHECKPOINT_PREFIX, TMP_PREFIX, checkpoint_dirs, cpu_tensors,
-                       save_model_weights)
+from .pretrain import (CHECKPOINT_PREFIX, TMP_PREFIX, checkpoint_dirs, commit_checkpoint,
+                       cpu_tensors, save_model_weights)
 
 STATE_JSON = "state.json"
 
@@ -47,10 +48,7 @@ def save_rl_state(folder: str | Path, *, steps_done: int, policy: nn.Module, ref
         "steps_done": steps_done, "param_groups": opt_state["param_groups"],
         "rng_state": [version, list(internal), gauss], "order": order,
         "applied_norms": applied_norms, "rows": rows}))
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
-    for old in checkpoint_dirs(folder, STATE_JSON)[:-1]:
-        shutil.rmtree(old)
+    commit_checkpoint(tmp, final, keep=1, marker=STATE_JSON)
     return final
 
 
