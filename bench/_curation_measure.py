@@ -18,10 +18,10 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from stages.minhash_dedup import normalise_words
-from stages.pii_redact import PLACEHOLDERS
-from stages.simhash_dedup import sentence_spans
-from stages.url_dedup import normalize_url
+from deeprecipe.stages.minhash_dedup import normalise_words
+from deeprecipe.stages.pii_redact import PLACEHOLDERS
+from deeprecipe.stages.simhash_dedup import sentence_spans
+from deeprecipe.stages.url_dedup import normalize_url
 
 STAGES = ("crawl_ingest", "url_dedup", "minhash_dedup", "simhash_dedup", "quality_filter", "pii_redact",
           "decontaminate")

@@ -39,8 +39,8 @@ import pyarrow.parquet as pq  # noqa: E402
 
 from bench import _curation_measure as cm  # noqa: E402
 from data_dag import stage_rows  # noqa: E402
-from stages import simhash_dedup  # noqa: E402
-from stages.url_dedup import normalize_url  # noqa: E402
+from deeprecipe.stages import simhash_dedup  # noqa: E402
+from deeprecipe.stages.url_dedup import normalize_url  # noqa: E402
 
 MEASURES = {"url_dedup": cm.url_dedup_quality, "minhash_dedup": cm.minhash_quality,
             "simhash_dedup": cm.simhash_quality, "quality_filter": cm.quality_filter_quality,

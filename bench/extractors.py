@@ -20,8 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from stages.crawl_ingest import html_main_text  # noqa: E402
-from stages.synthetic_crawl import Page, SyntheticCrawlConfig, render_page  # noqa: E402
+from deeprecipe.stages.crawl_ingest import html_main_text  # noqa: E402
+from deeprecipe.stages.synthetic_crawl import Page, SyntheticCrawlConfig, render_page  # noqa: E402
 
 _SPACE = re.compile(r"\s+")
 

@@ -59,11 +59,11 @@ if str(REPO) not in sys.path:
 
 import torch  # noqa: E402
 
-from pipeline.store import ArtifactStore  # noqa: E402
-from pipeline.task import Artifact  # noqa: E402
-from stages import post_train as pt  # noqa: E402
-from workflows.post_train import format_onset, grpo_summary, rl_problems  # noqa: E402
-from workflows.profiles import PROFILES  # noqa: E402
+from deeprecipe.pipeline.store import ArtifactStore  # noqa: E402
+from deeprecipe.pipeline.task import Artifact  # noqa: E402
+from deeprecipe.stages import post_train as pt  # noqa: E402
+from deeprecipe.workflows.post_train import format_onset, grpo_summary, rl_problems  # noqa: E402
+from deeprecipe.workflows.profiles import PROFILES  # noqa: E402
 
 VARIANTS = {  # name -> GRPOConfig overrides of the profile's grpo config (None: no training)
     "cold_start": None,

@@ -76,10 +76,10 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from pipeline.store import ArtifactStore  # noqa: E402
-from pipeline.task import PipelineTask  # noqa: E402
-from workflows.post_train import format_onset  # noqa: E402
-from workflows.profiles import PROFILES  # noqa: E402
+from deeprecipe.pipeline.store import ArtifactStore  # noqa: E402
+from deeprecipe.pipeline.task import PipelineTask  # noqa: E402
+from deeprecipe.workflows.post_train import format_onset  # noqa: E402
+from deeprecipe.workflows.profiles import PROFILES  # noqa: E402
 
 PHASES = {  # name -> (root task, its targets, workers: None = all cores)
     "data": ("R1Phase", ["TokenizePack", "ReasoningData"], None),

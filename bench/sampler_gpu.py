@@ -24,8 +24,8 @@ import time
 
 import torch
 
-from stages.moe_model import MOE_CONFIGS, MoE, MoETransformer
-from stages.sampler import generate
+from deeprecipe.stages.moe_model import MOE_CONFIGS, MoE, MoETransformer
+from deeprecipe.stages.sampler import generate
 
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
 

@@ -30,7 +30,8 @@ def module_at(rev: str, tmp: Path):
     for name in ("simhash_dedup", "minhash_dedup"):
         src = subprocess.run(["git", "show", f"{rev}:stages/{name}.py"], cwd=ROOT, check=True,
                              capture_output=True, text=True).stdout
-        (pkg / f"{name}.py").write_text(src.replace("from stages.", "from old_stages."))
+        (pkg / f"{name}.py").write_text(src.replace("from deeprecipe.stages.", "from old_stages.")
+                                          .replace("from stages.", "from old_stages."))
     sys.path.insert(0, str(tmp))
     return importlib.import_module("old_stages.simhash_dedup")
 
@@ -41,7 +42,7 @@ def main() -> None:
     ap.add_argument("--against", default="HEAD~1")
     ap.add_argument("--rounds", type=int, default=2)
     args = ap.parse_args()
-    from stages import simhash_dedup as current
+    from deeprecipe.stages import simhash_dedup as current
     tables = [pq.read_table(p) for p in args.shards]
     docs = sum(t.num_rows for t in tables)
     with tempfile.TemporaryDirectory() as tmp:

@@ -106,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def root_args(sp):
         sp.add_argument("root", help="root task, e.g. RunDataPipeline")
-        sp.add_argument("--module", default="workflows")
+        sp.add_argument("--module", default="deeprecipe.workflows")
         sp.add_argument("--profile", default="tiny")
         sp.add_argument("--source", default="")
         sp.add_argument("--rerun", default="")

@@ -12,6 +12,8 @@ import subprocess
 import sys
 from datetime import datetime, timezone
 
+from deeprecipe import CHECKOUT
+
 from .store import REPO_ROOT
 
 SCHEMA = "deeprecipe.manifest/1"
@@ -37,10 +39,13 @@ def package_versions() -> dict[str, str]:
 
 @functools.lru_cache(maxsize=1)
 def git_state() -> dict:
-    """Commit of the working tree and whether it had uncommitted changes (None outside git)."""
+    """Commit of the source checkout and whether it had uncommitted changes (None outside git,
+    and for an installed wheel, which has no checkout of its own)."""
     def git(*args: str) -> str | None:
+        if CHECKOUT is None:
+            return None
         try:
-            r = subprocess.run(["git", "-C", str(REPO_ROOT), *args], capture_output=True,
+            r = subprocess.run(["git", "-C", str(CHECKOUT), *args], capture_output=True,
                                text=True, timeout=10)
         except (OSError, subprocess.TimeoutExpired):
             return None

@@ -6,7 +6,6 @@ without a manifest is debris from a crashed or running attempt and is never read
 """
 from __future__ import annotations
 
-import configparser
 import hashlib
 import json
 import os
@@ -21,9 +20,16 @@ from fsspec.implementations.local import LocalFileSystem
 
 MANIFEST = "_MANIFEST.json"
 WORK_DIR = "_work"  # scratch of an attempt in progress (shard markers, bucket files)
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_STORE = str(REPO_ROOT / "artifacts")
+from deeprecipe import CHECKOUT, PACKAGE_ROOT
+
+REPO_ROOT = PACKAGE_ROOT  # the folder holding pipeline/, stages/, ...: source paths are relative to it
 STORE_ENV = "DEEPRECIPE_STORE"
+
+
+def default_store() -> str:
+    """The source checkout's ``artifacts/`` folder (the same store from any working directory);
+    installed from a wheel, ``./artifacts`` in the working directory."""
+    return str((CHECKOUT or Path.cwd()) / "artifacts")
 
 
 class AlreadyCommitted(FileExistsError):
@@ -31,17 +37,11 @@ class AlreadyCommitted(FileExistsError):
 
 
 def resolve_store_url(option: str | None = None) -> str:
-    """The store URL: explicit option, else $DEEPRECIPE_STORE, else luigi.cfg
-    ``[deeprecipe] store``, else the repo's ``artifacts/`` folder."""
-    if option:
-        return option
-    if os.environ.get(STORE_ENV):
-        return os.environ[STORE_ENV]
-    cfg = configparser.ConfigParser()
-    cfg.read([REPO_ROOT / "luigi.cfg", os.environ.get("LUIGI_CONFIG_PATH", "")])
-    if cfg.has_option("deeprecipe", "store") and cfg.get("deeprecipe", "store").strip():
-        return cfg.get("deeprecipe", "store").strip()
-    return DEFAULT_STORE
+    """The store URL: explicit option, else $DEEPRECIPE_STORE, else ``[deeprecipe] store`` of
+    the user's Luigi config (luigi.cfg in the working directory, $LUIGI_CONFIG_PATH), else
+    ``default_store()``."""
+    from .luigi_config import configured_store
+    return option or os.environ.get(STORE_ENV) or configured_store() or default_store()
 
 
 def open_filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:

@@ -22,9 +22,14 @@ import luigi
 import luigi.util
 
 from . import manifest as mf
+from .luigi_config import install_defaults
 from .progress import Progress
 from .store import AlreadyCommitted, ArtifactStore, WORK_DIR
 from .versioning import version_key
+
+# Exit codes, retries, keep_alive for every module that defines deeprecipe tasks, from any
+# working directory (a user's luigi.cfg still overrides them).
+install_defaults()
 
 # One id per `luigi` invocation; forked workers inherit it. Hosts that share one central
 # scheduler and use --rerun set DEEPRECIPE_RUN_ID to the same value so they agree on the salt.

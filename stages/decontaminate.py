@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from stages.minhash_dedup import combine_ngram_hashes, normalise_words, word_hash64
+from deeprecipe.stages.minhash_dedup import combine_ngram_hashes, normalise_words, word_hash64
 
 NGRAM = 13
 

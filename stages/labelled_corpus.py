@@ -32,7 +32,7 @@ from typing import Callable, Sequence
 
 import pyarrow as pa
 
-from stages.minhash_dedup import normalise_words, word_shingles
+from deeprecipe.stages.minhash_dedup import normalise_words, word_shingles
 
 LANGS = ("en", "de", "fr", "es")
 

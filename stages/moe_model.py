@@ -26,7 +26,7 @@ import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
-from kernels import moe_experts, rms_norm, swiglu
+from deeprecipe.kernels import moe_experts, rms_norm, swiglu
 
 
 @dataclass

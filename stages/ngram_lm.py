@@ -25,7 +25,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from stages.minhash_dedup import normalise_words
+from deeprecipe.stages.minhash_dedup import normalise_words
 
 BOS, EOS = "<s>", "</s>"
 

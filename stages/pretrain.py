@@ -30,8 +30,8 @@ Choices (see RECIPE.md, "MoE pretraining"):
 - ZeRO-3 is refused (model and optimiser saving would need parameter gathering).
 - `compile=True` applies `moe_model.compile_regions` before DeepSpeed wraps the model (GPU;
   H200, `small`, micro-batch 16 x 2048, ZeRO-1 bf16: ~149K tokens/s, MFU 21 % of 989 TFLOP/s).
-- CLI: `python -m stages.pretrain --model tiny --tokens shard.npy --out DIR --train '{json}'`,
-  also as each rank of `deepspeed --num_gpus N --module stages.pretrain ...` or `torchrun`.
+- CLI: `python -m deeprecipe.stages.pretrain --model tiny --tokens shard.npy --out DIR --train '{json}'`,
+  also as each rank of `deepspeed --num_gpus N --module deeprecipe.stages.pretrain ...` or `torchrun`.
 """
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ import torch
 import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 
-from stages.moe_model import MoEConfig, MoETransformer, compile_regions, update_router_bias
+from deeprecipe.stages.moe_model import MoEConfig, MoETransformer, compile_regions, update_router_bias
 
 log = logging.getLogger(__name__)
 
@@ -766,11 +766,11 @@ def load_model(folder: str) -> MoETransformer:
 # ----------------------------------------------------------------------------- CLI
 
 def main(argv: list[str] | None = None) -> dict:
-    """`python -m stages.pretrain --model tiny --tokens a.npy --out DIR [--train '{json}']`;
+    """`python -m deeprecipe.stages.pretrain --model tiny --tokens a.npy --out DIR [--train '{json}']`;
     also one rank under `deepspeed`/`torchrun` (which pass --local_rank / LOCAL_RANK)."""
     import argparse
 
-    from stages.moe_model import MOE_CONFIGS
+    from deeprecipe.stages.moe_model import MOE_CONFIGS
 
     ap = argparse.ArgumentParser(description=main.__doc__)
     ap.add_argument("--model", default="tiny", choices=sorted(MOE_CONFIGS))

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Sequence
 from urllib.parse import urlsplit
 
-from stages.url_dedup import normalize_url
+from deeprecipe.stages.url_dedup import normalize_url
 
 import fasttext
 import numpy as np

@@ -34,8 +34,8 @@ from typing import Iterable, Sequence
 
 import pyarrow as pa
 
-from stages import reasoning_data as rd
-from stages.tokenize_pack import hash_uniform
+from deeprecipe.stages import reasoning_data as rd
+from deeprecipe.stages.tokenize_pack import hash_uniform
 
 STYLES = ("solution", "tagged")
 SOURCE = "<reasoning>"   # the source name in tokenize_pack's mixture: cannot be a web domain

@@ -185,7 +185,7 @@ def _use_graphs(cuda_graph: bool | None, model: nn.Module, cache, device: torch.
     a preallocated KVCache and enough steps to pay for the captures, outside autocast or under
     one whose weight-cast cache is off (a cached cast would be freed under the graph), and with
     no `torch.compile`d block (compiling inside a capture is not supported)."""
-    from stages.moe_model import KVCache, MoETransformer
+    from deeprecipe.stages.moe_model import KVCache, MoETransformer
     able = (device.type == "cuda" and isinstance(model, MoETransformer)
             and isinstance(cache, KVCache) and cache.max_len is not None)
     if cuda_graph and not able:
@@ -249,7 +249,7 @@ def generate(model: nn.Module, prompts: Sequence[Sequence[int]], max_new_tokens:
     finished_B = torch.zeros(B, dtype=torch.bool, device=device)
 
     if use_cache and new_cache is None:
-        from stages.moe_model import KVCache
+        from deeprecipe.stages.moe_model import KVCache
         new_cache = functools.partial(KVCache, max_len=total)
     cache = new_cache() if use_cache else None
     stops = ([] if eos_id is None else [eos_id]) + [int(i) for i in stop_ids]

@@ -57,7 +57,7 @@ import pyarrow as pa
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
-from stages import labelled_corpus
+from deeprecipe.stages import labelled_corpus
 
 # ---------------------------------------------------------------------------------------------
 # Per-language text material. Sentences are templates over subject / verb / object / place slots;

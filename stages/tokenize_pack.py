@@ -43,7 +43,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tokenizers import Tokenizer
 
-from stages.tokenizer_train import EOS, FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX
+from deeprecipe.stages.tokenizer_train import EOS, FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX
 
 TOKEN_DTYPE = np.uint32
 SOURCE_DTYPE = np.int32

@@ -12,9 +12,9 @@ import pytest
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
-from stages.crawl_ingest import (DOC_SCHEMA, IngestStats, SourceFileError, cap_text, detect_format,
+from deeprecipe.stages.crawl_ingest import (DOC_SCHEMA, IngestStats, SourceFileError, cap_text, detect_format,
                                  document_id, ingest_file, iter_documents, url_domain)
-from stages.synthetic_crawl import SyntheticCrawlConfig, render_page, warc_file_name, write_warc_file
+from deeprecipe.stages.synthetic_crawl import SyntheticCrawlConfig, render_page, warc_file_name, write_warc_file
 
 CONFIG = SyntheticCrawlConfig(seed=11, num_files=3, pages_per_file=120)
 

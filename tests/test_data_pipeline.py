@@ -8,7 +8,7 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.store import AlreadyCommitted, ArtifactStore
+from deeprecipe.pipeline.store import AlreadyCommitted, ArtifactStore
 from tests.conftest import deeprecipe, luigi_cmd, run
 
 DATA = ["--module", "workflows", "RunDataPipeline"]
@@ -61,7 +61,7 @@ def test_data_pipeline_default_source(store):
     assert 0 < m["duplicates_removed"] < docs_in
     assert sum(ingest["outputs"]["metrics"]["skipped"].values()) > 0
     # the survivors are unique by normalised URL
-    from stages.url_dedup import normalize_url
+    from deeprecipe.stages.url_dedup import normalize_url
     urls = [normalize_url(u) for p in sorted(f["name"] for f in dedup["outputs"]["files"])
             for u in pq.read_table(s.path("url_dedup", dedup["version"], p), columns=["url"])["url"].to_pylist()]
     assert len(urls) == len(set(urls)) == m["docs_out"]
@@ -108,7 +108,7 @@ def test_data_pipeline_on_s3(moto_server, s3_bucket, monkeypatch):
 
 
 def write_bad_inputs(folder):
-    from stages.synthetic_crawl import SyntheticCrawlConfig, write_warc_file
+    from deeprecipe.stages.synthetic_crawl import SyntheticCrawlConfig, write_warc_file
     import io
     buf = io.BytesIO()
     write_warc_file(buf, SyntheticCrawlConfig(seed=3, num_files=1, pages_per_file=40), 0)

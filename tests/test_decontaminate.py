@@ -4,8 +4,8 @@ import random
 
 import pyarrow as pa
 
-from stages.decontaminate import Decontaminator, EvalIndex
-from stages.labelled_corpus import make_corpus, natural_sentence
+from deeprecipe.stages.decontaminate import Decontaminator, EvalIndex
+from deeprecipe.stages.labelled_corpus import make_corpus, natural_sentence
 
 
 def _setup(seed=4):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.store import ArtifactStore
+from deeprecipe.pipeline.store import ArtifactStore
 from tests.conftest import base_env, deeprecipe, luigi_cmd, run, REPO
 
 TOY = ["--module", "tests.toyflow", "RunToy"]

@@ -23,13 +23,13 @@ if not GPU_MODE:
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-import kernels  # noqa: E402
-from kernels import moe_grouped, rmsnorm  # noqa: E402
-from kernels.moe_grouped import (grouped_mm_reference, grouped_mm_triton,  # noqa: E402
+from deeprecipe import kernels  # noqa: E402
+from deeprecipe.kernels import moe_grouped, rmsnorm  # noqa: E402
+from deeprecipe.kernels.moe_grouped import (grouped_mm_reference, grouped_mm_triton,  # noqa: E402
                                  moe_experts, moe_experts_reference, tile_schedule)
 
 # `kernels.swiglu` is the dispatcher function (the package exports it); the module itself:
-swiglu_mod = importlib.import_module("kernels.swiglu")
+swiglu_mod = importlib.import_module("deeprecipe.kernels.swiglu")
 
 # Restore the caller's environment; the fixture below turns the interpreter on per test, so
 # other test modules in this process (the model tests) keep the fast reference path.
@@ -264,7 +264,7 @@ def test_moe_experts_matches_reference_with_empty_experts(dtype, F):
 @cpu_only
 def test_model_forward_backward_triton_matches_reference(monkeypatch):
     """The whole MoE model through the Triton kernels equals its reference path."""
-    from stages.moe_model import MoEConfig, MoETransformer
+    from deeprecipe.stages.moe_model import MoEConfig, MoETransformer
     cfg = MoEConfig(vocab_size=64, d_model=32, n_layers=2, n_heads=2, head_dim=16,
                     n_dense_layers=1, d_ff_dense=64, n_shared_experts=1, n_routed_experts=4,
                     top_k=2, d_ff_expert=32, max_seq_len=16, router_z_loss=1e-3)

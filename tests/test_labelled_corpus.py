@@ -7,9 +7,9 @@ import re
 
 import pytest
 
-from stages.labelled_corpus import (EVAL_NGRAM, LOOKALIKE_KINDS, eval_items, far_pair, lookalike, math_page,
+from deeprecipe.stages.labelled_corpus import (EVAL_NGRAM, LOOKALIKE_KINDS, eval_items, far_pair, lookalike, math_page,
                                     natural_page, near_duplicate, pii_page, pii_sentences, shingle_jaccard)
-from stages.minhash_dedup import normalise_words
+from deeprecipe.stages.minhash_dedup import normalise_words
 
 
 def ngrams(text: str, n: int) -> set[tuple[str, ...]]:

@@ -7,8 +7,8 @@ import pyarrow as pa
 import pytest
 from datasketch import MinHash
 
-from stages import minhash_dedup as md
-from stages.labelled_corpus import make_corpus
+from deeprecipe.stages import minhash_dedup as md
+from deeprecipe.stages.labelled_corpus import make_corpus
 
 
 @functools.lru_cache(maxsize=1)
@@ -150,7 +150,7 @@ def test_verification_removes_band_collisions():
 def test_verify_with_only_the_needed_signature_rows_matches_full_arrays():
     import numpy as np
     import pyarrow as pa
-    from stages import minhash_dedup as m
+    from deeprecipe.stages import minhash_dedup as m
     rng = np.random.default_rng(0)
     sig = {0: rng.integers(0, 2**32, (50, 112), dtype=np.uint32),
            1: rng.integers(0, 2**32, (40, 112), dtype=np.uint32)}

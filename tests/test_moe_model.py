@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from kernels import moe_grouped
-from stages.moe_model import (MOE_CONFIGS, MoE, MoEConfig, MoETransformer, KVCache, Router,
+from deeprecipe.kernels import moe_grouped
+from deeprecipe.stages.moe_model import (MOE_CONFIGS, MoE, MoEConfig, MoETransformer, KVCache, Router,
                               router_load_ratios, update_router_bias)
 
 

@@ -5,8 +5,8 @@ import functools
 import pyarrow as pa
 import pytest
 
-from stages import pii_redact as pr
-from stages.labelled_corpus import make_corpus
+from deeprecipe.stages import pii_redact as pr
+from deeprecipe.stages.labelled_corpus import make_corpus
 
 
 @functools.lru_cache(maxsize=1)

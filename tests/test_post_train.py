@@ -11,11 +11,11 @@ import pytest
 import torch
 import torch.nn as nn
 
-from stages import post_train as pt
-from stages.moe_model import MoEConfig, MoETransformer
-from stages.pretrain import checkpoint_dirs
-from stages.reasoning_data import generate_problems, safety_preference_pairs
-from stages.tokenizer_train import train_tokenizer
+from deeprecipe.stages import post_train as pt
+from deeprecipe.stages.moe_model import MoEConfig, MoETransformer
+from deeprecipe.stages.pretrain import checkpoint_dirs
+from deeprecipe.stages.reasoning_data import generate_problems, safety_preference_pairs
+from deeprecipe.stages.tokenizer_train import train_tokenizer
 
 torch.set_num_threads(1)
 
@@ -51,7 +51,7 @@ def test_chat_format_round_trip(tok, problems):
 def test_shorten_solution_keeps_last_think_lines_and_answer(problems):
     sol = problems[0]["solution"]
     short = pt.shorten_solution(sol, 1)
-    from stages.rewards import extract_answer, format_reward
+    from deeprecipe.stages.rewards import extract_answer, format_reward
     assert format_reward(short) == 1.0 and extract_answer(short) == extract_answer(sol)
     think = short.split("<think>\n")[1].split("\n</think>")[0]
     assert think.count("\n") == 0 and think == sol.split("\n</think>")[0].split("\n")[-1]
@@ -499,7 +499,7 @@ def test_evaluate_reports_levels_and_wrong_examples(tok):
 
 
 def test_mix_in_repeats_a_few_rows_up_to_their_share_of_the_pool():
-    from workflows.post_train import mix_in
+    from deeprecipe.workflows.post_train import mix_in
     pool = [{"id": f"p{i}"} for i in range(3584)]
     extra = [{"id": f"x{i}"} for i in range(27)]
     mixed = mix_in(pool, extra, 0.25)

@@ -22,8 +22,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from stages.moe_model import MOE_CONFIGS, MoETransformer
-from stages.pretrain import (TokenSource, TrainConfig, checkpoint_dirs, export_hf_folder,
+from deeprecipe.stages.moe_model import MOE_CONFIGS, MoETransformer
+from deeprecipe.stages.pretrain import (TokenSource, TrainConfig, checkpoint_dirs, export_hf_folder,
                              load_model, lr_multiplier, scheduled_gamma, train,
                              tree_from_tensors, tree_to_tensors)
 

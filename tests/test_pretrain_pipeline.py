@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.store import ArtifactStore
+from deeprecipe.pipeline.store import ArtifactStore
 from tests.conftest import REPO, base_env, luigi_cmd, run
 
 PRETRAIN = ["--module", "workflows", "RunPretrainPipeline"]
@@ -40,8 +40,8 @@ def test_pretrain_pipeline_artifacts(trained_store):
     assert m["upstream"]["tokens"]["stage"] == "tokenize_pack"
 
     from tokenizers import Tokenizer
-    from stages.pretrain import load_model
-    from stages.sampler import generate
+    from deeprecipe.stages.pretrain import load_model
+    from deeprecipe.stages.sampler import generate
     folder = s.path("pretrain_moe", m["version"])
     model = load_model(folder)
     tok = Tokenizer.from_file(os.path.join(folder, "tokenizer.json"))

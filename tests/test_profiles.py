@@ -2,8 +2,8 @@
 has none, the stage says which, before any work."""
 import pytest
 
-import workflows
-from pipeline.lineage import stage_tasks
+from deeprecipe import workflows
+from deeprecipe.pipeline.lineage import stage_tasks
 
 
 @pytest.mark.parametrize("profile,root", [("tiny", "RunR1Pipeline"), ("small", "RunR1Pipeline"),
@@ -16,7 +16,7 @@ def test_profiles_set_every_stage_parameter(profile, root, tmp_path):
 
 
 def test_a_stage_without_profile_values_names_its_unset_parameters(tmp_path, monkeypatch):
-    from workflows.profiles import PROFILES
+    from deeprecipe.workflows.profiles import PROFILES
     monkeypatch.setitem(PROFILES, "no-grpo",
                         {k: v for k, v in PROFILES["tiny"].items() if k != "grpo"})
     task = workflows.Grpo(profile="no-grpo", store=str(tmp_path))

@@ -9,10 +9,10 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from stages import quality_heuristics as qh
-from stages.labelled_corpus import make_corpus, seed_corpus
-from stages.ngram_lm import KneserNeyLM, perplexity_buckets
-from stages.quality_classifier import FastTextClassifier, glibc, iterate_seed, url_prefix
+from deeprecipe.stages import quality_heuristics as qh
+from deeprecipe.stages.labelled_corpus import make_corpus, seed_corpus
+from deeprecipe.stages.ngram_lm import KneserNeyLM, perplexity_buckets
+from deeprecipe.stages.quality_classifier import FastTextClassifier, glibc, iterate_seed, url_prefix
 
 
 @functools.lru_cache(maxsize=1)

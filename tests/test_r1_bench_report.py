@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from bench import r1_small
-from pipeline.store import ArtifactStore
-from stages import post_train as pt
+from deeprecipe.pipeline.store import ArtifactStore
+from deeprecipe.stages import post_train as pt
 
 RUN8 = Path(__file__).parent / "data" / "r1_small_run8"  # six manifests, as committed
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.store import ArtifactStore
-from stages import rewards
+from deeprecipe.pipeline.store import ArtifactStore
+from deeprecipe.stages import rewards
 from tests.conftest import deeprecipe, luigi_cmd, run
 
 POST_STAGES = ["reasoning_data", "cold_start_sft", "grpo", "grpo_zero", "rejection_sample",

@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from stages import reasoning_data as rd
-from stages.rewards import accuracy_reward, format_reward
+from deeprecipe.stages import reasoning_data as rd
+from deeprecipe.stages.rewards import accuracy_reward, format_reward
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from stages import simhash_dedup as sd
-from stages.labelled_corpus import lexicon, make_corpus
+from deeprecipe.stages import simhash_dedup as sd
+from deeprecipe.stages.labelled_corpus import lexicon, make_corpus
 
 
 @functools.lru_cache(maxsize=1)

@@ -16,13 +16,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tokenizers import Tokenizer
 
-from stages.tokenize_pack import (
+from deeprecipe.stages.tokenize_pack import (
     FimSplit, PackStats, SequencePacker, apply_fim, build_index, count_source_tokens,
     document_key, document_repeats, document_rng, encode_documents, encode_with_fim, fim_split,
     mixture_weights, pack_sequences, pack_table, read_shard, sampling_rates, shard_index_entry,
     source_token_counts, validation_split, write_index, write_shard,
 )
-from stages.tokenizer_train import (
+from deeprecipe.stages.tokenizer_train import (
     EOS, FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX, MIN_VOCAB_SIZE, SPECIAL_TOKENS, load_tokenizer,
     save_tokenizer, special_token_ids, train_tokenizer,
 )

@@ -7,9 +7,9 @@ import random
 import pyarrow as pa
 import pytest
 
-from stages.crawl_ingest import ingest_file
-from stages.synthetic_crawl import SyntheticCrawlConfig, ground_truth, warc_file_name, write_warc_file
-from stages.url_dedup import (DROPS_SCHEMA, KEYS_SCHEMA, dedup_shards, dedup_stats, drop_rows,
+from deeprecipe.stages.crawl_ingest import ingest_file
+from deeprecipe.stages.synthetic_crawl import SyntheticCrawlConfig, ground_truth, warc_file_name, write_warc_file
+from deeprecipe.stages.url_dedup import (DROPS_SCHEMA, KEYS_SCHEMA, dedup_shards, dedup_stats, drop_rows,
                               duplicate_rows, merge_stats, normalize_url, split_by_bucket, url_keys)
 
 CANONICAL = "https://example.com/news/a-story?id=7&page=2"

@@ -1,4 +1,4 @@
-from pipeline.versioning import canonical_json, version_key
+from deeprecipe.pipeline.versioning import canonical_json, version_key
 
 
 def test_canonical_json_ignores_key_order_and_int_floats():

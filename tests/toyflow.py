@@ -12,7 +12,7 @@ import time
 import luigi
 import pyarrow as pa
 
-from pipeline.task import PipelineTask, StageWork, VersionedTask, work_of
+from deeprecipe.pipeline.task import PipelineTask, StageWork, VersionedTask, work_of
 
 
 def maybe_hang_or_fail(stage: str, ctx) -> None:

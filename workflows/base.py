@@ -8,7 +8,7 @@ from typing import ClassVar
 
 import pyarrow as pa
 
-from pipeline.task import StageContext, StageWork, VersionedTask, read_markers, sum_stats, work_of
+from deeprecipe.pipeline.task import StageContext, StageWork, VersionedTask, read_markers, sum_stats, work_of
 
 from .profiles import profile_params
 

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from stages import (decontaminate, minhash_dedup, ngram_lm, pii_redact, quality_classifier,
+from deeprecipe.stages import (decontaminate, minhash_dedup, ngram_lm, pii_redact, quality_classifier,
                     quality_heuristics, reference_texts, simhash_dedup)
 
 from .base import ShardMapStage, StageTask, StageWork, local_copy, part_name, sum_phase, work_of

@@ -8,9 +8,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import luigi
 
-from pipeline.sources import list_source_files, listing_digest
-from pipeline.store import open_filesystem
-from stages import crawl_ingest, synthetic_crawl, url_dedup
+from deeprecipe.pipeline.sources import list_source_files, listing_digest
+from deeprecipe.pipeline.store import open_filesystem
+from deeprecipe.stages import crawl_ingest, synthetic_crawl, url_dedup
 
 from .base import StageTask, StageWork, part_name, sum_phase, work_of
 

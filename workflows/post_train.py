@@ -22,11 +22,11 @@ import luigi
 import pyarrow as pa
 import torch
 
-from stages import grpo as grpo_losses
-from stages import post_train as pt
-from stages import reasoning_data as rd
-from stages import rewards, rl_state, sampler
-from stages.moe_model import MOE_CONFIGS
+from deeprecipe.stages import grpo as grpo_losses
+from deeprecipe.stages import post_train as pt
+from deeprecipe.stages import reasoning_data as rd
+from deeprecipe.stages import rewards, rl_state, sampler
+from deeprecipe.stages.moe_model import MOE_CONFIGS
 
 from .base import LOCAL_CACHE, StageTask, local_copy, local_dir
 from .reasoning import ReasoningData

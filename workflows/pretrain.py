@@ -8,7 +8,7 @@ import luigi
 import pyarrow as pa
 from tokenizers import Tokenizer
 
-from stages import reasoning_corpus, tokenize_pack, tokenizer_train
+from deeprecipe.stages import reasoning_corpus, tokenize_pack, tokenizer_train
 
 from .base import StageTask, StageWork, part_name, phase_markers, sum_phase, work_of
 from .curation import Decontaminate as CuratedDocs

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import luigi
 
-from stages import reasoning_corpus as rc
-from stages import reasoning_data as rd
+from deeprecipe.stages import reasoning_corpus as rc
+from deeprecipe.stages import reasoning_data as rd
 
 from .base import StageTask, part_name
 from .curation import Decontaminate

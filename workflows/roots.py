@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import luigi
 
-from pipeline.task import PipelineTask
+from deeprecipe.pipeline.task import PipelineTask
 
 from .curation import Decontaminate as CuratedDocs
 from .train import PretrainMoe

@@ -1,7 +1,7 @@
 """pretrain_moe: the DeepSeekMoE base model trained through DeepSpeed on the packed tokens.
 
-Training runs in a subprocess (`python -m stages.pretrain`, or `torchrun` for several GPUs)
-that checkpoints into the attempt's scratch folder; re-running the task after a crash resumes
+Training runs in a subprocess (`python -m deeprecipe.stages.pretrain`, or `torchrun` for
+several GPUs) that checkpoints into the attempt's scratch folder; re-running the task after a crash resumes
 from the newest checkpoint (same version = same scratch folder). The artifact is an HF-style
 folder: config.json, model.safetensors, tokenizer.json, plus metrics.jsonl and metrics.png."""
 from __future__ import annotations
@@ -17,7 +17,8 @@ import luigi
 import numpy as np
 import torch
 
-from stages import moe_model, pretrain
+import deeprecipe
+from deeprecipe.stages import moe_model, pretrain
 
 from .base import LOCAL_CACHE, StageTask, local_copy, local_dir
 from .pretrain import TokenizePack, TokenizerTrain
@@ -55,12 +56,14 @@ class PretrainMoe(StageTask):
                 "--train", json.dumps(dict(p["train"])), "--tokens", *shards, "--out", str(train_dir)]
         if p["gpus"] and p["gpus"] > 1:
             cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                   f"--nproc_per_node={p['gpus']}", "-m", "stages.pretrain", *args]
+                   f"--nproc_per_node={p['gpus']}", "-m", "deeprecipe.stages.pretrain", *args]
         else:
-            cmd = [sys.executable, "-m", "stages.pretrain", *args]
+            cmd = [sys.executable, "-m", "deeprecipe.stages.pretrain", *args]
         self.set_status_message(f"pretrain_moe: {' '.join(cmd[:6])} …")
         env = {k: v for k, v in os.environ.items() if k not in DIST_VARS}  # the run picks its own
-        env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH", "")])
+        # the child imports this very deeprecipe (the folder holding the package), whatever cwd
+        env["PYTHONPATH"] = os.pathsep.join([str(Path(deeprecipe.__file__).resolve().parents[1]),
+                                             env.get("PYTHONPATH", "")])
         done = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True, env=env)
         run_summary = json.loads(done.stdout.strip().splitlines()[-1])  # rank 0's final metrics
 

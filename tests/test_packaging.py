@@ -1,0 +1,148 @@
+"""The README's commands as a user runs them: the installed `luigi` and `deeprecipe` console
+scripts, from a directory outside the checkout, with no PYTHONPATH; and our import names
+resolving to our folders even when packages of the same bare names come first on sys.path
+(transformers >= 5 installs a top-level `kernels`; `pipeline`, `stages` are common names)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import BIN, REPO
+
+OUR_PACKAGES = ("pipeline", "stages", "kernels", "workflows")
+
+
+def user_env(**extra: str) -> dict:
+    """The environment of a user's shell: no PYTHONPATH, no test or deeprecipe variables."""
+    env = {k: v for k, v in os.environ.items()
+           if k != "PYTHONPATH" and not k.startswith(("DEEPRECIPE_", "TOYFLOW_", "LUIGI_"))}
+    env.update(extra)
+    return env
+
+
+def user_run(cmd: list[str], cwd: Path, timeout: float = 300, **env: str):
+    return subprocess.run(cmd, cwd=cwd, env=user_env(**env), capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def installed_checkout(cwd: Path) -> Path | None:
+    """The checkout the venv's `deeprecipe` is installed from, as a fresh process sees it."""
+    r = user_run([sys.executable, "-c", "import deeprecipe; print(deeprecipe.PACKAGE_ROOT)"], cwd)
+    return Path(r.stdout.strip()).resolve() if r.returncode == 0 else None
+
+
+@pytest.fixture
+def outside(tmp_path) -> Path:
+    """A working directory outside the checkout, holding no luigi.cfg."""
+    d = tmp_path / "elsewhere"
+    d.mkdir()
+    root = installed_checkout(d)
+    if root is None:
+        pytest.fail("`import deeprecipe` fails in a fresh process without PYTHONPATH: the "
+                    "package is not installed (README: pip install -e '.[test]')")
+    if root != REPO.resolve():
+        pytest.skip(f"this venv's deeprecipe is installed from {root}, not from {REPO}")
+    return d
+
+
+def test_readme_commands_from_outside_the_checkout(outside, tmp_path):
+    store = str(tmp_path / "store")
+    small = ["--SyntheticCrawl-num-files", "2", "--SyntheticCrawl-pages-per-file", "60"]
+    luigi = [str(BIN / "luigi"), "--module", "workflows", "RunDataPipeline", "--local-scheduler",
+             "--store", store, *small]
+    first = user_run(luigi, outside)
+    assert first.returncode == 0, first.stderr[-4000:]
+    assert "ran successfully" in first.stdout + first.stderr
+    second = user_run(luigi, outside)
+    assert second.returncode == 0, second.stderr[-4000:]
+    assert "Did not run any tasks" in second.stdout + second.stderr
+    # Luigi's UnconsumedParameterWarning would mean our defaults set options Luigi ignores
+    assert "UnconsumedParameterWarning" not in first.stderr
+
+    dr = str(BIN / "deeprecipe")
+    ls = user_run([dr, "--store", store, "ls"], outside)
+    assert ls.returncode == 0, ls.stderr
+    assert "url_dedup" in ls.stdout and "decontaminate" in ls.stdout
+    status = user_run([dr, "--store", store, "status", "RunDataPipeline", *small], outside)
+    assert status.returncode == 0, status.stderr
+    assert "fresh" in status.stdout and "missing" not in status.stdout
+    lineage = user_run([dr, "--store", store, "lineage", "url_dedup"], outside)
+    assert lineage.returncode == 0 and "crawl_ingest" in lineage.stdout, lineage.stderr
+    graph = user_run([dr, "--store", store, "graph", "RunDataPipeline", "--format", "mermaid"],
+                     outside)
+    assert graph.returncode == 0 and "url_dedup" in graph.stdout, graph.stderr
+    assert not (outside / "artifacts").exists()  # everything went to --store
+
+
+def test_failed_run_exits_nonzero_from_any_directory(outside, tmp_path):
+    """Luigi exits 0 when tasks fail or cannot be scheduled unless [retcode] is configured;
+    our defaults apply wherever the command runs, not only beside a luigi.cfg. (A --source
+    that names nothing fails while the DAG is built: a scheduling error, 35.)"""
+    r = user_run([str(BIN / "luigi"), "--module", "workflows", "RunDataPipeline",
+                  "--local-scheduler", "--store", str(tmp_path / "store"),
+                  "--source", str(tmp_path / "no-such-crawl")], outside)
+    assert r.returncode == 35, (r.returncode, r.stderr[-3000:])
+    assert "no-such-crawl" in r.stdout + r.stderr
+
+
+def test_a_users_luigi_cfg_still_overrides_our_defaults(outside, tmp_path):
+    (outside / "luigi.cfg").write_text("[retcode]\nscheduling_error = 7\n")
+    r = user_run([str(BIN / "luigi"), "--module", "workflows", "RunDataPipeline",
+                  "--local-scheduler", "--store", str(tmp_path / "store"),
+                  "--source", str(tmp_path / "no-such-crawl")], outside)
+    assert r.returncode == 7, (r.returncode, r.stderr[-3000:])
+
+
+def make_impostors(root: Path) -> Path:
+    """Top-level packages named like our folders, each importable and obviously not ours."""
+    for name in OUR_PACKAGES:
+        pkg = root / name
+        pkg.mkdir(parents=True)
+        (pkg / "__init__.py").write_text(f"IMPOSTOR = {name!r}\n")
+    return root
+
+
+def test_import_names_resolve_to_our_folders_behind_impostors(tmp_path):
+    impostors = make_impostors(tmp_path / "impostors")
+    probe = ("import json, deeprecipe\n"
+             "from deeprecipe import kernels, pipeline, stages, workflows\n"
+             "from deeprecipe.kernels import moe_experts\n"
+             "from deeprecipe.pipeline.cli import main\n"
+             "import kernels as bare\n"
+             "print(json.dumps({'ours': [m.__file__ for m in (pipeline, stages, kernels, workflows)],"
+             " 'roots': sorted(workflows.ROOTS), 'bare_kernels': bare.__file__}))\n")
+    # impostors first on sys.path; REPO after them so this runs in an uninstalled checkout too
+    r = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True,
+                       env=user_env(PYTHONPATH=os.pathsep.join([str(impostors), str(REPO)])),
+                       timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    for name, path in zip(OUR_PACKAGES, out["ours"]):
+        assert Path(path).resolve() == (REPO / name / "__init__.py").resolve(), (name, path)
+    assert out["roots"] == ["RunDataPipeline", "RunPretrainPipeline", "RunR1Pipeline"]
+    assert Path(out["bare_kernels"]).resolve().parent.parent == impostors.resolve()
+
+
+def test_luigi_module_workflows_behind_impostors(tmp_path):
+    """`luigi --module workflows` still finds our tasks with a foreign `kernels`, `pipeline`
+    and `stages` first on sys.path (each task class defined once, under deeprecipe.workflows)."""
+    impostors = tmp_path / "impostors"
+    for name in ("kernels", "pipeline", "stages"):
+        (impostors / name).mkdir(parents=True)
+        (impostors / name / "__init__.py").write_text("IMPOSTOR = True\n")
+    probe = ("import luigi.task_register as r, sys\n"
+             "import workflows\n"
+             "import deeprecipe.workflows as dw\n"
+             "assert workflows is dw, workflows\n"
+             "cls = r.Register.get_task_cls('UrlDedup')\n"
+             "print(cls.__module__)\n")
+    r = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True,
+                       env=user_env(PYTHONPATH=os.pathsep.join([str(impostors), str(REPO)])),
+                       timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.strip().splitlines()[-1] == "deeprecipe.workflows.data"
