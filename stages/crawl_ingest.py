@@ -172,13 +172,22 @@ def decode_html(body: bytes, http_charset: str | None) -> str | None:
     return text
 
 
-def html_main_text(html: str) -> str:
+def resiliparse_main_text(html: str) -> str:
     """Main-content plain text of an HTML page (resiliparse: boilerplate such as navigation,
     footers, cookie banners and sidebars removed; paragraphs kept as lines; alt texts, form fields
     and user comment sections dropped)."""
     tree = HTMLTree.parse(html)
     return extract_plain_text(tree, main_content=True, preserve_formatting=True, alt_texts=False,
                               links=False, form_fields=False, comments=False).strip()
+
+
+EXTRACTORS = {"resiliparse": resiliparse_main_text}
+DEFAULT_EXTRACTOR = "resiliparse"
+
+
+def html_main_text(html: str, extractor: str = DEFAULT_EXTRACTOR) -> str:
+    """Main text of an HTML page by the named extractor (``EXTRACTORS``)."""
+    return EXTRACTORS[extractor](html)
 
 
 _HTML_SNIFF_PREFIXES = (b"<!doctype html", b"<html", b"<head", b"<body", b"<script", b"<title",
