@@ -1,0 +1,341 @@
+"""Contact contexts for ``pii_redact``: person names, street addresses and national-format
+phone numbers, found where a page says whom to reach (contact blocks, signatures, comment
+authors, "Contact: ...") rather than anywhere in running prose.
+
+A name is a run of capitalised tokens (particles such as ``von``/``de`` and initials allowed)
+at a position a contact cue points to, accepted when its first token is a given name of the
+gazetteer shipped with ``gender-guesser`` (Jörg Michael's ``nam_dict``: about 48,000 first
+names from Europe, Asia, the Americas and Africa) or when an honorific precedes it, and
+rejected when a token is an organisation or common word (``Team``, ``Service``, ``GmbH``, ...).
+``scope="all"`` also takes bylines, honorific + name, and gazetteer-confirmed two-token names in
+running prose (what ``--PiiRedact-keep-public-names false`` asks for).
+
+``bench/pii.py`` measures this detector against the alternatives (gazetteer anywhere,
+context without the gazetteer, ``probablepeople``'s CRF on context runs); BENCHMARKS.md has the
+numbers and why this one is the default.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from typing import Callable, Iterable
+
+Span = tuple[int, int]
+
+# ---------------------------------------------------------------------------------------------
+# gazetteer
+# ---------------------------------------------------------------------------------------------
+
+# capitalised words that are also given names in nam_dict, too common as ordinary words at the
+# start of a contact line ("Will", "May", "The" ...) to count as evidence of a name on their own
+_NOT_GIVEN = frozenset("""
+The A An And Or Our Your My All Any For From With Please Contact Kontakt Name Phone Tel Email Mail
+Fax Web Best Kind Many Thanks Thank Regards Cheers Warm Dear Hello Hi Will May June April August
+Summer Winter Autumn Spring Sunny Page Art Justice Faith Hope Grace Joy Honey Royal Major King
+Prince Sky Star Rose Lily Ivy Holly Pearl Ruby Amber Jade Crystal Dawn Eve Guy Mark Bill Pat Sue
+Don Ken Rich Jack Long Young White Black Brown Green Gray Grey North South West East New Great
+Service Team Office Help Info News Press Media Der Die Das Le La Les Il El Los Das Ein Eine Un Une
+Mit Von Par Por By Sent Reply Posted Written Author Autor Auteur
+""".split())
+
+
+@functools.lru_cache(maxsize=1)
+def given_names() -> frozenset[str]:
+    """First names of the gazetteer that ships with ``gender-guesser`` (single words only)."""
+    from gender_guesser.detector import Detector
+    names = Detector(case_sensitive=True).names
+    return frozenset(n for n in names if n.isalpha() and n[0].isupper() and len(n) > 1) - _NOT_GIVEN
+
+
+# ---------------------------------------------------------------------------------------------
+# name runs
+# ---------------------------------------------------------------------------------------------
+
+_UP = "A-ZÀ-ÖØ-ÞĀ-ſ"
+_LO = "a-zß-öø-ÿĀ-ſ"
+_TOKEN = rf"[{_UP}](?:(?:['’][{_UP}])?[{_LO}]+(?:[{_UP}][{_LO}]+)?(?:['’-][{_UP}{_LO}][{_LO}]+)*|\.)"
+_PARTICLE = r"(?:von|van|der|den|de|da|di|du|del|della|dos|das|le|la|ter|zu|bin|ibn|al|y)"
+HONORIFIC = (r"(?:(?:Mr|Mrs|Ms|Mx|Dr|Prof|Hr|Fr|Mme|Mlle|Sr|Sra|Dña|Ing|Dipl\.-Ing)\.?|Herr|Frau|Miss|Sir|Dame"
+             r"|Monsieur|Madame|Mademoiselle|Señor|Señora|Dott\.?|Shri|Smt\.?|M\.)")
+_RUN = re.compile(rf"(?:(?P<hon>{HONORIFIC}(?:\s+(?:Dr\.|Prof\.))?)[ \t]+)?"
+                  rf"(?P<name>{_TOKEN}(?:[ \t]+(?:{_PARTICLE}[ \t]+)*{_TOKEN}){{0,3}})(?![\w@])")
+
+# words that make a capitalised run an organisation, a place or a heading rather than a person
+ORG_WORDS = frozenset("""
+Team Teams Service Services Support Department Dept Office Press Presse Presseteam Redaktion Editorial
+Desk Center Centre University Universität Université School College Bank Hotel Restaurant Museum
+City Council Street St Road Rd Avenue Ave Straße Strasse Str Rue Platz Allee Weg Media Marketing Sales
+Info Information Administration Verwaltung Sekretariat Kundenservice Kundendienst Club Verein
+Association Foundation Stiftung Institute Institut Ministry Ministerium Agency Amt Group Gruppe
+Company Inc Ltd LLC GmbH AG KG SA SAS SARL Corp Corporation Co Customer Customers Store Shop
+Library Hospital Clinic Klinik Church Kirche Airport Station Park Valley River Lake Mountain Island
+Communications Relations Public Newsroom Headquarters Management Board Committee Staff Desk HR
+Monday Tuesday Wednesday Thursday Friday Saturday Sunday January February March April June July
+August September October November December Montag Dienstag Mittwoch Donnerstag Freitag Samstag Sonntag
+Reply Antworten Répondre Comments Kommentare Share Teilen Like Login Newsletter Impressum Datenschutz
+""".split())
+
+
+def _tokens(name: str) -> list[str]:
+    return [t for t in re.split(r"[ \t]+", name) if not re.fullmatch(_PARTICLE, t)]
+
+
+def name_at(text: str, pos: int, need_given: bool = True, single_ok: bool = False,
+            given: frozenset[str] | None = None) -> Span | None:
+    """The person-name run starting at ``pos`` (after spaces), or None. ``need_given``: the first
+    token must be a gazetteer given name unless an honorific precedes; ``single_ok``: a lone given
+    name counts (signatures: "Best, Anna")."""
+    while pos < len(text) and text[pos] in " \t":
+        pos += 1
+    m = _RUN.match(text, pos)
+    if not m:
+        return None
+    toks = _tokens(m.group("name"))
+    while toks and toks[-1] in ORG_WORDS:  # "Jane Doe Team" is not trimmed to a name: reject below
+        return None
+    if any(t in ORG_WORDS or t.isupper() and len(t) > 1 for t in toks):
+        return None
+    words = [t for t in toks if not t.endswith(".")]
+    if not words:
+        return None
+    hon = m.group("hon") is not None
+    given = given_names() if given is None else given
+    if len(words) == 1 and not (hon or single_ok):
+        return None
+    if need_given and not hon and words[0] not in given:
+        return None
+    if not need_given and words[0] in _NOT_GIVEN:
+        return None
+    end = m.end("name")
+    if text[end - 1] == ".":  # a trailing initial-like dot that ends the sentence
+        end -= 1
+    return (m.start(), end)
+
+
+# ---------------------------------------------------------------------------------------------
+# contact cues
+# ---------------------------------------------------------------------------------------------
+
+_CONTACT_LABEL = re.compile(
+    r"(?i)(?<![\w-])(?:contact(?:\s+person)?|press\s+contact|media\s+contact|contacts?|kontakt(?:person)?"
+    r"|ansprechpartner(?:in)?|ansprechperson|pressekontakt|interlocut(?:eur|rice)|contacto|persona\s+de\s+contacto"
+    r"|name|nom|posted\s+by|submitted\s+by|comment\s+by|reply\s+from|kommentar\s+von|commentaire\s+de"
+    r"|sent\s+by|from|von|de|organi[sz]er|organisé\s+par|veranstalter|responsable|verantwortlich)"
+    r"(?:[ \t]*[:：][ \t]*|[ \t]+(?=(?:" + HONORIFIC + r"[ \t]+)?[A-ZÀ-ÖØ-Þ]))")
+# only these labels need a colon (they are ordinary words otherwise)
+_COLON_ONLY = re.compile(r"(?i)^(?:name|nom|from|von|de|contacts|responsable|verantwortlich|organi[sz]er|veranstalter)\b")
+
+_CLOSING = re.compile(
+    r"(?im)^[ \t]*(?:best(?:\s+wishes|\s+regards)?|kind(?:est)?\s+regards|warm(?:est)?\s+regards|regards"
+    r"|sincerely(?:\s+yours)?|yours(?:\s+(?:sincerely|truly|faithfully))?|cheers|thanks(?:\s+again)?|thank\s+you"
+    r"|many\s+thanks|all\s+the\s+best|mit\s+freundlichen\s+gr(?:ü|ue)(?:ß|ss)en|freundliche\s+gr(?:ü|ue)(?:ß|ss)e"
+    r"|viele\s+gr(?:ü|ue)(?:ß|ss)e|beste\s+gr(?:ü|ue)(?:ß|ss)e|liebe\s+gr(?:ü|ue)(?:ß|ss)e|herzliche\s+gr(?:ü|ue)(?:ß|ss)e"
+    r"|cordialement|bien\s+cordialement|bien\s+à\s+vous|salutations\s+distinguées|amicalement|bisous"
+    r"|atentamente|saludos(?:\s+cordiales)?|un\s+saludo|atenciosamente|cumprimentos|--)"
+    r"[ \t]*[,!.]?[ \t]*(?:\r?\n[ \t]*)?")
+
+_SAYS = re.compile(r"(?m)[ \t]+(?:says|said|wrote|writes|replied|commented|schrieb|sagt|meint|antwortete"
+                   r"|a\s+écrit|a\s+dit|escribió|comentó)[ \t]*:")
+_COMMENT_DATE = re.compile(r"(?m)[ \t]*(?:[|·•–—-][ \t]*|[ \t]+(?:on|am|le|el)[ \t]+)"
+                           r"(?:\d{1,2}[./ ]|\d{4}-|(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[a-z]*\.?[ \t]+\d)")
+_CONTACT_LINE = re.compile(
+    r"(?i)(?<![\w-])(?:tel|tél|telefon|telephone|téléphone|phone|fon|fax|mobil|mobile|handy|cell|portable"
+    r"|e-?mail|courriel|mail|web|www)\b")
+_BYLINE = re.compile(r"(?m)^[ \t]*(?:By|Von|Par|Por|Author:|Autor:|Auteur\s?:|Written by|Text:)[ \t]+")
+
+# --- national phone numbers after a phone label, and street addresses -----------------------
+_PHONE_LABEL = re.compile(
+    r"(?i)(?<![\w-])(?:tel|tél|telefon|telephone|téléphone|phone|fon|fax|mobil|mobile|handy|cell|portable"
+    r"|ph|t|m|f|電話|电话)\.?(?:[ \t]*(?:no\.?|nr\.?|number))?[ \t]*[:.]?[ \t]*")
+_NATIONAL_PHONE = re.compile(r"\(?0\d{1,5}\)?(?:[ ./-]?\d{2,5}){1,4}(?![\w]|[.,/:\-]\d)")
+
+_STREET_EN = (r"(?:Street|St\.|Avenue|Ave\.?|Road|Rd\.?|Boulevard|Blvd\.?|Lane|Ln\.?|Drive|Dr\.|Way|Court|Ct\.?"
+              r"|Place|Pl\.|Square|Sq\.|Terrace|Close|Crescent|Highway|Hwy\.?|Parkway|Pkwy\.?)")
+_ADDRESS = re.compile(
+    # 221B Baker Street, Suite 4, London NW1 6XE | 1600 Amphitheatre Parkway, Mountain View, CA 94043
+    rf"\b\d{{1,5}}[A-Za-z]?(?:[ \t]+[{_UP}][{_LO}]+){{1,3}}[ \t]+{_STREET_EN}"
+    r"(?:,?[ \t]*(?:Suite|Ste\.?|Apt\.?|Unit|Floor|Fl\.?)[ \t]*\w+)?"
+    rf"(?:,[ \t]*[{_UP}][{_LO}]+(?:[ \t][{_UP}][{_LO}]+)?(?:,?[ \t]*(?:[A-Z]{{2}}[ \t]+\d{{5}}(?:-\d{{4}})?"
+    r"|[A-Z]{1,2}\d[A-Z\d]?[ \t]?\d[A-Z]{2}))?)?"
+    # Hauptstraße 5a, 10115 Berlin | Am Markt 3 | Rue-less German/Dutch forms
+    rf"|\b[{_UP}][{_LO}-]*(?:straße|strasse|str\.|weg|gasse|platz|allee|ring|damm|ufer|chaussee|steig|pfad|laan|straat|gracht)"
+    rf"(?:[ \t]+\d{{1,4}}[a-z]?(?:[-/]\d{{1,4}})?)(?:,?[ \t]*(?:D-|A-|CH-)?\d{{4,5}}[ \t]+[{_UP}][{_LO}]+(?:[ \t][{_UP}]?[{_LO}]+)?)?"
+    rf"|\b(?:[{_UP}][{_LO}]+[ \t])?(?:Straße|Strasse|Str\.|Weg|Platz|Allee)[ \t]+\d{{1,4}}[a-z]?"
+    rf"(?:,?[ \t]*\d{{5}}[ \t]+[{_UP}][{_LO}]+)?"
+    # 12 bis, rue de la Paix, 75002 Paris | 3 avenue Foch
+    rf"|\b\d{{1,4}}(?:[ \t]?(?:bis|ter))?,?[ \t]+(?:rue|avenue|av\.|boulevard|bd|place|allée|chemin|impasse|quai|cours"
+    rf"|calle|avenida|rua|via|piazza)[ \t]+(?:(?:de|du|des|la|le|l['’]|del|da|dos|das)[ \t]*)*[{_UP}][{_LO}'’-]+"
+    rf"(?:[ \t][{_UP}][{_LO}'’-]+)*(?:,?[ \t]*\d{{5}}[ \t]+[{_UP}][{_LO}]+)?"
+    rf"|\b(?:calle|avenida|rua|via|piazza)[ \t]+(?:(?:de|del|da|dos|das|di)[ \t]+)*[{_UP}][{_LO}]+(?:[ \t][{_UP}][{_LO}]+)*,?[ \t]+\d{{1,4}}"
+    rf"(?:,?[ \t]*\d{{5}}(?:-\d{{3}})?[ \t]+[{_UP}][{_LO}]+)?")
+
+
+def _line_bounds(text: str, pos: int) -> Span:
+    s = text.rfind("\n", 0, pos) + 1
+    e = text.find("\n", pos)
+    return s, (len(text) if e < 0 else e)
+
+
+def _whole_line_name(text: str, s: int, e: int, given: frozenset[str]) -> Span | None:
+    """A line that is a name, optionally followed by ", role" or " | company"."""
+    line = text[s:e]
+    if not line.strip() or len(line) > 90:
+        return None
+    span = name_at(text, s, need_given=True, given=given)
+    if span is None:
+        return None
+    rest = text[span[1]:e].strip()
+    if rest and not re.match(r"^(?:[,|–—(/-]|\(|<|\[)", rest):
+        return None
+    return span
+
+
+def contact_windows(text: str, anchors: Iterable[Span]) -> list[Span]:
+    """Line ranges around contact lines: from 3 short lines above the first contact line of a
+    run (a name, a role, a company) to one line below the last."""
+    spans = sorted(anchors)
+    for m in _CONTACT_LINE.finditer(text):
+        spans.append(m.span())
+    if not spans:
+        return []
+    spans.sort()
+    windows: list[list[int]] = []
+    for s, _ in spans:
+        ls, le = _line_bounds(text, s)
+        if le - ls > 200:  # a prose paragraph that mentions "mail" is no contact block
+            continue
+        start = ls
+        for _ in range(3):  # extend upwards over short non-empty lines
+            if start == 0:
+                break
+            ps, pe = _line_bounds(text, start - 1)
+            if pe - ps == 0 or pe - ps > 90:
+                break
+            start = ps
+        end = le
+        for _ in range(2):  # and downwards over short lines (the rest of an address)
+            if end + 1 >= len(text):
+                break
+            ns, ne = _line_bounds(text, end + 1)
+            if ne - ns == 0 or ne - ns > 90:
+                break
+            end = ne
+        if windows and start <= windows[-1][1] + 1:
+            windows[-1][1] = max(windows[-1][1], end)
+        else:
+            windows.append([start, end])
+    return [(s, e) for s, e in windows]
+
+
+def names_in_contact(text: str, anchors: Iterable[Span] = (), given: frozenset[str] | None = None,
+                     windows: list[Span] | None = None) -> list[Span]:
+    """Person names in contact contexts. ``anchors``: spans of emails/phones already found (a
+    name right before one, or a line in a block with one, is a contact name)."""
+    given = given_names() if given is None else given
+    out: list[Span] = []
+    for m in _CONTACT_LABEL.finditer(text):
+        label = m.group().strip()
+        if ":" not in label and "：" not in label and _COLON_ONLY.match(label):
+            continue
+        span = name_at(text, m.end(), need_given=True, given=given)
+        if span:
+            out.append(span)
+    for m in _CLOSING.finditer(text):
+        ls, le = _line_bounds(text, m.end())
+        if m.end() > ls and text[ls:m.end()].strip():  # "Best, Anna" on one line
+            span = name_at(text, m.end(), need_given=True, single_ok=True, given=given)
+        else:
+            span = _whole_line_name(text, ls, le, given) or name_at(text, ls, need_given=True, single_ok=True,
+                                                                   given=given)
+            if span and text[span[1]:le].strip() and not re.match(r"^\s*[,|(<–—-]", text[span[1]:le]):
+                span = None
+        if span:
+            out.append(span)
+    for m in _SAYS.finditer(text):
+        ls, _ = _line_bounds(text, m.start())
+        span = name_at(text, ls, need_given=False, single_ok=True, given=given)
+        if span and span[1] == m.start() - (len(text[:m.start()]) - len(text[:m.start()].rstrip(" \t"))):
+            out.append(span)
+    for m in _COMMENT_DATE.finditer(text):
+        ls, _ = _line_bounds(text, m.start())
+        span = name_at(text, ls, need_given=True, given=given)
+        if span and not text[span[1]:m.start()].strip():
+            out.append(span)
+    anchors = list(anchors)
+    for s, _ in anchors:  # "Jane Doe <jane@x.org>", "Jane Doe, Tel. +49 ..."
+        ls, _ = _line_bounds(text, s)
+        prefix = text[ls:s]
+        mm = re.search(r"(?:^|[\s:(])([^\s:(][^:(]{0,60}?)[ \t]*(?:[,|;–—(<\[-][ \t]*)*"
+                       r"(?:(?:tel|phone|fon|mobil\w*|e-?mail|mail)\.?[ \t]*:?[ \t]*)?$", prefix, re.I)
+        if mm:
+            for k in range(mm.start(1), mm.end(1)):
+                if k == mm.start(1) or prefix[k - 1] == " ":
+                    span = name_at(text, ls + k, need_given=True, given=given)
+                    if span and not re.sub(r"[\s,|;–—(<\[:-]|tel|phone|fon|mobil\w*|e-?mail|mail|\.", "",
+                                           text[span[1]:s], flags=re.I):
+                        out.append(span)
+                        break
+    for ws, we in (contact_windows(text, anchors) if windows is None else windows):
+        pos = ws
+        while pos <= we:
+            le = text.find("\n", pos, we)
+            le = we if le < 0 else le
+            span = _whole_line_name(text, pos, le, given)
+            if span:
+                out.append(span)
+            pos = le + 1
+    return _merge(out)
+
+
+def addresses_in(text: str, windows: Iterable[Span]) -> list[Span]:
+    """Street addresses inside contact windows."""
+    out = []
+    for ws, we in windows:
+        out += [(ws + m.start(), ws + m.end()) for m in _ADDRESS.finditer(text[ws:we])]
+    return out
+
+
+def phones_in(text: str, windows: Iterable[Span]) -> list[Span]:
+    """National-format phone numbers (0 trunk prefix, 6-12 digits) right after a phone label
+    inside contact windows: 'Tel.: 030 1234567', 'Fax (089) 12 34 56'."""
+    out = []
+    for ws, we in windows:
+        for m in _PHONE_LABEL.finditer(text, ws, we):
+            p = _NATIONAL_PHONE.match(text, m.end(), we)
+            if p and 6 <= sum(c.isdigit() for c in p.group()) <= 12:
+                out.append(p.span())
+    return out
+
+
+def names_anywhere(text: str, given: frozenset[str] | None = None) -> list[Span]:
+    """``scope="all"``: bylines, honorific + name, and runs of two or more tokens whose first is a
+    gazetteer given name, anywhere in the text."""
+    given = given_names() if given is None else given
+    out = []
+    for m in _BYLINE.finditer(text):
+        span = name_at(text, m.end(), need_given=False, given=given)
+        if span:
+            out.append(span)
+    for m in _RUN.finditer(text):
+        if m.start() and text[m.start() - 1].isalnum():
+            continue
+        for t in re.finditer(r"\S+", m.group()):  # "Mayor Anna Schmidt": the name starts later
+            span = name_at(text, m.start() + t.start(), need_given=True, given=given)
+            if span:
+                out.append(span)
+                break
+    return _merge(out)
+
+
+def _merge(spans: list[Span]) -> list[Span]:
+    out: list[list[int]] = []
+    for s, e in sorted(set(spans)):
+        if out and s < out[-1][1]:
+            out[-1][1] = max(out[-1][1], e)
+        else:
+            out.append([s, e])
+    return [(s, e) for s, e in out]
+
+
+NameFinder = Callable[[str, list[Span]], list[Span]]
