@@ -105,7 +105,7 @@ def name_at(text: str, pos: int, need_given: bool = True, single_ok: bool = Fals
         return None
     if need_given and not hon and words[0] not in given:
         return None
-    if not need_given and words[0] in _NOT_GIVEN:
+    if words[0] in _NOT_GIVEN:
         return None
     end = m.end("name")
     if text[end - 1] == ".":  # a trailing initial-like dot that ends the sentence
@@ -122,7 +122,7 @@ _CONTACT_LABEL = re.compile(
     r"|ansprechpartner(?:in)?|ansprechperson|pressekontakt|interlocut(?:eur|rice)|contacto|persona\s+de\s+contacto"
     r"|name|nom|posted\s+by|submitted\s+by|comment\s+by|reply\s+from|kommentar\s+von|commentaire\s+de"
     r"|sent\s+by|from|von|de|organi[sz]er|organisé\s+par|veranstalter|responsable|verantwortlich)"
-    r"(?:[ \t]*[:：][ \t]*|[ \t]+(?=(?:" + HONORIFIC + r"[ \t]+)?[A-ZÀ-ÖØ-Þ]))")
+    r"(?:[ \t]*[:：][ \t]*(?:\r?\n[ \t]*)?|[ \t]+(?=(?:" + HONORIFIC + r"[ \t]+)?[A-ZÀ-ÖØ-Þ]))")
 # only these labels need a colon (they are ordinary words otherwise)
 _COLON_ONLY = re.compile(r"(?i)^(?:name|nom|from|von|de|contacts|responsable|verantwortlich|organi[sz]er|veranstalter)\b")
 
@@ -135,6 +135,10 @@ _CLOSING = re.compile(
     r"|atentamente|saludos(?:\s+cordiales)?|un\s+saludo|atenciosamente|cumprimentos|--)"
     r"[ \t]*[,!.]?[ \t]*(?:\r?\n[ \t]*)?")
 
+_WINDOW_LABEL = re.compile(
+    r"(?im)^[ \t]*(?:press\s+contact|media\s+contact|contact(?:\s+presse)?|kontakt|pressekontakt|ansprechpartner(?:in)?"
+    r"|contacto|name|nom)\b[ \t]*[:：]?")
+
 _SAYS = re.compile(r"(?m)[ \t]+(?:says|said|wrote|writes|replied|commented|schrieb|sagt|meint|antwortete"
                    r"|a\s+écrit|a\s+dit|escribió|comentó)[ \t]*:")
 _COMMENT_DATE = re.compile(r"(?m)[ \t]*(?:[|·•–—-][ \t]*|[ \t]+(?:on|am|le|el)[ \t]+)"
@@ -146,8 +150,9 @@ _BYLINE = re.compile(r"(?m)^[ \t]*(?:By|Von|Par|Por|Author:|Autor:|Auteur\s?:|Wr
 
 # --- national phone numbers after a phone label, and street addresses -----------------------
 _PHONE_LABEL = re.compile(
-    r"(?i)(?<![\w-])(?:tel|tél|telefon|telephone|téléphone|phone|fon|fax|mobil|mobile|handy|cell|portable"
-    r"|ph|t|m|f|電話|电话)\.?(?:[ \t]*(?:no\.?|nr\.?|number))?[ \t]*[:.]?[ \t]*")
+    r"(?i)(?<![\w-])(?:(?:telephone|téléphone|telefon|tel|tél|phone|fon|fax|mobile|mobil|handy|cell|portable|ph"
+    r"|電話|电话)\.?(?![\w])(?:[ \t]*(?:no\.?|nr\.?|number))?[ \t]*[:.]?|[tmf][ \t]*:)[ \t]*"
+    r"|(?<=[,:|])[ \t]+|^[ \t]*", re.M)
 _NATIONAL_PHONE = re.compile(r"\(?0\d{1,5}\)?(?:[ ./-]?\d{2,5}){1,4}(?![\w]|[.,/:\-]\d)")
 
 _STREET_EN = (r"(?:Street|St\.|Avenue|Ave\.?|Road|Rd\.?|Boulevard|Blvd\.?|Lane|Ln\.?|Drive|Dr\.|Way|Court|Ct\.?"
@@ -161,13 +166,13 @@ _ADDRESS = re.compile(
     # Hauptstraße 5a, 10115 Berlin | Am Markt 3 | Rue-less German/Dutch forms
     rf"|\b[{_UP}][{_LO}-]*(?:straße|strasse|str\.|weg|gasse|platz|allee|ring|damm|ufer|chaussee|steig|pfad|laan|straat|gracht)"
     rf"(?:[ \t]+\d{{1,4}}[a-z]?(?:[-/]\d{{1,4}})?)(?:,?[ \t]*(?:D-|A-|CH-)?\d{{4,5}}[ \t]+[{_UP}][{_LO}]+(?:[ \t][{_UP}]?[{_LO}]+)?)?"
-    rf"|\b(?:[{_UP}][{_LO}]+[ \t])?(?:Straße|Strasse|Str\.|Weg|Platz|Allee)[ \t]+\d{{1,4}}[a-z]?"
+    rf"|\b(?:[{_UP}][{_LO}]+[ \t]){{1,2}}(?:Straße|Strasse|Str\.|Weg|Platz|Allee)[ \t]+\d{{1,4}}[a-z]?"
     rf"(?:,?[ \t]*\d{{5}}[ \t]+[{_UP}][{_LO}]+)?"
     # 12 bis, rue de la Paix, 75002 Paris | 3 avenue Foch
     rf"|\b\d{{1,4}}(?:[ \t]?(?:bis|ter))?,?[ \t]+(?:rue|avenue|av\.|boulevard|bd|place|allée|chemin|impasse|quai|cours"
     rf"|calle|avenida|rua|via|piazza)[ \t]+(?:(?:de|du|des|la|le|l['’]|del|da|dos|das)[ \t]*)*[{_UP}][{_LO}'’-]+"
     rf"(?:[ \t][{_UP}][{_LO}'’-]+)*(?:,?[ \t]*\d{{5}}[ \t]+[{_UP}][{_LO}]+)?"
-    rf"|\b(?:calle|avenida|rua|via|piazza)[ \t]+(?:(?:de|del|da|dos|das|di)[ \t]+)*[{_UP}][{_LO}]+(?:[ \t][{_UP}][{_LO}]+)*,?[ \t]+\d{{1,4}}"
+    rf"|\b(?:[Cc]alle|[Aa]venida|[Rr]ua|[Vv]ia|[Pp]iazza)[ \t]+(?:(?:de|del|da|dos|das|di)[ \t]+)*[{_UP}][{_LO}]+(?:[ \t][{_UP}][{_LO}]+)*,?[ \t]+\d{{1,4}}"
     rf"(?:,?[ \t]*\d{{5}}(?:-\d{{3}})?[ \t]+[{_UP}][{_LO}]+)?")
 
 
@@ -195,8 +200,8 @@ def contact_windows(text: str, anchors: Iterable[Span]) -> list[Span]:
     """Line ranges around contact lines: from 3 short lines above the first contact line of a
     run (a name, a role, a company) to one line below the last."""
     spans = sorted(anchors)
-    for m in _CONTACT_LINE.finditer(text):
-        spans.append(m.span())
+    for pattern in (_CONTACT_LINE, _WINDOW_LABEL, _CLOSING):
+        spans += [m.span() for m in pattern.finditer(text)]
     if not spans:
         return []
     spans.sort()
@@ -206,7 +211,7 @@ def contact_windows(text: str, anchors: Iterable[Span]) -> list[Span]:
         if le - ls > 200:  # a prose paragraph that mentions "mail" is no contact block
             continue
         start = ls
-        for _ in range(3):  # extend upwards over short non-empty lines
+        for _ in range(4):  # extend upwards over short non-empty lines
             if start == 0:
                 break
             ps, pe = _line_bounds(text, start - 1)
@@ -214,7 +219,7 @@ def contact_windows(text: str, anchors: Iterable[Span]) -> list[Span]:
                 break
             start = ps
         end = le
-        for _ in range(2):  # and downwards over short lines (the rest of an address)
+        for _ in range(3):  # and downwards over short lines (the rest of an address)
             if end + 1 >= len(text):
                 break
             ns, ne = _line_bounds(text, end + 1)
@@ -228,17 +233,34 @@ def contact_windows(text: str, anchors: Iterable[Span]) -> list[Span]:
     return [(s, e) for s, e in windows]
 
 
-def names_in_contact(text: str, anchors: Iterable[Span] = (), given: frozenset[str] | None = None,
-                     windows: list[Span] | None = None) -> list[Span]:
+class _Everyone:
+    """A gazetteer that knows every word (context rules alone decide)."""
+
+    def __contains__(self, item) -> bool:
+        return True
+
+
+EVERYONE = _Everyone()
+
+
+def names_in_contact(text: str, anchors: Iterable[Span] = (), given=None, windows: list[Span] | None = None,
+                     policy: str = "strong_slots") -> list[Span]:
     """Person names in contact contexts. ``anchors``: spans of emails/phones already found (a
-    name right before one, or a line in a block with one, is a contact name)."""
+    name right before one, or a line in a block with one, is a contact name). ``policy``: where
+    the first token must be a gazetteer given name: ``always``; ``strong_slots`` (not after
+    "Name:", before "<email>" or " says:", or on the line after a closing: those slots hold a
+    name whatever its origin); ``never`` (context rules alone)."""
     given = given_names() if given is None else given
+    strong = EVERYONE if policy in ("strong_slots", "never") else given
+    if policy == "never":
+        given = EVERYONE
     out: list[Span] = []
     for m in _CONTACT_LABEL.finditer(text):
         label = m.group().strip()
         if ":" not in label and "：" not in label and _COLON_ONLY.match(label):
             continue
-        span = name_at(text, m.end(), need_given=True, given=given)
+        slot_given = strong if re.match(r"(?i)nam|nom", label) else given
+        span = name_at(text, m.end(), need_given=True, given=slot_given)
         if span:
             out.append(span)
     for m in _CLOSING.finditer(text):
@@ -246,8 +268,8 @@ def names_in_contact(text: str, anchors: Iterable[Span] = (), given: frozenset[s
         if m.end() > ls and text[ls:m.end()].strip():  # "Best, Anna" on one line
             span = name_at(text, m.end(), need_given=True, single_ok=True, given=given)
         else:
-            span = _whole_line_name(text, ls, le, given) or name_at(text, ls, need_given=True, single_ok=True,
-                                                                   given=given)
+            span = _whole_line_name(text, ls, le, strong) or name_at(text, ls, need_given=True, single_ok=True,
+                                                                    given=given)
             if span and text[span[1]:le].strip() and not re.match(r"^\s*[,|(<–—-]", text[span[1]:le]):
                 span = None
         if span:
@@ -259,7 +281,7 @@ def names_in_contact(text: str, anchors: Iterable[Span] = (), given: frozenset[s
             out.append(span)
     for m in _COMMENT_DATE.finditer(text):
         ls, _ = _line_bounds(text, m.start())
-        span = name_at(text, ls, need_given=True, given=given)
+        span = name_at(text, ls, need_given=True, given=strong)
         if span and not text[span[1]:m.start()].strip():
             out.append(span)
     anchors = list(anchors)
@@ -271,7 +293,7 @@ def names_in_contact(text: str, anchors: Iterable[Span] = (), given: frozenset[s
         if mm:
             for k in range(mm.start(1), mm.end(1)):
                 if k == mm.start(1) or prefix[k - 1] == " ":
-                    span = name_at(text, ls + k, need_given=True, given=given)
+                    span = name_at(text, ls + k, need_given=True, given=strong)
                     if span and not re.sub(r"[\s,|;–—(<\[:-]|tel|phone|fon|mobil\w*|e-?mail|mail|\.", "",
                                            text[span[1]:s], flags=re.I):
                         out.append(span)

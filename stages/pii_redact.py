@@ -160,7 +160,7 @@ PATTERNS: list[tuple[str, re.Pattern, Callable[[str], bool]]] = [
     ("CARD", re.compile(_NUM_LEFT + r"\d(?:[ -]?\d){12,18}" + _NUM_RIGHT), valid_card),
     ("SSN", re.compile(_NUM_LEFT + r"\d{3}-\d{2}-\d{4}" + _NUM_RIGHT), valid_ssn),
     ("PHONE", re.compile(
-        r"(?<![\w+])(?:\+|(?<![\d.,/:$€£-])00[ ]?(?=[1-9]))\d{1,3}[ .-]?(?:\(0?\d{0,4}\)[ .-]?)?\d{1,5}"
+        r"(?<![\w+])(?:\+|(?<![\d.,/:$€£-])(?<!\d )00[ ]?(?=[1-9]))\d{1,3}[ .-]?(?:\(0?\d{0,4}\)[ .-]?)?\d{1,5}"
         r"(?:[ .-]?\d{1,5}){1,5}" + _NUM_RIGHT  # +CC / 00CC ...
         + "|" + _NUM_LEFT + r"(?:1[ .-])?(?:\(\d{3}\) ?|\d{3}[ .-])\d{3}[ .-]\d{4}" + _NUM_RIGHT), valid_phone),
     ("PHONE", re.compile(
