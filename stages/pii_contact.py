@@ -120,9 +120,10 @@ def name_at(text: str, pos: int, need_given: bool = True, single_ok: bool = Fals
 _CONTACT_LABEL = re.compile(
     r"(?i)(?<![\w-])(?:contact(?:\s+person)?|press\s+contact|media\s+contact|contacts?|kontakt(?:person)?"
     r"|ansprechpartner(?:in)?|ansprechperson|pressekontakt|interlocut(?:eur|rice)|contacto|persona\s+de\s+contacto"
-    r"|name|nom|posted\s+by|submitted\s+by|comment\s+by|reply\s+from|kommentar\s+von|commentaire\s+de"
-    r"|sent\s+by|from|von|de|organi[sz]er|organisé\s+par|veranstalter|responsable|verantwortlich)"
-    r"(?:[ \t]*[:：][ \t]*(?:\r?\n[ \t]*)?|[ \t]+(?=(?:" + HONORIFIC + r"[ \t]+)?[A-ZÀ-ÖØ-Þ]))")
+    r"|posted\s+by|submitted\s+by|comment\s+by|reply\s+from|kommentar\s+von|commentaire\s+de|sent\s+by)"
+    r"(?:[ \t]*[:：][ \t]*(?:\r?\n[ \t]*)?|[ \t]+(?=(?:" + HONORIFIC + r"[ \t]+)?[A-ZÀ-ÖØ-Þ]))"
+    r"|(?i:(?<![\w-])(?:name|nom|from|von|de|contacts|organi[sz]er|veranstalter|responsable|verantwortlich)"
+    r"[ \t]*[:：][ \t]*(?:\r?\n[ \t]*)?)")
 # only these labels need a colon (they are ordinary words otherwise)
 _COLON_ONLY = re.compile(r"(?i)^(?:name|nom|from|von|de|contacts|responsable|verantwortlich|organi[sz]er|veranstalter)\b")
 
@@ -153,6 +154,7 @@ _PHONE_LABEL = re.compile(
     r"(?i)(?<![\w-])(?:(?:telephone|téléphone|telefon|tel|tél|phone|fon|fax|mobile|mobil|handy|cell|portable|ph"
     r"|電話|电话)\.?(?![\w])(?:[ \t]*(?:no\.?|nr\.?|number))?[ \t]*[:.]?|[tmf][ \t]*:)[ \t]*"
     r"|(?<=[,:|])[ \t]+|^[ \t]*", re.M)
+_DATE = re.compile(r"\d{1,2}([./-])\d{1,2}\1\d{2,4}")
 _NATIONAL_PHONE = re.compile(r"\(?0\d{1,5}\)?(?:[ ./-]?\d{2,5}){1,4}(?![\w]|[.,/:\-]\d)")
 
 _STREET_EN = (r"(?:Street|St\.|Avenue|Ave\.?|Road|Rd\.?|Boulevard|Blvd\.?|Lane|Ln\.?|Drive|Dr\.|Way|Court|Ct\.?"
@@ -174,6 +176,28 @@ _ADDRESS = re.compile(
     rf"(?:[ \t][{_UP}][{_LO}'’-]+)*(?:,?[ \t]*\d{{5}}[ \t]+[{_UP}][{_LO}]+)?"
     rf"|\b(?:[Cc]alle|[Aa]venida|[Rr]ua|[Vv]ia|[Pp]iazza)[ \t]+(?:(?:de|del|da|dos|das|di)[ \t]+)*[{_UP}][{_LO}]+(?:[ \t][{_UP}][{_LO}]+)*,?[ \t]+\d{{1,4}}"
     rf"(?:,?[ \t]*\d{{5}}(?:-\d{{3}})?[ \t]+[{_UP}][{_LO}]+)?")
+
+
+SHORT_LINE = 200  # longer lines are prose paragraphs: no contact block, closing or comment header
+
+
+def short_lines(text: str) -> list[Span]:
+    """(start, end) of the lines of at most ``SHORT_LINE`` characters."""
+    out, pos, n = [], 0, len(text)
+    while pos <= n:
+        e = text.find("\n", pos)
+        e = n if e < 0 else e
+        if 0 < e - pos <= SHORT_LINE:
+            out.append((pos, e))
+        pos = e + 1
+    return out
+
+
+def _finditer_short(pattern: re.Pattern, text: str, lines: list[Span]):
+    """``pattern.finditer`` over the short lines only (patterns that never span lines); the
+    closing pattern may swallow the newline after its line, so it gets one extra char."""
+    for s, e in lines:
+        yield from pattern.finditer(text, s, min(len(text), e + 1))
 
 
 def _line_bounds(text: str, pos: int) -> Span:
@@ -200,8 +224,9 @@ def contact_windows(text: str, anchors: Iterable[Span]) -> list[Span]:
     """Line ranges around contact lines: from 3 short lines above the first contact line of a
     run (a name, a role, a company) to one line below the last."""
     spans = sorted(anchors)
+    lines = short_lines(text)
     for pattern in (_CONTACT_LINE, _WINDOW_LABEL, _CLOSING):
-        spans += [m.span() for m in pattern.finditer(text)]
+        spans += [m.span() for m in _finditer_short(pattern, text, lines)]
     if not spans:
         return []
     spans.sort()
@@ -257,13 +282,12 @@ def names_in_contact(text: str, anchors: Iterable[Span] = (), given=None, window
     out: list[Span] = []
     for m in _CONTACT_LABEL.finditer(text):
         label = m.group().strip()
-        if ":" not in label and "：" not in label and _COLON_ONLY.match(label):
-            continue
         slot_given = strong if re.match(r"(?i)nam|nom", label) else given
         span = name_at(text, m.end(), need_given=True, given=slot_given)
         if span:
             out.append(span)
-    for m in _CLOSING.finditer(text):
+    lines = short_lines(text)
+    for m in _finditer_short(_CLOSING, text, lines):
         ls, le = _line_bounds(text, m.end())
         if m.end() > ls and text[ls:m.end()].strip():  # "Best, Anna" on one line
             span = name_at(text, m.end(), need_given=True, single_ok=True, given=given)
@@ -274,12 +298,12 @@ def names_in_contact(text: str, anchors: Iterable[Span] = (), given=None, window
                 span = None
         if span:
             out.append(span)
-    for m in _SAYS.finditer(text):
+    for m in _finditer_short(_SAYS, text, lines):
         ls, _ = _line_bounds(text, m.start())
         span = name_at(text, ls, need_given=False, single_ok=True, given=given)
         if span and span[1] == m.start() - (len(text[:m.start()]) - len(text[:m.start()].rstrip(" \t"))):
             out.append(span)
-    for m in _COMMENT_DATE.finditer(text):
+    for m in _finditer_short(_COMMENT_DATE, text, lines):
         ls, _ = _line_bounds(text, m.start())
         span = name_at(text, ls, need_given=True, given=strong)
         if span and not text[span[1]:m.start()].strip():
@@ -325,7 +349,7 @@ def phones_in(text: str, windows: Iterable[Span]) -> list[Span]:
     for ws, we in windows:
         for m in _PHONE_LABEL.finditer(text, ws, we):
             p = _NATIONAL_PHONE.match(text, m.end(), we)
-            if p and 6 <= sum(c.isdigit() for c in p.group()) <= 12:
+            if p and 6 <= sum(c.isdigit() for c in p.group()) <= 12 and not _DATE.fullmatch(p.group()):
                 out.append(p.span())
     return out
 

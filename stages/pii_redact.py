@@ -168,13 +168,18 @@ PATTERNS: list[tuple[str, re.Pattern, Callable[[str], bool]]] = [
         + r"|0\d{1,4}-\d{1,4}-\d{4}"  # JP 03-1234-5678, 090-1234-5678
         + r")" + _NUM_RIGHT
         + r"|(?<![\w(])\(\d{2}\) ?9?\d{4}-\d{4}" + _NUM_RIGHT), valid_national_phone),  # BR (11) 91234-5678
-    ("IP_ADDRESS", re.compile(
-        r"(?<![\w.])(?<!version )(?:\d{1,3}\.){3}\d{1,3}(?![\w]|\.\d)"  # IPv4
-        + r"|(?<![\w:.])(?=[0-9A-Fa-f:]*\d)(?:[0-9A-Fa-f]{0,4}:){2,7}(?:(?:\d{1,3}\.){3}\d{1,3}|[0-9A-Fa-f]{1,4})?"
-        + r"(?:%[0-9A-Za-z._]+)?(?![\w:]|\.\d)"), valid_ip_zone),  # IPv6, any compressed form, zone id
+    ("IP_ADDRESS", re.compile(  # IPv6, any compressed form, zone id (before IPv4: ::ffff:192.0.2.1)
+        r"(?<![\w:.])(?=[0-9A-Fa-f:]*\d)(?:[0-9A-Fa-f]{0,4}:){2,7}(?:(?:\d{1,3}\.){3}\d{1,3}|[0-9A-Fa-f]{1,4})?"
+        r"(?:%[0-9A-Za-z._]+)?(?![\w:]|\.\d)"), valid_ip_zone),
+    ("IP_ADDRESS", re.compile(r"(?<![\w.])(?<!version )(?:\d{1,3}\.){3}\d{1,3}(?![\w]|\.\d)"), valid_ip),  # IPv4
 ]
 
 
+# cheap tests that skip a slow pattern on texts it cannot match
+_OBF_GATE = re.compile(r"[\[({<][ \t]*(?:at|AT|ät|arobase|@|dot|DOT|punkt|point|\.)[ \t]*[\])}>]| AT | DOT ")
+_V6_GATE = re.compile(r"[0-9A-Fa-f]?:[0-9A-Fa-f]{0,4}:")
+_GATES = {PATTERNS[1][1]: lambda t: _OBF_GATE.search(t) is not None,
+          PATTERNS[7][1]: lambda t: _V6_GATE.search(t) is not None}
 _SHRINKABLE = {"PHONE", "IBAN"}
 _LAST_GROUP = re.compile(r"[ .-]+\(?[0-9A-Z]+\)?$")
 
@@ -214,7 +219,7 @@ def find_pii(text: str, ner: NerHook | None = None, types: Iterable[str] | None 
             found.append(Match(s, e, kind))
 
     for kind, pattern, valid in PATTERNS:
-        if kind not in wanted:
+        if kind not in wanted or (pattern in _GATES and not _GATES[pattern](text)):
             continue
         for m in pattern.finditer(text):
             s, e = m.span()

@@ -1,0 +1,180 @@
+"""PII redaction: precision/recall per type on a labelled set built from real pages, the
+person-name candidates side by side, and throughput on the generated crawl.
+
+    python -m bench.pii                       # all measurements (set from tests/data if no WARC)
+    python -m bench.pii --write               # rebuild tests/data/pii_labelled.jsonl.gz from the WARC
+    python -m bench.pii --warc ../shared/data/real_pages/pages.warc.gz --docs 300 --pages 3000
+
+Name candidates (each scored on the same documents, PERSON spans only; the other types come from
+the default detector):
+
+- ``gazetteer_anywhere``: two or more capitalised tokens whose first is a given name of
+  gender-guesser's gazetteer, anywhere (what a gazetteer alone gives).
+- ``census_gazetteer_context``: contact-context rules with the US census first names of the
+  ``names`` package (5,494 names) as the gazetteer.
+- ``context_only``: contact-context rules, no gazetteer (any capitalised run not an
+  organisation word).
+- ``context_probablepeople``: contact-context runs (no gazetteer) kept when ``probablepeople``'s
+  CRF labels the run ``Person``.
+- ``context_gazetteer``: contact-context rules, gender-guesser's gazetteer required everywhere.
+- ``context_gazetteer_strong_slots`` (the default): as above, but slots that hold a name whatever
+  its origin ("Name:", before "<email>", before " says:", the line after a closing) need no
+  gazetteer hit.
+
+The machine these numbers come from was shared with other jobs (2 cores, four engineers):
+throughput is a lower bound and varies run to run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+from stages import pii_contact as pc
+from stages import pii_labelled as pl
+from stages import pii_redact as pr
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_WARC = os.path.join(HERE, "..", "..", "shared", "data", "real_pages", "pages.warc.gz")
+SHARED_WARC = "/work/shared/data/real_pages/pages.warc.gz"
+LABELLED = os.path.join(HERE, "..", "tests", "data", "pii_labelled.jsonl.gz")
+
+
+def detector(names: str = "contact"):
+    return lambda t: [(m.start, m.end, m.type) for m in pr.find_pii(t, names=names)]
+
+
+@staticmethod
+def _census_given() -> frozenset[str]:
+    import names as census
+    d = os.path.dirname(census.__file__)
+    out = set()
+    for f in ("dist.male.first", "dist.female.first"):
+        with open(os.path.join(d, f)) as fh:
+            out |= {line.split()[0].capitalize() for line in fh if line.strip()}
+    return frozenset(out)
+
+
+def _probablepeople_filter(text: str, spans):
+    import probablepeople
+    keep = []
+    for s, e in spans:
+        try:
+            _, kind = probablepeople.tag(text[s:e])
+        except probablepeople.RepeatedLabelError:
+            continue
+        if kind == "Person":
+            keep.append((s, e))
+    return keep
+
+
+def name_candidates() -> dict:
+    """name -> text -> [(start, end)] person spans."""
+    def ctx(policy, given=None, post=None):
+        def find(text):
+            anchors = [(m.start, m.end) for m in pr.find_pii(text, names="off") if m.type in ("EMAIL", "PHONE")]
+            spans = pc.names_in_contact(text, anchors, given=given, policy=policy)
+            return post(text, spans) if post else spans
+        return find
+    census = _census_given.__func__()
+    return {
+        "gazetteer_anywhere": lambda t: pc.names_anywhere(t),
+        "census_gazetteer_context": ctx("always", given=census),
+        "context_only": ctx("never"),
+        "context_probablepeople": ctx("never", post=_probablepeople_filter),
+        "context_gazetteer": ctx("always"),
+        "context_gazetteer_strong_slots": ctx("strong_slots"),
+    }
+
+
+def ratio(pair) -> str:
+    h, n = pair
+    return f"{h / n:.3f} ({h}/{n})" if n else "n/a (0/0)"
+
+
+def load_docs(warc: str | None, n_docs: int) -> tuple[list[dict], str]:
+    for path in (warc, DEFAULT_WARC, SHARED_WARC):
+        if path and os.path.exists(path):
+            return pl.build(path, n_docs=n_docs, seed=0), path
+    return pl.read(LABELLED), LABELLED
+
+
+def bench_types(docs) -> None:
+    for scope in ("contact", "all"):
+        s = pl.score(docs, detector(scope))
+        print(f"\n## detector names={scope!r}: recall per type/context")
+        for k, v in s["recall"].items():
+            print(f"  {k:22s} {ratio(v)}")
+        print("  precision (detections overlapping a planted item of the type / detections outside the real paragraphs):")
+        for k, v in s["precision"].items():
+            print(f"  {k:22s} {ratio(v)}   detections inside real paragraphs: {s['detections_in_real_text'][k]}")
+        alt = s["lookalikes_altered"]
+        tot = (sum(a for a, _ in alt.values()), sum(n for _, n in alt.values()))
+        print(f"  look-alikes altered: {ratio(tot)}; " + ", ".join(f"{k} {a}/{n}" for k, (a, n) in alt.items()))
+        for k, v in s["samples"].items():
+            print(f"  sample {k}: {v[:5]}")
+
+
+def bench_names(docs) -> None:
+    print("\n## person-name candidates (PERSON spans only)")
+    print(f"  {'candidate':32s} {'recall contact':>18s} {'prose names altered':>20s} {'look-alikes altered':>20s}"
+          f" {'precision':>18s} {'in real text':>12s} {'ms/doc':>7s}")
+    for name, find in name_candidates().items():
+        t0 = time.process_time()
+        s = pl.score(docs, lambda t: [(a, b, "PERSON") for a, b in find(t)], types=["PERSON"])
+        ms = (time.process_time() - t0) * 1000 / len(docs)
+        alt = s["lookalikes_altered"]
+        names_look = [k for k in alt if k in ("place", "brand", "common_noun", "product_code", "contact_lookalike")]
+        look = (sum(alt[k][0] for k in names_look), sum(alt[k][1] for k in names_look))
+        print(f"  {name:32s} {ratio(s['recall']['PERSON/contact']):>18s} {ratio(s['recall']['PERSON/prose']):>20s}"
+              f" {ratio(look):>20s} {ratio(s['precision']['PERSON']):>18s}"
+              f" {s['detections_in_real_text']['PERSON']:>12d} {ms:7.2f}")
+
+
+def crawl_texts(n_pages: int) -> list[str]:
+    from stages.synthetic_crawl import SyntheticCrawlConfig, render_page
+    config = SyntheticCrawlConfig(seed=0)
+    return [render_page(config, i).article_text() for i in range(n_pages)]
+
+
+def bench_throughput(n_pages: int) -> None:
+    texts = crawl_texts(n_pages)
+    chars = sum(map(len, texts))
+    print(f"\n## throughput on the generated crawl ({len(texts)} pages, {chars / len(texts):.0f} chars/page, "
+          "one process, CPU time; shared machine)")
+    pc.given_names()
+    for label, kw in (("regex types only (names off)", {"names": "off", "types": [t for t in pr.PLACEHOLDERS
+                                                                                  if t not in ("PERSON", "ADDRESS")]}),
+                      ("default (names='contact')", {}), ("names='all'", {"names": "all"})):
+        best = 0.0
+        for _ in range(3):
+            t0 = time.process_time()
+            for t in texts:
+                pr.redact(t, **kw)
+            best = max(best, len(texts) / (time.process_time() - t0))
+        print(f"  {label:32s} {best:8.0f} docs/s per core (best of 3)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--warc", default=None)
+    ap.add_argument("--docs", type=int, default=300)
+    ap.add_argument("--pages", type=int, default=3000)
+    ap.add_argument("--write", action="store_true", help=f"write the set to {LABELLED}")
+    ap.add_argument("--skip-throughput", action="store_true")
+    args = ap.parse_args()
+    docs, source = load_docs(args.warc, args.docs)
+    print(f"labelled set: {len(docs)} documents from {source}; "
+          f"{sum(len(d['items']) for d in docs)} planted items, {sum(len(d['lookalikes']) for d in docs)} look-alikes")
+    if args.write:
+        pl.write(docs, LABELLED)
+        print(f"wrote {LABELLED}")
+    bench_types(docs)
+    bench_names(docs)
+    if not args.skip_throughput:
+        bench_throughput(args.pages)
+
+
+if __name__ == "__main__":
+    main()
