@@ -117,15 +117,34 @@ def name_at(text: str, pos: int, need_given: bool = True, single_ok: bool = Fals
 # contact cues
 # ---------------------------------------------------------------------------------------------
 
-_CONTACT_LABEL = re.compile(
+_FREE_LABEL = re.compile(  # a name follows after a colon, or directly when capitalised
     r"(?i)(?<![\w-])(?:contact(?:\s+person)?|press\s+contact|media\s+contact|contacts?|kontakt(?:person)?"
     r"|ansprechpartner(?:in)?|ansprechperson|pressekontakt|interlocut(?:eur|rice)|contacto|persona\s+de\s+contacto"
     r"|posted\s+by|submitted\s+by|comment\s+by|reply\s+from|kommentar\s+von|commentaire\s+de|sent\s+by)"
-    r"(?:[ \t]*[:：][ \t]*(?:\r?\n[ \t]*)?|[ \t]+(?=(?:" + HONORIFIC + r"[ \t]+)?[A-ZÀ-ÖØ-Þ]))"
-    r"|(?i:(?<![\w-])(?:name|nom|from|von|de|contacts|organi[sz]er|veranstalter|responsable|verantwortlich)"
-    r"[ \t]*[:：][ \t]*(?:\r?\n[ \t]*)?)")
-# only these labels need a colon (they are ordinary words otherwise)
-_COLON_ONLY = re.compile(r"(?i)^(?:name|nom|from|von|de|contacts|responsable|verantwortlich|organi[sz]er|veranstalter)\b")
+    r"(?:[ \t]*[:：][ \t]*(?:\r?\n[ \t]*)?|[ \t]+(?=(?:" + HONORIFIC + r"[ \t]+)?[A-ZÀ-ÖØ-Þ]))")
+_FREE_GATE = ("contact", "kontakt", "ansprech", "interlocut", "posted by", "submitted by", "comment by", "reply from",
+              "kommentar von", "commentaire de", "sent by")
+# ordinary words that are labels only before a colon ("Name: ...", "Von: ...")
+_COLON_LABEL = re.compile(r"(?i)(?<![\w-])(name|nom|from|von|de|contacts|organi[sz]er|veranstalter|responsable"
+                          r"|verantwortlich)[ \t]*$")
+_AFTER_COLON = re.compile(r"[ \t]*(?:\r?\n[ \t]*)?")
+
+
+def label_slots(text: str) -> list[tuple[str, int]]:
+    """``(label, end)`` of each contact label: where a name may start."""
+    out = []
+    low = text.lower()
+    if any(g in low for g in _FREE_GATE):
+        out += [(m.group(), m.end()) for m in _FREE_LABEL.finditer(text)]
+    for colon in (":", "："):
+        i = text.find(colon)
+        while i >= 0:
+            m = _COLON_LABEL.search(text, max(0, i - 20), i)
+            if m:
+                out.append((m.group(1), _AFTER_COLON.match(text, i + 1).end()))
+            i = text.find(colon, i + 1)
+    return out
+
 
 _CLOSING = re.compile(
     r"(?im)^[ \t]*(?:best(?:\s+wishes|\s+regards)?|kind(?:est)?\s+regards|warm(?:est)?\s+regards|regards"
@@ -280,10 +299,9 @@ def names_in_contact(text: str, anchors: Iterable[Span] = (), given=None, window
     if policy == "never":
         given = EVERYONE
     out: list[Span] = []
-    for m in _CONTACT_LABEL.finditer(text):
-        label = m.group().strip()
+    for label, end in label_slots(text):
         slot_given = strong if re.match(r"(?i)nam|nom", label) else given
-        span = name_at(text, m.end(), need_given=True, given=slot_given)
+        span = name_at(text, end, need_given=True, given=slot_given)
         if span:
             out.append(span)
     lines = short_lines(text)
