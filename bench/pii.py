@@ -12,6 +12,9 @@ the default detector):
   gender-guesser's gazetteer, anywhere (what a gazetteer alone gives).
 - ``census_gazetteer_context``: contact-context rules with the US census first names of the
   ``names`` package (5,494 names) as the gazetteer.
+- ``names_dataset_gazetteer_context`` / ``names_dataset_strong_slots``: the same rules with the
+  first names of ``names-dataset`` (MIT) ranked in a country's top 5,000 as the gazetteer
+  (727k names raw; 20 s and 2 GB of RAM to load, so not a per-worker default).
 - ``context_only``: contact-context rules, no gazetteer (any capitalised run not an
   organisation word).
 - ``context_probablepeople``: contact-context runs (no gazetteer) kept when ``probablepeople``'s
@@ -45,7 +48,15 @@ def detector(names: str = "contact"):
     return lambda t: [(m.start, m.end, m.type) for m in pr.find_pii(t, names=names)]
 
 
-@staticmethod
+def _names_dataset_given(max_rank: int = 5000) -> frozenset[str]:
+    """First names of ``names-dataset`` (MIT; 727k entries, 20 s and 2 GB to load) ranked within
+    ``max_rank`` in at least one country, minus the words ``given_names`` also drops."""
+    from names_dataset import NameDataset
+    first = NameDataset().first_names
+    return frozenset(n for n, v in first.items() if n.isalpha() and n[0].isupper() and len(n) > 1
+                     and min((v.get("rank") or {}).values() or [10**9]) <= max_rank) - pc._NOT_GIVEN
+
+
 def _census_given() -> frozenset[str]:
     import names as census
     d = os.path.dirname(census.__file__)
@@ -77,10 +88,18 @@ def name_candidates() -> dict:
             spans = pc.names_in_contact(text, anchors, given=given, policy=policy)
             return post(text, spans) if post else spans
         return find
-    census = _census_given.__func__()
-    return {
+    census = _census_given()
+    out = {
         "gazetteer_anywhere": lambda t: pc.names_anywhere(t),
         "census_gazetteer_context": ctx("always", given=census),
+    }
+    try:
+        nd = _names_dataset_given()
+        out["names_dataset_gazetteer_context"] = ctx("always", given=nd)
+        out["names_dataset_strong_slots"] = ctx("strong_slots", given=nd)
+    except ImportError:
+        print("  (names-dataset not installed: its candidates skipped)")
+    return out | {
         "context_only": ctx("never"),
         "context_probablepeople": ctx("never", post=_probablepeople_filter),
         "context_gazetteer": ctx("always"),
