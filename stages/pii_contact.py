@@ -335,7 +335,11 @@ def names_in_contact(text: str, anchors: Iterable[Span] = (), given=None, window
         if mm:
             for k in range(mm.start(1), mm.end(1)):
                 if k == mm.start(1) or prefix[k - 1] == " ":
-                    span = name_at(text, ls + k, need_given=True, given=strong)
+                    # a short line ("Jane Doe, Tel. ...") or "Name <email>" holds a name whatever
+                    # its origin; in prose ("... am Ende der Woche (030 ...)") the gazetteer decides
+                    le = text.find("\n", s)
+                    short = (len(text) if le < 0 else le) - ls <= 90 or text[:s].rstrip().endswith("<")
+                    span = name_at(text, ls + k, need_given=True, given=strong if short else given)
                     if span and not re.sub(r"[\s,|;–—(<\[:-]|tel|phone|fon|mobil\w*|e-?mail|mail|\.", "",
                                            text[span[1]:s], flags=re.I):
                         out.append(span)

@@ -200,9 +200,18 @@ def test_contact_contexts(text, expected):
     "std::vector<int> v; ratio 1:2:3; MAC 00:1A:2B:3C:4D:5E; 12:30:45; UTC+01:00",
     "see you [at] the office; look at the dot com bubble; order no. 0012 3456",
 ])
+
+
 def test_default_keeps(text):
     red, counts = pr.redact(text)
     assert red == text and not counts, counts
+
+
+def test_capitalised_nouns_before_a_phone_in_prose_are_no_name():
+    # generated crawl, seed 0: a German sentence with a planted phone; "Ende der Woche" was taken
+    text = "Gleichzeitig überprüft das Krankenhaus eine öffentliche Debatte am Ende der Woche ((935) 236-7203)."
+    assert pr.redact(text) == (text.replace("(935) 236-7203", "<PHONE>"), {"PHONE": 1})
+    assert pr.redact("Jane Doe ((935) 236-7203)")[0] == "<PERSON> (<PHONE>)"  # a short contact line
 
 
 def test_all_names_scope_redacts_prose_and_bylines():
