@@ -31,6 +31,7 @@ throughput is a lower bound and varies run to run.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import time
 
@@ -55,6 +56,9 @@ def _names_dataset_given(max_rank: int = 5000) -> frozenset[str]:
     first = NameDataset().first_names
     return frozenset(n for n, v in first.items() if n.isalpha() and n[0].isupper() and len(n) > 1
                      and min((v.get("rank") or {}).values() or [10**9]) <= max_rank) - pc._NOT_GIVEN
+
+
+_names_dataset_given_cached = functools.lru_cache(maxsize=1)(_names_dataset_given)
 
 
 def _census_given() -> frozenset[str]:
@@ -88,20 +92,24 @@ def name_candidates() -> dict:
             spans = pc.names_in_contact(text, anchors, given=given, policy=policy)
             return post(text, spans) if post else spans
         return find
-    census = _census_given()
-    out = {
-        "gazetteer_anywhere": lambda t: pc.names_anywhere(t),
-        "census_gazetteer_context": ctx("always", given=census),
+    out = {"gazetteer_anywhere": lambda t: pc.names_anywhere(t)}
+    optional = {  # candidates whose package is in the bench extra; skipped when it is not installed
+        "census_gazetteer_context": lambda: ctx("always", given=_census_given()),
+        "names_dataset_gazetteer_context": lambda: ctx("always", given=_names_dataset_given_cached()),
+        "names_dataset_strong_slots": lambda: ctx("strong_slots", given=_names_dataset_given_cached()),
     }
+    for name, make in optional.items():
+        try:
+            out[name] = make()
+        except ImportError as e:
+            print(f"  ({name} skipped: {e})")
     try:
-        nd = _names_dataset_given()
-        out["names_dataset_gazetteer_context"] = ctx("always", given=nd)
-        out["names_dataset_strong_slots"] = ctx("strong_slots", given=nd)
-    except ImportError:
-        print("  (names-dataset not installed: its candidates skipped)")
+        import probablepeople  # noqa: F401
+        out["context_probablepeople"] = ctx("never", post=_probablepeople_filter)
+    except ImportError as e:
+        print(f"  (context_probablepeople skipped: {e})")
     return out | {
         "context_only": ctx("never"),
-        "context_probablepeople": ctx("never", post=_probablepeople_filter),
         "context_gazetteer": ctx("always"),
         "context_gazetteer_strong_slots": ctx("strong_slots"),
     }

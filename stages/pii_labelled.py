@@ -20,7 +20,6 @@ import gzip
 import json
 import random
 import re
-import string
 from collections import Counter, defaultdict
 from typing import Callable, Iterable
 

@@ -233,7 +233,7 @@ def test_names_off_and_types_filter():
 def test_stage_parameter_keep_public_names():
     from luigi.cmdline_parser import CmdlineParser
 
-    from workflows import PiiRedact
+    from workflows import PiiRedact  # noqa: F401  (registers the task with luigi)
     with CmdlineParser.global_instance(["PiiRedact"]) as cp:
         assert cp.get_task_obj().stage_params["keep_public_names"] is True
     with CmdlineParser.global_instance(["PiiRedact", "--keep-public-names", "false"]) as cp:
