@@ -32,9 +32,8 @@ Span = tuple[int, int]
 _NOT_GIVEN = frozenset("""
 The A An And Or Our Your My All Any For From With Please Contact Kontakt Name Phone Tel Email Mail
 Fax Web Best Kind Many Thanks Thank Regards Cheers Warm Dear Hello Hi Will May June April August
-Summer Winter Autumn Spring Sunny Page Art Justice Faith Hope Grace Joy Honey Royal Major King
-Prince Sky Star Rose Lily Ivy Holly Pearl Ruby Amber Jade Crystal Dawn Eve Guy Mark Bill Pat Sue
-Don Ken Rich Jack Long Young White Black Brown Green Gray Grey North South West East New Great
+Summer Winter Autumn Spring Sunny Page Art Justice Royal Major King Prince Sky Star Bill Rich Long
+Young White Black Brown Green Gray Grey North South West East New Great Viele Liebe Beste Herzliche
 Service Team Office Help Info News Press Media Der Die Das Le La Les Il El Los Das Ein Eine Un Une
 Mit Von Par Por By Sent Reply Posted Written Author Autor Auteur
 """.split())
@@ -94,12 +93,12 @@ def name_at(text: str, pos: int, need_given: bool = True, single_ok: bool = Fals
     toks = _tokens(m.group("name"))
     while toks and toks[-1] in ORG_WORDS:  # "Jane Doe Team" is not trimmed to a name: reject below
         return None
-    if any(t in ORG_WORDS or t.isupper() and len(t) > 1 for t in toks):
+    if any(t in ORG_WORDS or t.isupper() and len(t) > 1 and not t.endswith(".") for t in toks):
         return None
     words = [t for t in toks if not t.endswith(".")]
     if not words:
         return None
-    hon = m.group("hon") is not None
+    hon = m.group("hon") is not None or (len(toks[0]) == 2 and toks[0].endswith(".") and len(toks) > 1)
     given = given_names() if given is None else given
     if len(words) == 1 and not (hon or single_ok):
         return None
@@ -122,6 +121,7 @@ _FREE_LABEL = re.compile(  # a name follows after a colon, or directly when capi
     r"|ansprechpartner(?:in)?|ansprechperson|pressekontakt|interlocut(?:eur|rice)|contacto|persona\s+de\s+contacto"
     r"|posted\s+by|submitted\s+by|comment\s+by|reply\s+from|kommentar\s+von|commentaire\s+de|sent\s+by)"
     r"(?:[ \t]*[:：][ \t]*(?:\r?\n[ \t]*)?|[ \t]+(?=(?:" + HONORIFIC + r"[ \t]+)?[A-ZÀ-ÖØ-Þ]))")
+_AND = re.compile(r"[ \t]*(?:,|;|&|\band\b|\bund\b|\bet\b|\by\b|\be\b)[ \t]*")
 _FREE_GATE = ("contact", "kontakt", "ansprech", "interlocut", "posted by", "submitted by", "comment by", "reply from",
               "kommentar von", "commentaire de", "sent by")
 # ordinary words that are labels only before a colon ("Name: ...", "Von: ...")
@@ -163,18 +163,23 @@ _SAYS = re.compile(r"(?m)[ \t]+(?:says|said|wrote|writes|replied|commented|schri
                    r"|a\s+écrit|a\s+dit|escribió|comentó)[ \t]*:")
 _COMMENT_DATE = re.compile(r"(?m)[ \t]*(?:[|·•–—-][ \t]*|[ \t]+(?:on|am|le|el)[ \t]+)"
                            r"(?:\d{1,2}[./ ]|\d{4}-|(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[a-z]*\.?[ \t]+\d)")
+_MONTHS = (r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec|Januar|Februar|März|Mai|Juni|Juli|Okt|Dez"
+           r"|janv|févr|mars|avr|mai|juin|juil|août|sept|oct|nov|déc)[a-zéû]*\.?")
+_DATE_LINE = re.compile(rf"[ \t]*(?:{_MONTHS}[ \t]+\d{{1,2}},?[ \t]+\d{{4}}|\d{{1,2}}\.?[ \t]+{_MONTHS}[ \t]+\d{{4}}"
+                        r"|\d{4}-\d{2}-\d{2}|\d{1,2}[./]\d{1,2}[./]\d{2,4})")
 _CONTACT_LINE = re.compile(
-    r"(?i)(?<![\w-])(?:tel|tél|telefon|telephone|téléphone|phone|fon|fax|mobil|mobile|handy|cell|portable"
-    r"|e-?mail|courriel|mail|web|www)\b")
+    r"(?i)(?<![\w-])(?:tel|tél|telefon|telephone|téléphone|phone|fon|fax|mobil|mobile|mob|handy|cell|celular|portable"
+    r"|call\s+us|ring\s+us|e-?mail|courriel|mail|web|www)\b")
 _BYLINE = re.compile(r"(?m)^[ \t]*(?:By|Von|Par|Por|Author:|Autor:|Auteur\s?:|Written by|Text:)[ \t]+")
 
 # --- national phone numbers after a phone label, and street addresses -----------------------
 _PHONE_LABEL = re.compile(
-    r"(?i)(?<![\w-])(?:(?:telephone|téléphone|telefon|tel|tél|phone|fon|fax|mobile|mobil|handy|cell|portable|ph"
+    r"(?i)(?<![\w-])(?:(?:call(?:[ \t]+us)?(?:[ \t]+(?:on|at))?|ring(?:[ \t]+us)?(?:[ \t]+on)?|telephone|téléphone|telefon"
+    r"|tel|tél|phone|fon|fax|mobile|mobil|mob|handy|cell|celular|portable|tlf|ph"
     r"|電話|电话)\.?(?![\w])(?:[ \t]*(?:no\.?|nr\.?|number))?[ \t]*[:.]?|[tmf][ \t]*:)[ \t]*"
     r"|(?<=[,:|])[ \t]+|^[ \t]*", re.M)
 _DATE = re.compile(r"\d{1,2}([./-])\d{1,2}\1\d{2,4}")
-_NATIONAL_PHONE = re.compile(r"\(?0\d{1,5}\)?(?:[ ./-]?\d{2,5}){1,4}(?![\w]|[.,/:\-]\d)")
+_NATIONAL_PHONE = re.compile(r"\(?0\d{1,5}\)?(?:(?:[ ./-]|[ ]?/[ ]?)?\d{2,5}){1,4}(?![\w]|[.,/:\-]\d)")
 
 _STREET_EN = (r"(?:Street|St\.|Avenue|Ave\.?|Road|Rd\.?|Boulevard|Blvd\.?|Lane|Ln\.?|Drive|Dr\.|Way|Court|Ct\.?"
               r"|Place|Pl\.|Square|Sq\.|Terrace|Close|Crescent|Highway|Hwy\.?|Parkway|Pkwy\.?)")
@@ -186,7 +191,7 @@ _ADDRESS = re.compile(
     r"|[A-Z]{1,2}\d[A-Z\d]?[ \t]?\d[A-Z]{2}))?)?"
     # Hauptstraße 5a, 10115 Berlin | Am Markt 3 | Rue-less German/Dutch forms
     rf"|\b[{_UP}][{_LO}-]*(?:straße|strasse|str\.|weg|gasse|platz|allee|ring|damm|ufer|chaussee|steig|pfad|laan|straat|gracht)"
-    rf"(?:[ \t]+\d{{1,4}}[a-z]?(?:[-/]\d{{1,4}})?)(?:,?[ \t]*(?:D-|A-|CH-)?\d{{4,5}}[ \t]+[{_UP}][{_LO}]+(?:[ \t][{_UP}]?[{_LO}]+)?)?"
+    rf"(?:[ \t]+\d{{1,4}}[a-z]?(?:[-/]\d{{1,4}})?)(?:(?:,?[ \t]*|\r?\n)(?:D-|A-|CH-)?\d{{4,5}}[ \t]+[{_UP}][{_LO}]+(?:[ \t][{_UP}]?[{_LO}]+)?)?"
     rf"|\b(?:[{_UP}][{_LO}]+[ \t]){{1,2}}(?:Straße|Strasse|Str\.|Weg|Platz|Allee)[ \t]+\d{{1,4}}[a-z]?"
     rf"(?:,?[ \t]*\d{{5}}[ \t]+[{_UP}][{_LO}]+)?"
     # 12 bis, rue de la Paix, 75002 Paris | 3 avenue Foch
@@ -302,8 +307,10 @@ def names_in_contact(text: str, anchors: Iterable[Span] = (), given=None, window
     for label, end in label_slots(text):
         slot_given = strong if re.match(r"(?i)nam|nom", label) else given
         span = name_at(text, end, need_given=True, given=slot_given)
-        if span:
+        while span:  # "Ansprechpartner: Anna Schmidt und Lukas Weber"
             out.append(span)
+            more = _AND.match(text, span[1])
+            span = name_at(text, more.end(), need_given=True, given=given) if more else None
     lines = short_lines(text)
     for m in _finditer_short(_CLOSING, text, lines):
         ls, le = _line_bounds(text, m.end())
@@ -321,6 +328,11 @@ def names_in_contact(text: str, anchors: Iterable[Span] = (), given=None, window
         span = name_at(text, ls, need_given=False, single_ok=True, given=given)
         if span and span[1] == m.start() - (len(text[:m.start()]) - len(text[:m.start()].rstrip(" \t"))):
             out.append(span)
+    for (ls, le), (ns, ne) in zip(lines, lines[1:]):
+        if ns == le + 1 and _DATE_LINE.match(text, ns, ne):
+            span = _whole_line_name(text, ls, le, given)
+            if span and not text[span[1]:le].strip():
+                out.append(span)
     for m in _finditer_short(_COMMENT_DATE, text, lines):
         ls, _ = _line_bounds(text, m.start())
         span = name_at(text, ls, need_given=True, given=strong)

@@ -160,7 +160,8 @@ def _lead(first: str, not_before: str = _NOT_NUM) -> str:
 
 _AT = r"(?:[ \t]*[\[({<][ \t]*(?:at|AT|ät|arobase|@)[ \t]*[\])}>][ \t]*|[ \t]+AT[ \t]+|@)"
 _DOT = r"(?:[ \t]*[\[({<][ \t]*(?:dot|DOT|punkt|point|\.)[ \t]*[\])}>][ \t]*|[ \t]+DOT[ \t]+|\.)"
-_CC_REST = r"\d{1,3}[ .-]?(?:\(0?\d{0,4}\)[ .-]?)?\d{1,5}(?:[ .-]?\d{1,5}){1,5}" + _NUM_RIGHT
+_CC_REST = (r"\d{1,3}[ .-]?(?:\(0?\d{0,4}\)[ .-]?)?\d{1,5}(?:(?:[ .-]|[ ]?/[ ]?)?\d{1,5}){1,5}"  # 030 / 1234
+            + _NUM_RIGHT)
 
 PATTERNS: list[tuple[str, re.Pattern, Callable[[str], bool]]] = [
     ("EMAIL", re.compile(r"(?<![\w.+-])[A-Za-z0-9._%+-]+@(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,}(?![\w-])"), lambda s: True),
@@ -193,7 +194,7 @@ _GATES = {PATTERNS[0][1]: lambda t: "@" in t,
           PATTERNS[1][1]: lambda t: _OBF_GATE.search(t) is not None,
           PATTERNS[9][1]: lambda t: _V6_GATE.search(t) is not None}
 _SHRINKABLE = {"PHONE", "IBAN"}
-_LAST_GROUP = re.compile(r"[ .-]+\(?[0-9A-Z]+\)?$")
+_LAST_GROUP = re.compile(r"[ ./-]+\(?[0-9A-Z]+\)?$")
 
 
 def _shrinks(candidate: str, max_drop: int = 3) -> Iterable[str]:

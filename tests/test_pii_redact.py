@@ -242,3 +242,27 @@ def test_stage_parameter_keep_public_names():
     assert pr.PiiRedactor(names="contact")(t).column("text").to_pylist() == [
         "Minister Anna Schmidt said so.\nBest regards,\n<PERSON>"]
     assert pr.PiiRedactor(names="all")(t).column("text").to_pylist() == ["Minister <PERSON> said so.\nBest regards,\n<PERSON>"]
+
+
+@pytest.mark.parametrize("text,expected", [
+    # contact formats outside the labelled set's templates, written after it (BENCHMARKS: probe)
+    ("Ansprechpartnerin: Frau Dr. Maria Huber, Tel. 089 / 123 456-78", "Ansprechpartnerin: <PERSON>, Tel. <PHONE>"),
+    ("Pressekontakt | Max Mustermann | +49 171 2345678 | max@firma.de", "Pressekontakt | <PERSON> | <PHONE> | <EMAIL>"),
+    ("Reply\nMark Thompson\nMarch 4, 2022 at 3:12 pm\nSpot on.", "Reply\n<PERSON>\nMarch 4, 2022 at 3:12 pm\nSpot on."),
+    ("Contact: J. Smith (jsmith@example.com)", "Contact: <PERSON> (<EMAIL>)"),
+    ("Interlocutrice : Mme Claire Fontaine — 01 45 67 89 10", "Interlocutrice : <PERSON> — <PHONE>"),
+    ("Ihre Ansprechpartner: Anna Schmidt und Lukas Weber", "Ihre Ansprechpartner: <PERSON> und <PERSON>"),
+    ("Tel: +49 (0) 30 / 1234 5678", "Tel: <PHONE>"),
+    ("Call us on 0800 123 4567 (UK freephone)", "Call us on <PHONE> (UK freephone)"),
+    ("Mob: 07912 345678", "Mob: <PHONE>"),
+    ("Kontakt\nMuster GmbH\nMusterstraße 1\n12345 Musterstadt\nTelefon 030 1234567",
+     "Kontakt\nMuster GmbH\n<ADDRESS>\nTelefon <PHONE>"),
+    ("Contact Us | Privacy Policy | Imprint", "Contact Us | Privacy Policy | Imprint"),
+    ("Kontaktformular: Schreiben Sie uns!", "Kontaktformular: Schreiben Sie uns!"),
+    ("Posted by admin on 2021-01-01", "Posted by admin on 2021-01-01"),
+    ("Best,\nThe Editors", "Best,\nThe Editors"),
+    ("Mark as read\nMarch 4, 2022", "Mark as read\nMarch 4, 2022"),
+    ("In 1/2 of cases the price fell 10 / 20 %; we call on 0800 numbers", None),
+])
+def test_contact_probe(text, expected):
+    assert pr.redact(text)[0] == (text if expected is None else expected)
