@@ -4,22 +4,25 @@ authors, "Contact: ...") rather than anywhere in running prose.
 
 A name is a run of capitalised tokens (particles such as ``von``/``de`` and initials allowed)
 at a position a contact cue points to, accepted when its first token is a given name of the
-gazetteer shipped with ``gender-guesser`` (Jörg Michael's ``nam_dict``: about 48,000 first
-names from Europe, Asia, the Americas and Africa) or when an honorific precedes it, and
-rejected when a token is an organisation or common word (``Team``, ``Service``, ``GmbH``, ...).
-``scope="all"`` also takes bylines, honorific + name, and gazetteer-confirmed two-token names in
-running prose (what ``--PiiRedact-keep-public-names false`` asks for).
+gazetteer shipped with ``gender-guesser`` (Jörg Michael's ``nam_dict``: ~45,000 one-word first
+names from Europe, Asia, the Americas and Africa) or when an honorific or initial precedes it,
+and rejected when a token is an organisation or common word (``Team``, ``Service``, ``GmbH``,
+...). Slots that hold a name whatever its origin ("Name:", "X <email>" on a short line,
+"X says:", the line after a closing) skip the gazetteer (``policy="strong_slots"``).
+``names_anywhere`` (``pii_redact``'s ``names="all"``, what ``--PiiRedact-keep-public-names
+false`` asks for) also takes bylines, honorific + name, and gazetteer-confirmed names of two or
+more tokens in running prose.
 
-``bench/pii.py`` measures this detector against the alternatives (gazetteer anywhere,
-context without the gazetteer, ``probablepeople``'s CRF on context runs); BENCHMARKS.md has the
-numbers and why this one is the default.
+``bench/pii.py`` measures this detector against the alternatives (gazetteer anywhere, other
+gazetteers, context without the gazetteer, ``probablepeople``'s CRF on context runs);
+BENCHMARKS.md has the numbers and why this one is the default.
 """
 
 from __future__ import annotations
 
 import functools
 import re
-from typing import Callable, Iterable
+from typing import Iterable
 
 Span = tuple[int, int]
 
@@ -91,8 +94,6 @@ def name_at(text: str, pos: int, need_given: bool = True, single_ok: bool = Fals
     if not m:
         return None
     toks = _tokens(m.group("name"))
-    while toks and toks[-1] in ORG_WORDS:  # "Jane Doe Team" is not trimmed to a name: reject below
-        return None
     if any(t in ORG_WORDS or t.isupper() and len(t) > 1 and not t.endswith(".") for t in toks):
         return None
     words = [t for t in toks if not t.endswith(".")]
@@ -417,5 +418,3 @@ def _merge(spans: list[Span]) -> list[Span]:
             out.append([s, e])
     return [(s, e) for s, e in out]
 
-
-NameFinder = Callable[[str, list[Span]], list[Span]]

@@ -1,31 +1,30 @@
-"""PII redaction: regex candidates + validation, replaced by typed placeholders.
+"""PII redaction: regex candidates + validation, context rules + a given-name gazetteer for
+person names; each span replaced by a typed placeholder.
 
-Detected types and their validation (so numbers in ordinary text survive):
+Detected types and their validation (so numbers and names in ordinary text survive):
 
-- ``<EMAIL>``: RFC-ish local@domain.tld.
-- ``<PHONE>``: NANP numbers with separators (area and exchange codes 2-9xx, optional +1/1),
-  and international ``+CC`` numbers with 8-15 digits (E.164) in separated groups.  Bare digit
-  runs, dates, versions, ISBNs and prices never match (separator/grouping rules + boundaries).
-- ``<IP_ADDRESS>``: IPv4 / IPv6 validated with ``ipaddress``; dotted quads preceded by
-  ``v``/``version`` are versions, not addresses.
+- ``<EMAIL>``: RFC-ish local@domain.tld, and obfuscated forms with a bracketed or upper-case
+  at/dot: ``name [at] domain [dot] com``, ``name (at) domain (dot) org``, ``name AT domain DOT
+  com``, ``name@domain[.]com``, German ``(ät)``/``[punkt]`` (plain lower-case "at"/"dot" are prose).
+- ``<PHONE>``: NANP numbers with separators (area and exchange codes 2-9xx, optional +1/1);
+  ``+CC``/``00CC`` numbers in separated groups of up to 5 digits (trunk ``(0)``, ``/``), length
+  checked per country for DE, FR, UK, IN, CN, JP, BR, US and E.164's 8-15 digits otherwise;
+  French ``01 23 45 67 89``, Japanese ``03-1234-5678``, Brazilian ``(11) 91234-5678`` anywhere;
+  national numbers with a trunk 0 after a phone label or separator inside a contact block
+  (``Tel.: 030 1234567``, ``Mob: 07912 345678``). Bare digit runs, dates, versions, ISBNs and
+  prices never match (separator/grouping rules + boundaries).
+- ``<IP_ADDRESS>``: IPv4 / IPv6 (every compressed form, ``%zone``, ``::ffff:a.b.c.d``) validated
+  with ``ipaddress``; dotted quads preceded by ``v``/``version`` are versions, not addresses.
 - ``<CARD>``: 13-19 digits (spaces/dashes allowed), issuer prefix (Visa, Mastercard, Amex,
   Discover, JCB, Diners) and Luhn checksum.
 - ``<SSN>``: ``AAA-GG-SSSS`` with area not 000/666/9xx, group not 00, serial not 0000.
 - ``<IBAN>``: country code + check digits + BBAN of that country's length, mod-97 == 1.
-  Obfuscated forms count: ``name [at] domain [dot] com``, ``name (at) domain (dot) org``,
-  ``name AT domain DOT com``, ``name@domain[.]com``, German ``(ät)``/``[punkt]``.
-- ``<PHONE>`` also: ``+CC``/``00CC`` numbers in the local groupings of DE, FR, UK, IN, CN, JP, BR
-  (groups of up to 5 digits, trunk ``(0)``), French ``01 23 45 67 89``, Japanese ``03-1234-5678``,
-  Brazilian ``(11) 91234-5678`` anywhere, and national numbers with a trunk 0 after a phone label
-  in a contact block (``Tel.: 030 1234567``).
-- ``<IP_ADDRESS>`` IPv6 in every compressed form (``2001:db8::``, ``::1``, ``fe80::1%eth0``,
-  ``::ffff:192.0.2.1``).
-- ``<ADDRESS>``: street addresses (EN/DE/FR/ES/PT/IT forms, with postcode and city) inside contact
-  blocks (``stages.pii_contact``).
+- ``<ADDRESS>``: street addresses (EN/DE/FR/ES/PT/IT/NL forms, with postcode and city) inside
+  contact blocks only (``stages.pii_contact``).
 - ``<PERSON>``: names in contact contexts (``names="contact"``, the default: contact blocks,
-  signatures, comment authors, "Contact: ...") or also in running prose (``names="all"``), by
-  ``stages.pii_contact``'s context rules + given-name gazetteer; plus any ``ner`` hook
-  (``text -> [(start, end)]``) a user brings.
+  signatures, comment authors, "Contact: ...") or also bylines and running prose
+  (``names="all"``), by ``stages.pii_contact``; ``names="off"`` for none; plus the spans of any
+  ``ner`` hook (``text -> [(start, end)]``) a user brings.
 
 ``redact(text)`` returns the redacted text and counts per type; ``PiiRedactor`` applies it to a
 table and keeps running stats.
