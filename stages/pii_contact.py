@@ -60,6 +60,7 @@ _TOKEN = rf"[{_UP}](?:(?:['’][{_UP}])?[{_LO}]+(?:[{_UP}][{_LO}]+)?(?:['’-][{
 _PARTICLE = r"(?:von|van|der|den|de|da|di|du|del|della|dos|das|le|la|ter|zu|bin|ibn|al|y)"
 HONORIFIC = (r"(?:(?:Mr|Mrs|Ms|Mx|Dr|Prof|Hr|Fr|Mme|Mlle|Sr|Sra|Dña|Ing|Dipl\.-Ing)\.?|Herr|Frau|Miss|Sir|Dame"
              r"|Monsieur|Madame|Mademoiselle|Señor|Señora|Dott\.?|Shri|Smt\.?|M\.)")
+_HONORIFIC_WORD = re.compile(HONORIFIC)
 _RUN = re.compile(rf"(?:(?P<hon>{HONORIFIC}(?:\s+(?:Dr\.|Prof\.))?)[ \t]+)?"
                   rf"(?P<name>{_TOKEN}(?:[ \t]+(?:{_PARTICLE}[ \t]+)*{_TOKEN}){{0,3}})(?![\w@])")
 
@@ -399,9 +400,13 @@ def names_anywhere(text: str, given: frozenset[str] | None = None) -> list[Span]
         if span:
             out.append(span)
     for m in _RUN.finditer(text):
-        if m.start() and text[m.start() - 1].isalnum():
-            continue
-        for t in re.finditer(r"\S+", m.group()):  # "Mayor Anna Schmidt": the name starts later
+        run = m.group()
+        if " " not in run and "\t" not in run or m.start() and text[m.start() - 1].isalnum():
+            continue  # one token is never a name here (no honorific, no second token)
+        for t in re.finditer(r"\S+", run):  # "Mayor Anna Schmidt": the name starts later
+            w = t.group()
+            if w not in given and not (len(w) == 2 and w[1] == ".") and not _HONORIFIC_WORD.fullmatch(w):
+                continue  # name_at would reject a start that is no given name, initial or honorific
             span = name_at(text, m.start() + t.start(), need_given=True, given=given)
             if span:
                 out.append(span)
