@@ -183,6 +183,34 @@ def bench_throughput(n_pages: int) -> None:
         print(f"  {label:32s} {best:8.0f} docs/s per core (best of 3)")
 
 
+def bench_full_pages(warc: str) -> None:
+    """Every detection on the real pages' *full* text (footers, imprints and comment sections
+    kept: resiliparse without main-content extraction), printed with context to be judged by
+    hand: the only real contact blocks and comment headers this set has."""
+    from resiliparse.extract.html2text import extract_plain_text
+    from resiliparse.parse.html import HTMLTree
+    from warcio.archiveiterator import ArchiveIterator
+
+    from stages.crawl_ingest import decode_html
+    rows, pages = [], 0
+    with open(warc, "rb") as f:
+        for rec in ArchiveIterator(f):
+            if rec.rec_type != "response":
+                continue
+            html = decode_html(rec.content_stream().read(), None)
+            if not html:
+                continue
+            pages += 1
+            text = extract_plain_text(HTMLTree.parse(html), main_content=False, preserve_formatting=True,
+                                      comments=True, links=False, alt_texts=False, form_fields=False)
+            for m in pr.find_pii(text):
+                ctx = text[max(0, m.start - 50):m.end + 30].replace("\n", " / ")
+                rows.append((m.type, text[m.start:m.end], ctx))
+    print(f"\n## detections on the full text of the {pages} real pages (judge by hand)")
+    for t, v, ctx in sorted(rows):
+        print(f"  {t:10s} {v!r:45s} {ctx!r}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--warc", default=None)
@@ -190,6 +218,7 @@ def main() -> None:
     ap.add_argument("--pages", type=int, default=3000)
     ap.add_argument("--write", action="store_true", help=f"write the set to {LABELLED}")
     ap.add_argument("--skip-throughput", action="store_true")
+    ap.add_argument("--full-pages", action="store_true", help="list detections on the real pages' full text")
     args = ap.parse_args()
     docs, source = load_docs(args.warc, args.docs)
     print(f"labelled set: {len(docs)} documents from {source}; "
@@ -199,6 +228,8 @@ def main() -> None:
         print(f"wrote {LABELLED}")
     bench_types(docs)
     bench_names(docs)
+    if args.full_pages and source != LABELLED:
+        bench_full_pages(source)
     if not args.skip_throughput:
         bench_throughput(args.pages)
 

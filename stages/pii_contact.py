@@ -152,7 +152,7 @@ _CLOSING = re.compile(
     r"(?im)^[ \t]*(?:best(?:\s+wishes|\s+regards)?|kind(?:est)?\s+regards|warm(?:est)?\s+regards|regards"
     r"|sincerely(?:\s+yours)?|yours(?:\s+(?:sincerely|truly|faithfully))?|cheers|thanks(?:\s+again)?|thank\s+you"
     r"|many\s+thanks|all\s+the\s+best|mit\s+freundlichen\s+gr(?:ü|ue)(?:ß|ss)en|freundliche\s+gr(?:ü|ue)(?:ß|ss)e"
-    r"|viele\s+gr(?:ü|ue)(?:ß|ss)e|beste\s+gr(?:ü|ue)(?:ß|ss)e|liebe\s+gr(?:ü|ue)(?:ß|ss)e|herzliche\s+gr(?:ü|ue)(?:ß|ss)e"
+    r"|(?:ganz\s+)?(?:(?:viele|beste|liebe|lieben|herzliche|herzlichen|schöne|sonnige)\s+)?gr(?:ü|ue|u)(?:ß|ss)(?:e|en)?"
     r"|cordialement|bien\s+cordialement|bien\s+à\s+vous|salutations\s+distinguées|amicalement|bisous"
     r"|atentamente|saludos(?:\s+cordiales)?|un\s+saludo|atenciosamente|cumprimentos|--)"
     r"[ \t]*[,!.]?[ \t]*(?:\r?\n[ \t]*)?")
@@ -169,6 +169,15 @@ _MONTHS = (r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec|Januar|Februar|M
            r"|janv|févr|mars|avr|mai|juin|juil|août|sept|oct|nov|déc)[a-zéû]*\.?")
 _DATE_LINE = re.compile(rf"[ \t]*(?:{_MONTHS}[ \t]+\d{{1,2}},?[ \t]+\d{{4}}|\d{{1,2}}\.?[ \t]+{_MONTHS}[ \t]+\d{{4}}"
                         r"|\d{4}-\d{2}-\d{2}|\d{1,2}[./]\d{1,2}[./]\d{2,4})")
+_LIST_MARK = re.compile(r"[ \t]*(?:[•*·▪◦–-]|\d{1,3}[.)])?[ \t]*")
+_REPLY = re.compile(r"(?i)(?<![\w])(?:reply|antworten|antwort|répondre|responder|rispondi|beantworten)(?![\w])")
+
+
+def _near_reply(text: str, start: int, end: int) -> bool:
+    """A reply link within 200 chars before or 400 after: the block is a comment."""
+    return _REPLY.search(text, max(0, start - 200), min(len(text), end + 400)) is not None
+
+
 _CONTACT_LINE = re.compile(
     r"(?i)(?<![\w-])(?:tel|tél|telefon|telephone|téléphone|phone|fon|fax|mobil|mobile|mob|handy|cell|celular|portable"
     r"|call\s+us|ring\s+us|e-?mail|courriel|mail|web|www)\b")
@@ -183,19 +192,19 @@ _PHONE_LABEL = re.compile(
 _DATE = re.compile(r"\d{1,2}([./-])\d{1,2}\1\d{2,4}")
 _NATIONAL_PHONE = re.compile(r"\(?0\d{1,5}\)?(?:(?:[ ./-]|[ ]?/[ ]?)?\d{2,5}){1,4}(?![\w]|[.,/:\-]\d)")
 
-_STREET_EN = (r"(?:Street|St\.|Avenue|Ave\.?|Road|Rd\.?|Boulevard|Blvd\.?|Lane|Ln\.?|Drive|Dr\.|Way|Court|Ct\.?"
+_STREET_EN = (r"(?:Street|St\.?|Avenue|Ave\.?|Road|Rd\.?|Boulevard|Blvd\.?|Lane|Ln\.?|Drive|Dr\.|Way|Court|Ct\.?"
               r"|Place|Pl\.|Square|Sq\.|Terrace|Close|Crescent|Highway|Hwy\.?|Parkway|Pkwy\.?)")
 _ADDRESS = re.compile(
     # 221B Baker Street, Suite 4, London NW1 6XE | 1600 Amphitheatre Parkway, Mountain View, CA 94043
-    rf"\b\d{{1,5}}[A-Za-z]?(?:[ \t]+[{_UP}][{_LO}]+){{1,3}}[ \t]+{_STREET_EN}"
+    rf"(?:\b\d{{1,5}}[A-Za-z]?(?:[ \t]+[{_UP}][{_LO}]+){{1,3}}[ \t]+{_STREET_EN}(?![\w])|\bP\.?[ ]?O\.?[ \t]+Box[ \t]+\d{{1,6}})"
     r"(?:,?[ \t]*(?:Suite|Ste\.?|Apt\.?|Unit|Floor|Fl\.?)[ \t]*\w+)?"
-    rf"(?:,[ \t]*[{_UP}][{_LO}]+(?:[ \t][{_UP}][{_LO}]+)?(?:,?[ \t]*(?:[A-Z]{{2}}[ \t]+\d{{5}}(?:-\d{{4}})?"
+    rf"(?:(?:,[ \t]*|[ \t]*\r?\n)[{_UP}][{_LO}]+(?:[ \t][{_UP}][{_LO}]+)?(?:,?[ \t]*(?:[A-Z]{{2}}[ \t]+\d{{5}}(?:-\d{{4}})?"
     r"|[A-Z]{1,2}\d[A-Z\d]?[ \t]?\d[A-Z]{2}))?)?"
     # Hauptstraße 5a, 10115 Berlin | Am Markt 3 | Rue-less German/Dutch forms
     rf"|\b[{_UP}][{_LO}-]*(?:straße|strasse|str\.|weg|gasse|platz|allee|ring|damm|ufer|chaussee|steig|pfad|laan|straat|gracht)"
-    rf"(?:[ \t]+\d{{1,4}}[a-z]?(?:[-/]\d{{1,4}})?)(?:(?:,?[ \t]*|\r?\n)(?:D-|A-|CH-)?\d{{4,5}}[ \t]+[{_UP}][{_LO}]+(?:[ \t][{_UP}]?[{_LO}]+)?)?"
+    rf"(?:[ \t]+\d{{1,4}}[a-z]?(?:[-/]\d{{1,4}})?)(?:(?:,?[ \t]*|\r?\n)(?:DE?-|A-|AT-|CH-)?\d{{4,5}}[ \t]+[{_UP}][{_LO}]+(?:[ \t][{_UP}]?[{_LO}]+)?)?"
     rf"|\b(?:[{_UP}][{_LO}]+[ \t]){{1,2}}(?:Straße|Strasse|Str\.|Weg|Platz|Allee)[ \t]+\d{{1,4}}[a-z]?"
-    rf"(?:,?[ \t]*\d{{5}}[ \t]+[{_UP}][{_LO}]+)?"
+    rf"(?:(?:,?[ \t]*|\r?\n)(?:DE?-|A-|AT-|CH-)?\d{{4,5}}[ \t]+[{_UP}][{_LO}]+(?:[ \t][{_UP}]?[{_LO}]+)?)?"
     # 12 bis, rue de la Paix, 75002 Paris | 3 avenue Foch
     rf"|\b\d{{1,4}}(?:[ \t]?(?:bis|ter))?,?[ \t]+(?:rue|avenue|av\.|boulevard|bd|place|allée|chemin|impasse|quai|cours"
     rf"|calle|avenida|rua|via|piazza)[ \t]+(?:(?:de|du|des|la|le|l['’]|del|da|dos|das)[ \t]*)*[{_UP}][{_LO}'’-]+"
@@ -243,12 +252,16 @@ def _whole_line_name(text: str, s: int, e: int, given: frozenset[str]) -> Span |
     rest = text[span[1]:e].strip()
     if rest and not re.match(r"^(?:[,|–—(/-]|\(|<|\[)", rest):
         return None
+    if rest.endswith(("?", "!")) or sum(w[:1].isalpha() and w[:1].islower() and "@" not in w
+                                         for w in rest.split()) >= 3:
+        return None  # "Hat Freenet Pläne, die Vermarktung ... zu nehmen?" is a sentence, not a name line
     return span
 
 
 def contact_windows(text: str, anchors: Iterable[Span]) -> list[Span]:
-    """Line ranges around contact lines: from 3 short lines above the first contact line of a
-    run (a name, a role, a company) to one line below the last."""
+    """Line ranges around contact lines: from up to 4 short lines above the first contact line of
+    a run (a name, a role, a company) to up to 3 below the last, across at most one blank line
+    each way (footers and imprints set their lines apart)."""
     spans = sorted(anchors)
     lines = short_lines(text)
     for pattern in (_CONTACT_LINE, _WINDOW_LABEL, _CLOSING):
@@ -261,21 +274,25 @@ def contact_windows(text: str, anchors: Iterable[Span]) -> list[Span]:
         ls, le = _line_bounds(text, s)
         if le - ls > 200:  # a prose paragraph that mentions "mail" is no contact block
             continue
-        start = ls
-        for _ in range(4):  # extend upwards over short non-empty lines
+        start, gap = ls, False
+        for _ in range(5):  # extend upwards over short lines (a name, a role, a company), one blank allowed
             if start == 0:
                 break
             ps, pe = _line_bounds(text, start - 1)
-            if pe - ps == 0 or pe - ps > 90:
+            blank = not text[ps:pe].strip()
+            if pe - ps > 90 or blank and (gap or ps == 0):
                 break
+            gap |= blank
             start = ps
-        end = le
-        for _ in range(3):  # and downwards over short lines (the rest of an address)
+        end, gap = le, False
+        for _ in range(4):  # and downwards (the rest of an address), one blank allowed
             if end + 1 >= len(text):
                 break
             ns, ne = _line_bounds(text, end + 1)
-            if ne - ns == 0 or ne - ns > 90:
+            blank = not text[ns:ne].strip()
+            if ne - ns > 90 or blank and gap:
                 break
+            gap |= blank
             end = ne
         if windows and start <= windows[-1][1] + 1:
             windows[-1][1] = max(windows[-1][1], end)
@@ -325,19 +342,23 @@ def names_in_contact(text: str, anchors: Iterable[Span] = (), given=None, window
                 span = None
         if span:
             out.append(span)
-    for m in _finditer_short(_SAYS, text, lines):
+    for m in _finditer_short(_SAYS, text, lines):  # "Jane Doe says:", "2. Michael Blahm sagt:"
         ls, _ = _line_bounds(text, m.start())
-        span = name_at(text, ls, need_given=False, single_ok=True, given=given)
-        if span and span[1] == m.start() - (len(text[:m.start()]) - len(text[:m.start()].rstrip(" \t"))):
+        span = name_at(text, _LIST_MARK.match(text, ls).end(), need_given=False, single_ok=True, given=given)
+        if span and not text[span[1]:m.start()].strip():
             out.append(span)
-    for (ls, le), (ns, ne) in zip(lines, lines[1:]):
-        if ns == le + 1 and _DATE_LINE.match(text, ns, ne):
-            span = _whole_line_name(text, ls, le, given)
+    # a name and a date without "says:" is a comment header only near a reply link: on real pages
+    # the same shape is mostly a post's byline ("Markus Beckedahl - 27.05.2019 um 13:18 Uhr")
+    for (ls, le), (ns, ne) in zip(lines, lines[1:]):  # "Mark Thompson\nMarch 4, 2022 at 3:12 pm"
+        if ns == le + 1 and _DATE_LINE.match(text, ns, ne) and _near_reply(text, ls, ne):
+            span = _whole_line_name(text, _LIST_MARK.match(text, ls).end(), le, given)
             if span and not text[span[1]:le].strip():
                 out.append(span)
-    for m in _finditer_short(_COMMENT_DATE, text, lines):
+    for m in _finditer_short(_COMMENT_DATE, text, lines):  # "Jane Doe | 3. März 2021", "Jane Doe on March 3, ..."
         ls, _ = _line_bounds(text, m.start())
-        span = name_at(text, ls, need_given=True, given=strong)
+        if not _near_reply(text, ls, m.end()):
+            continue
+        span = name_at(text, _LIST_MARK.match(text, ls).end(), need_given=True, given=strong)
         if span and not text[span[1]:m.start()].strip():
             out.append(span)
     anchors = list(anchors)

@@ -266,3 +266,22 @@ def test_stage_parameter_keep_public_names():
 ])
 def test_contact_probe(text, expected):
     assert pr.redact(text)[0] == (text if expected is None else expected)
+
+
+@pytest.mark.parametrize("text,expected", [
+    # shapes seen on the real pages' full text (footers, imprints, comment sections)
+    ("Antworten\n2. Michael Blahm sagt:\n2. April 2014 um 8:29 Uhr", "Antworten\n2. <PERSON> sagt:\n2. April 2014 um 8:29 Uhr"),
+    ("• Klaus-Peter Baumgardt sagt:\n7. Dez 2018", "• <PERSON> sagt:\n7. Dez 2018"),
+    ("Lieben Gruß\nJasmin\n\nAntworten", "Lieben Gruß\n<PERSON>\n\nAntworten"),
+    ("solutions@example.com\n\nT 919-951-0052\n\n108 Morris St, Suite 2\nDurham, NC 27701",
+     "<EMAIL>\n\nT <PHONE>\n\n<ADDRESS>"),
+    ("Creative Commons\nPO Box 1866, Mountain View, CA 94042\ninfo@example.org", "Creative Commons\n<ADDRESS>\n<EMAIL>"),
+    ("Nymphenburger Straße 4\nDE-80335 München\nTel. +49 (0) 89 20 80 27 250", "<ADDRESS>\nTel. <PHONE>"),
+    # a post's byline has the shape of a comment header; without a reply link it stays
+    ("Dieser Wahlkampf wurde im Internet entschieden\nMarkus Beckedahl - 27.05.2019 um 13:18 Uhr\n91 Ergänzungen", None),
+    # a short sentence under a contact block is no name line
+    ("Tel 01 87 99 77 28\n\nHat Freenet Pläne, die Vermarktung der Werbeinhalte selber in die Hand zu nehmen?",
+     "Tel <PHONE>\n\nHat Freenet Pläne, die Vermarktung der Werbeinhalte selber in die Hand zu nehmen?"),
+])
+def test_real_page_shapes(text, expected):
+    assert pr.redact(text)[0] == (text if expected is None else expected)
