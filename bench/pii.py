@@ -19,6 +19,10 @@ the default detector):
   organisation word).
 - ``context_probablepeople``: contact-context runs (no gazetteer) kept when ``probablepeople``'s
   CRF labels the run ``Person``.
+- ``context_tagger_p0.1`` / ``_p0.5``: contact-context runs kept when a small logistic-regression
+  tagger, trained here on the real pages' full text with silver labels from the gazetteer
+  (``train_tagger``), gives the run's first token a name-start probability of at least 0.1 / 0.5
+  (needs the WARC).
 - ``context_gazetteer``: contact-context rules, gender-guesser's gazetteer required everywhere.
 - ``context_gazetteer_strong_slots`` (the default): as above, but slots that hold a name whatever
   its origin ("Name:", before "<email>", before " says:", the line after a closing) need no
@@ -33,6 +37,8 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+import re
+import zlib
 import time
 
 from stages import pii_contact as pc
@@ -84,7 +90,96 @@ def _probablepeople_filter(text: str, spans):
     return keep
 
 
-def name_candidates() -> dict:
+# --- a small tagger trained here from gazetteer-labelled text --------------------------------
+_TAG_TOKEN = re.compile(r"[^\W\d_][\w'’-]*|\d+|[^\w\s]")
+_TAG_DIM = 1 << 18
+
+
+def _shape(t: str) -> str:
+    if not t:
+        return "<none>"
+    if t[0].isdigit():
+        return "9"
+    if not t[0].isalpha():
+        return "p" + t
+    return ("XX" if len(t) > 1 else "X") if t.isupper() else ("Xx" if t[0].isupper() else "x")
+
+
+def _word_or_shape(t: str) -> str:
+    return t.lower() if t[:1].islower() or not t[:1].isalpha() else _shape(t)
+
+
+def _tag_features(toks: list[str], i: int) -> list[int]:
+    t = toks[i]
+    at = lambda k: toks[k] if 0 <= k < len(toks) else ""  # noqa: E731
+    f = ["w=" + t, "b", "suf3=" + t[-3:].lower(), "suf2=" + t[-2:].lower(), "len=" + str(min(len(t), 10)),
+         "p1=" + _word_or_shape(at(i - 1)), "p2=" + _word_or_shape(at(i - 2)), "n1s=" + _shape(at(i + 1)),
+         "n2s=" + _shape(at(i + 2)), "n1=" + ("CAP" if at(i + 1)[:1].isupper() else at(i + 1).lower()),
+         "start=" + str(i == 0), "n1org=" + str(at(i + 1) in pc.ORG_WORDS)]
+    return [zlib.crc32(x.encode()) % _TAG_DIM for x in f]
+
+
+def train_tagger(texts: list[str], epochs: int = 5, lr: float = 0.2):
+    """Logistic regression over hashed token features (word, suffixes, neighbours' words and
+    shapes, line start). Silver labels from the gazetteer: a capitalised given name followed by a
+    capitalised non-organisation word starts a name (1); a capitalised word outside the gazetteer
+    does not (0). Returns ``p(text, start) -> probability that a name starts there``."""
+    import numpy as np
+    given = pc.given_names()
+    X, y = [], []
+    for text in texts:
+        for line in text.split("\n"):
+            toks = _TAG_TOKEN.findall(line)
+            for i, t in enumerate(toks):
+                if not (t[:1].isupper() and t[1:2].islower()):
+                    continue
+                n1 = toks[i + 1] if i + 1 < len(toks) else ""
+                if t in given and n1[:1].isupper() and n1 not in pc.ORG_WORDS:
+                    X.append(_tag_features(toks, i)), y.append(1)
+                elif t not in given:
+                    X.append(_tag_features(toks, i)), y.append(0)
+    w = np.zeros(_TAG_DIM)
+    order = np.arange(len(X))
+    rng = np.random.default_rng(0)
+    for _ in range(epochs):
+        rng.shuffle(order)
+        for k in order:
+            f = X[k]
+            w[f] -= lr * (1 / (1 + np.exp(-w[f].sum())) - y[k])
+    print(f"  (tagger: {len(X)} capitalised tokens, {sum(y)} silver name starts)")
+
+    def prob(text: str, start: int) -> float:
+        ls = text.rfind("\n", 0, start) + 1
+        le = text.find("\n", start)
+        line = text[ls:(len(text) if le < 0 else le)]
+        spans = [m for m in _TAG_TOKEN.finditer(line)]
+        idx = next((i for i, m in enumerate(spans) if m.start() >= start - ls), None)
+        if idx is None:
+            return 0.0
+        return float(1 / (1 + np.exp(-w[_tag_features([m.group() for m in spans], idx)].sum())))
+    return prob
+
+
+def full_page_texts(warc: str) -> list[str]:
+    """The pages' full text (footers, imprints, comments kept)."""
+    from resiliparse.extract.html2text import extract_plain_text
+    from resiliparse.parse.html import HTMLTree
+    from warcio.archiveiterator import ArchiveIterator
+
+    from stages.crawl_ingest import decode_html
+    out = []
+    with open(warc, "rb") as f:
+        for rec in ArchiveIterator(f):
+            if rec.rec_type != "response":
+                continue
+            html = decode_html(rec.content_stream().read(), None)
+            if html:
+                out.append(extract_plain_text(HTMLTree.parse(html), main_content=False, preserve_formatting=True,
+                                              comments=True, links=False, alt_texts=False, form_fields=False))
+    return out
+
+
+def name_candidates(warc: str | None = None) -> dict:
     """name -> text -> [(start, end)] person spans."""
     def ctx(policy, given=None, post=None):
         def find(text):
@@ -108,6 +203,10 @@ def name_candidates() -> dict:
         out["context_probablepeople"] = ctx("never", post=_probablepeople_filter)
     except ImportError as e:
         print(f"  (context_probablepeople skipped: {e})")
+    if warc:
+        tagger = train_tagger(full_page_texts(warc))
+        for th in (0.1, 0.5):
+            out[f"context_tagger_p{th}"] = ctx("never", post=lambda t, sp, th=th: [x for x in sp if tagger(t, x[0]) >= th])
     return out | {
         "context_only": ctx("never"),
         "context_gazetteer": ctx("always"),
@@ -143,11 +242,11 @@ def bench_types(docs) -> None:
             print(f"  sample {k}: {v[:5]}")
 
 
-def bench_names(docs) -> None:
+def bench_names(docs, warc: str | None = None) -> None:
     print("\n## person-name candidates (PERSON spans only)")
     print(f"  {'candidate':32s} {'recall contact':>18s} {'prose names altered':>20s} {'look-alikes altered':>20s}"
           f" {'precision':>18s} {'in real text':>12s} {'ms/doc':>7s}")
-    for name, find in name_candidates().items():
+    for name, find in name_candidates(warc).items():
         t0 = time.process_time()
         s = pl.score(docs, lambda t: [(a, b, "PERSON") for a, b in find(t)], types=["PERSON"])
         ms = (time.process_time() - t0) * 1000 / len(docs)
@@ -227,7 +326,7 @@ def main() -> None:
         pl.write(docs, LABELLED)
         print(f"wrote {LABELLED}")
     bench_types(docs)
-    bench_names(docs)
+    bench_names(docs, source if source != LABELLED else None)
     if args.full_pages and source != LABELLED:
         bench_full_pages(source)
     if not args.skip_throughput:
