@@ -15,8 +15,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from deeprecipe.stages import (decontaminate, minhash_dedup, ngram_lm, pii_redact, quality_classifier,
-                    quality_heuristics, reference_texts, simhash_dedup)
+from deeprecipe.stages import (decontaminate, minhash_dedup, ngram_lm, pii_contact, pii_redact,
+                               quality_classifier, quality_heuristics, reference_texts,
+                               simhash_dedup)
 
 from .base import ShardMapStage, StageTask, StageWork, local_copy, part_name, sum_phase, work_of
 from .data import SyntheticCrawl, UrlDedup
@@ -411,14 +412,21 @@ class QualityFilterShard(StageWork):
 
 # -- pii_redact and decontaminate: one task per shard -----------------------------------------
 class PiiRedact(ShardMapStage):
-    """Emails, phones, IPs, Luhn-valid cards, SSN-like ids, IBANs → typed placeholders."""
-    code_version = "1"
-    source_objects = (pii_redact,)
+    """Emails, phones, IPs, Luhn-valid cards, SSN-like ids, IBANs, street addresses in contact
+    blocks and person names → typed placeholders."""
+    code_version = "2"
+    source_objects = (pii_redact, pii_contact)
     input_stage = QualityFilter
     types = luigi.OptionalListParameter(default=None, description="PII types; empty = all")
+    keep_public_names = luigi.BoolParameter(
+        default=True, parsing=luigi.BoolParameter.EXPLICIT_PARSING,
+        description="true (default): names only in contact contexts (contact blocks, signatures, comment "
+                    "authors, 'Contact: ...') become <PERSON>, names in running prose and bylines stay; "
+                    "false: also bylines, honorific + name and gazetteer-confirmed names in prose")
 
     def map_shard(self, table, ctx, shard):
-        redactor = pii_redact.PiiRedactor(types=tuple(self.stage_params["types"]) or None)
+        redactor = pii_redact.PiiRedactor(types=tuple(self.stage_params["types"]) or None,
+                                          names="contact" if self.stage_params["keep_public_names"] else "all")
         return redactor(table), dict(redactor.stats)
 
 
