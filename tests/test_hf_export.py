@@ -126,3 +126,39 @@ def test_chat_template_is_our_prompt(tmp_path, tok_json):
     full = full["input_ids"] if isinstance(full, dict) else full
     assert full == ours_tok.encode("<|system|>Be brief.") + p_ids + r_ids
     assert (tok.bos_token, tok.eos_token, tok.pad_token) == ("<|bos|>", "<|eos|>", "<|pad|>")
+
+
+def test_stage_hf_folder_and_cli_export(tmp_path, tok_json):
+    """A model stage's `put_hf_export` writes hf/ into its artifact; `deeprecipe export STAGE
+    -o DIR` rebuilds the same folder from the committed artifact's model files."""
+    import types
+
+    from deeprecipe.pipeline import cli
+    from deeprecipe.pipeline.store import ArtifactStore
+    from deeprecipe.pipeline.task import StageContext
+    from deeprecipe.workflows.train import put_hf_export
+
+    store = ArtifactStore(str(tmp_path / "store"))
+    ctx = StageContext(types.SimpleNamespace(artifact_store=store), "grpo", "0123456789abcdef")
+    ours = model_of(300, attention="mla", mtp_depth=1)
+    scratch = tmp_path / "scratch"
+    pt.save_policy(ours, tok_json, scratch)
+    for name in ("config.json", "model.safetensors", "tokenizer.json"):
+        ctx.fs.put_file(str(scratch / name), ctx.output_path(name))
+    put_hf_export(ctx, ours, tok_json, scratch)
+    assert {f"hf/{n}" for n in hf_export.HF_FILES} <= set(ctx.outputs)
+    store.commit_manifest("grpo", ctx.version, {
+        "stage": "grpo", "version": ctx.version, "run": {"end": "2026-12-04T00:00:00"},
+        "outputs": {"files": [{"name": n} for n in ctx.outputs]}})
+    hf = tmp_path / "store" / "grpo" / ctx.version / "hf"
+    assert cli.main(["--store", str(tmp_path / "store"), "export", "grpo", "-o",
+                     str(tmp_path / "out")]) == 0
+    for name in hf_export.HF_FILES:
+        assert (tmp_path / "out" / name).read_bytes() == (hf / name).read_bytes(), name
+    model = transformers.AutoModelForCausalLM.from_pretrained(hf, dtype=torch.float32)
+    idx = torch.randint(0, 300, (1, 20))
+    with torch.no_grad():
+        torch.testing.assert_close(model(input_ids=idx).logits, ours.eval()(idx)[0],
+                                   atol=2e-4, rtol=1e-4)
+    assert cli.main(["--store", str(tmp_path / "store"), "export", "nope", "-o",
+                     str(tmp_path / "x")]) == 2
