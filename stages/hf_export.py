@@ -136,10 +136,11 @@ def _interleave_rows(w: torch.Tensor, n_blocks: int, block: int, rope: int) -> t
     return w.index_select(0, idx.reshape(-1))
 
 
-def hf_state_dict(model: MoETransformer) -> tuple[dict[str, torch.Tensor], list[str]]:
-    """(transformers tensors, our dropped keys). Tensors come back on the CPU, contiguous,
-    sharing no storage (what safetensors writes)."""
-    cfg, sd = model.cfg, {k: v.detach().cpu() for k, v in model.state_dict().items()}
+def hf_state_dict(cfg: MoEConfig, state: dict[str, torch.Tensor]
+                  ) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """(transformers tensors, our dropped keys) from our model's state dict. Tensors come
+    back on the CPU, contiguous, sharing no storage (what safetensors writes)."""
+    sd = {k: v.detach().cpu() for k, v in state.items()}
     arch = hf_architecture(cfg)
     out: dict[str, torch.Tensor] = {"model.embed_tokens.weight": sd.pop("embed.weight"),
                                     "model.norm.weight": sd.pop("norm.weight"),
@@ -231,12 +232,17 @@ def export_transformers(model: MoETransformer, tokenizer_json: str | Path,
                         folder: str | Path) -> dict:
     """Write `model` (and our tokenizer) as a transformers folder; returns the export
     manifest (also written as deeprecipe_export.json)."""
+    return export_state(model.cfg, model.state_dict(), tokenizer_json, folder)
+
+
+def export_state(cfg: MoEConfig, state: dict[str, torch.Tensor], tokenizer_json: str | Path,
+                 folder: str | Path) -> dict:
+    """`export_transformers` from a config and our state dict (no model is built)."""
     from tokenizers import Tokenizer
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
-    cfg = model.cfg
     ids = special_token_ids(Tokenizer.from_file(str(tokenizer_json)))
-    tensors, dropped = hf_state_dict(model)
+    tensors, dropped = hf_state_dict(cfg, state)
     dtype = tensors["model.embed_tokens.weight"].dtype
     config = hf_config(cfg, ids, dtype)
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
@@ -261,5 +267,12 @@ HF_FILES = ("config.json", "generation_config.json", "model.safetensors", "token
 def export_folder(src: str | Path, dst: str | Path) -> dict:
     """A transformers folder from one of our model folders (config.json + model.safetensors +
     tokenizer.json: a model artifact or an export)."""
-    from .pretrain import load_model
-    return export_transformers(load_model(str(src)), Path(src) / "tokenizer.json", dst)
+    import dataclasses
+
+    from safetensors.torch import load_file
+    src = Path(src)
+    raw = json.loads((src / "config.json").read_text())
+    cfg = MoEConfig(**{f.name: raw[f.name] for f in dataclasses.fields(MoEConfig)
+                       if f.name in raw})
+    return export_state(cfg, load_file(str(src / "model.safetensors")), src / "tokenizer.json",
+                        dst)
