@@ -89,3 +89,36 @@ def test_import_keeps_logits_and_adds_our_tokens(tmp_path, kind):
     (src / "config.json").write_text(json.dumps({**json.loads((src / "config.json").read_text()),
                                                  "x": 1}))
     assert hf_import.folder_sha256(src) != before
+
+
+def test_base_model_runs_cold_start_grpo_evaluate_through_luigi(tmp_path):
+    """`--base-model FOLDER`: a tiny deepseek_v3 saved by transformers is imported (stage
+    base_model, versioned by its files' sha256) and cold_start_sft -> grpo -> evaluate run
+    from it, with no pretraining stage in the DAG."""
+    from deeprecipe.pipeline.store import ArtifactStore
+    from tests.conftest import luigi_cmd, run
+
+    src = tmp_path / "user"
+    vocab = user_tokenizer(src, TEXTS)
+    tiny_deepseek_v3(src, vocab)
+    store = str(tmp_path / "store")
+    run(luigi_cmd("--module", "workflows", "Evaluate", "--store", store, "--base-model", str(src),
+                  "--Evaluate-models", '["base", "cold_start", "grpo"]', "--Evaluate-k", "2",
+                  "--Evaluate-max-problems", "8", "--Evaluate-max-new-tokens", "16"),
+        timeout=1500)
+    s = ArtifactStore(store)
+    assert "pretrain_moe" not in s.stages() and "tokenize_pack" not in s.stages()
+    base = s.newest("base_model")
+    assert base["key"]["params"]["base_model_sha256"] == hf_import.folder_sha256(src)
+    assert base["outputs"]["metrics"]["added_tokens"] == list(SPECIAL_TOKENS)
+    cold = s.newest("cold_start_sft")
+    assert cold["upstream"]["base"]["stage"] == "base_model"
+    assert s.newest("grpo")["upstream"]["init"]["stage"] == "cold_start_sft"
+    models = s.newest("evaluate")["outputs"]["metrics"]["models"]
+    assert sorted(models) == ["base", "cold_start", "grpo"]
+    assert models["base"]["stage"] == "base_model"
+    # the post-trained model is a transformers checkpoint again (deepseek_v3, our tokens)
+    hf = s.path("grpo", s.newest("grpo")["version"], "hf")
+    model = transformers.AutoModelForCausalLM.from_pretrained(hf)
+    assert model.config.model_type == "deepseek_v3"
+    assert model.config.vocab_size == vocab + len(SPECIAL_TOKENS)

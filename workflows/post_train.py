@@ -32,7 +32,7 @@ from deeprecipe.stages.moe_model import MOE_CONFIGS
 
 from .base import LOCAL_CACHE, StageTask, local_copy, local_dir
 from .reasoning import ReasoningData
-from .train import PretrainMoe, put_hf_export
+from .train import PretrainMoe, base_stage, put_hf_export
 
 MODEL_FILES = ("config.json", "model.safetensors", "tokenizer.json")
 
@@ -158,7 +158,7 @@ class ColdStartSft(StageTask):
     device = luigi.OptionalParameter(default=None)
 
     def upstream(self):
-        return {"base": self.clone(PretrainMoe), "data": self.clone(ReasoningData)}
+        return {"base": self.clone(base_stage(self)), "data": self.clone(ReasoningData)}
 
     def build(self, ctx):
         p = self.stage_params
@@ -207,7 +207,7 @@ class FinalSft(StageTask):
     device = luigi.OptionalParameter(default=None)
 
     def base_stage(self):
-        return PretrainMoe
+        return base_stage(self)
 
     def upstream(self):
         return {"base": self.clone(self.base_stage()), "samples": self.clone(RejectionSample)}
@@ -299,7 +299,7 @@ class GrpoZero(GrpoBase):
     """R1-Zero: GRPO straight from the base with rule rewards only, on the R1-Zero template."""
 
     def init_stage(self):
-        return PretrainMoe
+        return base_stage(self)
 
 
 class StudentGrpo(GrpoBase):
@@ -395,7 +395,7 @@ class RewardModel(StageTask):
     device = luigi.OptionalParameter(default=None)
 
     def upstream(self):
-        return {"base": self.clone(PretrainMoe), "data": self.clone(ReasoningData)}
+        return {"base": self.clone(base_stage(self)), "data": self.clone(ReasoningData)}
 
     def build(self, ctx):
         p = self.stage_params
@@ -506,12 +506,18 @@ class Evaluate(StageTask):
     seed = luigi.OptionalIntParameter(default=None)
     threads = luigi.OptionalIntParameter(default=None)
     device = luigi.OptionalParameter(default=None)
+    models = luigi.ListParameter(default=[], description="models to evaluate, of "
+                                 f"{list(EVAL_MODELS)} (default []: all); only their stages run")
 
     def upstream(self):
-        return {"base": self.clone(PretrainMoe), "cold_start": self.clone(ColdStartSft),
-                "grpo": self.clone(Grpo), "grpo_zero": self.clone(GrpoZero),
-                "final": self.clone(FinalRl), "student": self.clone(Distill),
-                "student_rl": self.clone(StudentGrpo), "data": self.clone(ReasoningData)}
+        stages = {"base": base_stage(self), "cold_start": ColdStartSft, "grpo": Grpo,
+                  "grpo_zero": GrpoZero, "final": FinalRl, "student": Distill,
+                  "student_rl": StudentGrpo}
+        unknown = set(self.models) - set(stages)
+        if unknown:
+            raise ValueError(f"evaluate: unknown models {sorted(unknown)}; of {list(stages)}")
+        return {**{n: self.clone(c) for n, c in stages.items()
+                   if not self.models or n in self.models}, "data": self.clone(ReasoningData)}
 
     def build(self, ctx):
         p = self.stage_params
@@ -520,6 +526,8 @@ class Evaluate(StageTask):
                              p["max_problems"], p["seed"])
         results = {}
         for name, (upstream, style) in EVAL_MODELS.items():
+            if upstream not in self.upstream():
+                continue
             self.set_status_message(f"evaluate {name}")
             _, tok, model = load_chat_model(ctx, upstream, p["max_seq_len"], device)
             model = pt.inference_model(model, p["dtype"])
@@ -529,7 +537,8 @@ class Evaluate(StageTask):
             results[name] = {**res, "stage": art.stage, "version": art.version,
                              "prompt_style": style, "params": model.num_params()}
             del model
-        curves = {n: self.curve(ctx, n) for n in ("grpo", "grpo_zero", "final", "student_rl")}
+        curves = {n: self.curve(ctx, n) for n in ("grpo", "grpo_zero", "final", "student_rl")
+                  if n in results}
         diffs = paired_differences(results, p["k"])
         out = local_dir(ctx, "report")
         write_report(results, diffs, curves, problems, p, out)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 import deeprecipe
-from deeprecipe.stages import hf_export, moe_model, pretrain
+from deeprecipe.stages import hf_export, hf_import, moe_model, pretrain
 
 from .base import LOCAL_CACHE, StageTask, local_copy, local_dir
 from .pretrain import TokenizePack, TokenizerTrain
@@ -106,3 +106,32 @@ class PretrainMoe(StageTask):
         if not ctx.store.is_local:
             shutil.rmtree(LOCAL_CACHE / ctx.stage / ctx.version, ignore_errors=True)
         return summary
+
+
+class BaseModel(StageTask):
+    """External input: the user's own base model (`--base-model PATH`, a local transformers
+    folder of a supported architecture, `stages.hf_import`) as our model folder, for the
+    post-training stages to start from instead of pretrain_moe. Versioned by the sha256 of
+    the folder's files (not its path): new bytes re-key it and everything built from it."""
+    code_version = "1"
+    source_objects = (hf_import,)
+
+    def key_extras(self) -> dict:
+        if not self.base_model:
+            raise ValueError("stage base_model needs --base-model PATH (a transformers folder)")
+        return {"base_model_sha256": hf_import.folder_sha256(self.base_model)}
+
+    def build(self, ctx):
+        out = local_dir(ctx, "import")
+        info = hf_import.import_folder(self.base_model, out)
+        for name in ("config.json", "model.safetensors", "tokenizer.json"):
+            ctx.fs.put_file(str(out / name), ctx.output_path(name))
+        if not ctx.store.is_local:
+            shutil.rmtree(LOCAL_CACHE / ctx.stage / ctx.version, ignore_errors=True)
+        return {**info, "source_path": str(self.base_model),
+                "base_model_sha256": self.key_extras()["base_model_sha256"]}
+
+
+def base_stage(task) -> type[StageTask]:
+    """Where post-training starts: pretrain_moe, or base_model under --base-model."""
+    return BaseModel if task.base_model else PretrainMoe
