@@ -76,6 +76,29 @@ def cmd_gc(store, args):
     print(f"{verb} {len(found)} path(s)")
 
 
+def cmd_export(store, args):
+    """A model artifact as a transformers folder (stages.hf_export), rebuilt from its
+    config.json + model.safetensors + tokenizer.json (also artifacts older than hf/)."""
+    import tempfile
+
+    from deeprecipe.stages import hf_export
+    m = lineage.resolve_ref(store, f"{args.stage}/{args.version}" if args.version else args.stage)
+    names = {f["name"] for f in m["outputs"]["files"]}
+    need = ("config.json", "model.safetensors", "tokenizer.json")
+    if not set(need) <= names:
+        raise lineage.RefError(f"{m['stage']}/{m['version']} is not a model artifact (no "
+                               f"{', '.join(n for n in need if n not in names)})")
+    with tempfile.TemporaryDirectory() as tmp:
+        src = store.version_dir(m["stage"], m["version"]) if store.is_local else tmp
+        if not store.is_local:
+            for n in need:
+                store.fs.get_file(store.path(m["stage"], m["version"], n), f"{tmp}/{n}")
+        manifest = hf_export.export_folder(src, args.output)
+    print(f"{m['stage']}/{m['version']} -> {args.output} ({manifest['model_type']})")
+    for note in manifest["notes"]:
+        print(f"  note: {note}")
+
+
 def cmd_status(store, args):
     with root_task(args) as root:
         statuses = lineage.dag_status(root)
@@ -137,6 +160,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(fn=cmd_diff)
     sp = sub.add_parser("verify", help="recorded digests still match the files")
     sp.set_defaults(fn=cmd_verify)
+    sp = sub.add_parser("export", help="a model stage's artifact as a transformers folder")
+    sp.add_argument("stage", help="model stage, e.g. grpo, pretrain_student")
+    sp.add_argument("--version", help="a committed version (default: the newest)")
+    sp.add_argument("-o", "--output", required=True, help="folder to write")
+    sp.set_defaults(fn=cmd_export)
     sp = sub.add_parser("gc", help="remove uncommitted version folders and scratch")
     sp.add_argument("--dry-run", action="store_true")
     sp.set_defaults(fn=cmd_gc)

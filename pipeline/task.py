@@ -34,7 +34,7 @@ install_defaults()
 # One id per `luigi` invocation; forked workers inherit it. Hosts that share one central
 # scheduler and use --rerun set DEEPRECIPE_RUN_ID to the same value so they agree on the salt.
 RUN_ID = os.environ.get("DEEPRECIPE_RUN_ID") or uuid.uuid4().hex[:12]
-GLOBAL_PARAMS = ("profile", "store", "source", "rerun")
+GLOBAL_PARAMS = ("profile", "store", "source", "rerun", "base_model")
 
 
 _STORES: dict[tuple, ArtifactStore] = {}
@@ -62,6 +62,9 @@ class PipelineTask(luigi.Task):
                              "of WARC/WET/JSONL/Parquet files (default: the generated crawl)")
     rerun = luigi.Parameter(default="", description="comma-separated stages to run again "
                             "as a fresh attempt (their downstream re-keys too)")
+    base_model = luigi.Parameter(default="", description="a local transformers folder to "
+                                 "post-train instead of pretrain_moe (stage base_model, "
+                                 "versioned by the sha256 of its files)")
 
     @property
     def artifact_store(self) -> ArtifactStore:

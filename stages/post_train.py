@@ -61,6 +61,38 @@ collecting the accuracy reward without the format), so no style stops early by d
 # ----------------------------------------------------------------------------- text <-> ids
 
 
+SYSTEM = "<|system|>"
+
+
+def render_chat(messages: Sequence[Mapping[str, str]], add_generation_prompt: bool = False) -> str:
+    """A conversation in our chat format: system -> `<|system|>{content}`, user ->
+    `<|user|>{content}`, assistant -> `<|assistant|>{content}<|eos|>`; add_generation_prompt
+    appends `<|assistant|>`. One user turn with the generation prompt is `chat_prompt`; a user
+    and an assistant turn are an SFT example (prompt ids + response ids + EOS). Our models are
+    trained on single user turns only: a system turn (the `<|system|>` special token, never in
+    the training data) is defined so transformers' chat template has one; `CHAT_TEMPLATE` is
+    this function in Jinja."""
+    tags = {"system": SYSTEM, "user": USER, "assistant": ASSISTANT}
+    parts = []
+    for m in messages:
+        if m["role"] not in tags:
+            raise ValueError(f"chat role {m['role']!r}; use one of {sorted(tags)}")
+        parts.append(tags[m["role"]] + m["content"] + (EOS if m["role"] == "assistant" else ""))
+    return "".join(parts) + (ASSISTANT if add_generation_prompt else "")
+
+
+CHAT_TEMPLATE = (
+    "{%- for m in messages -%}"
+    "{%- if m['role'] == 'system' -%}" + SYSTEM + "{{ m['content'] }}"
+    "{%- elif m['role'] == 'user' -%}" + USER + "{{ m['content'] }}"
+    "{%- elif m['role'] == 'assistant' -%}" + ASSISTANT + "{{ m['content'] }}" + EOS +
+    "{%- else -%}{{ raise_exception('chat role ' + m['role'] + '; use system, user or assistant') }}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}" + ASSISTANT + "{%- endif -%}")
+"""`render_chat` as a transformers chat template (tokenizer_config.json of an HF export)."""
+
+
 def chat_prompt(prompt: str) -> str:
     """`<|user|>{prompt}<|assistant|>`: the part the model is conditioned on."""
     return f"{USER}{prompt}{ASSISTANT}"

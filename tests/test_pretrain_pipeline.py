@@ -33,6 +33,8 @@ def test_pretrain_pipeline_artifacts(trained_store):
     names = {f["name"] for f in m["outputs"]["files"]}
     assert {"config.json", "model.safetensors", "tokenizer.json", "metrics.jsonl", "metrics.png"} <= names
     assert not any(n.endswith((".pt", ".bin", ".pkl")) for n in names)
+    from deeprecipe.stages.hf_export import HF_FILES
+    assert {f"hf/{n}" for n in HF_FILES} <= names  # the transformers export (issue 23)
     met = m["outputs"]["metrics"]
     assert met["loss_last"] < 0.5 * met["loss_first"], met
     assert met["val_loss"] < 0.6 * met["loss_first"], met

@@ -9,7 +9,8 @@
               and student_rl (student_grpo)
 
 Model artifacts are HF-style folders: config.json, model.safetensors, tokenizer.json, plus
-metrics.jsonl and metrics.png. Training runs in the Luigi worker process on torch with
+metrics.jsonl and metrics.png, and hf/: the model as a transformers checkpoint
+(`train.put_hf_export`). Training runs in the Luigi worker process on torch with
 `threads` CPU threads (or one GPU with device='cuda'; precision: stages.post_train's docstring)."""
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ import pyarrow as pa
 import torch
 
 from deeprecipe.stages import grpo as grpo_losses
+from deeprecipe.stages import hf_export
 from deeprecipe.stages import post_train as pt
 from deeprecipe.stages import reasoning_data as rd
 from deeprecipe.stages import rewards, rl_state, sampler
@@ -30,7 +32,7 @@ from deeprecipe.stages.moe_model import MOE_CONFIGS
 
 from .base import LOCAL_CACHE, StageTask, local_copy, local_dir
 from .reasoning import ReasoningData
-from .train import PretrainMoe
+from .train import PretrainMoe, base_stage, put_hf_export
 
 MODEL_FILES = ("config.json", "model.safetensors", "tokenizer.json")
 
@@ -81,9 +83,11 @@ def rl_problems(data) -> list[dict]:
 
 def put_model(ctx, model, tok_json: Path, rows: list[dict], plot_keys: tuple[str, ...],
               extra: tuple[str, ...] = ()) -> None:
-    """Export the model as an HF folder plus metrics.jsonl and metrics.png into the artifact."""
+    """Export the model as an HF-style folder plus metrics.jsonl and metrics.png into the
+    artifact, and as a transformers checkpoint into its hf/."""
     out = local_dir(ctx, "export")
     pt.save_policy(model.cpu(), tok_json, out)
+    put_hf_export(ctx, model, tok_json, out)
     pt.write_metrics(rows, out / "metrics.jsonl")
     pt.plot_series(rows, plot_keys, out / "metrics.png", ctx.stage)
     for name in (*MODEL_FILES, *extra, "metrics.jsonl", "metrics.png"):
@@ -143,8 +147,8 @@ class ColdStartSft(StageTask):
     solution templates (`<think>steps</think><answer>…</answer>`); `max_think_lines` > 0 keeps
     only the last lines of each reasoning block (tiny models learn the format from short
     renderings)."""
-    code_version = "3"
-    source_objects = (pt, grpo_losses)
+    code_version = "4"  # 4: hf/ (transformers export)
+    source_objects = (pt, grpo_losses, hf_export)
     sft = luigi.OptionalDictParameter(default=None, description="stages.post_train.SFTConfig fields")
     max_response_tokens = luigi.OptionalIntParameter(default=None)
     max_think_lines = luigi.OptionalIntParameter(default=None,
@@ -154,7 +158,7 @@ class ColdStartSft(StageTask):
     device = luigi.OptionalParameter(default=None)
 
     def upstream(self):
-        return {"base": self.clone(PretrainMoe), "data": self.clone(ReasoningData)}
+        return {"base": self.clone(base_stage(self)), "data": self.clone(ReasoningData)}
 
     def build(self, ctx):
         p = self.stage_params
@@ -194,8 +198,8 @@ class PretrainStudent(PretrainMoe):
 
 class FinalSft(StageTask):
     """R1's final SFT: rejection-sampled reasoning + non-reasoning rows, on the pretrained BASE."""
-    code_version = "2"
-    source_objects = (pt, grpo_losses)
+    code_version = "3"  # 3: hf/ (transformers export)
+    source_objects = (pt, grpo_losses, hf_export)
     sft = luigi.OptionalDictParameter(default=None)
     max_response_tokens = luigi.OptionalIntParameter(default=None)
     max_seq_len = luigi.OptionalIntParameter(default=None)
@@ -203,7 +207,7 @@ class FinalSft(StageTask):
     device = luigi.OptionalParameter(default=None)
 
     def base_stage(self):
-        return PretrainMoe
+        return base_stage(self)
 
     def upstream(self):
         return {"base": self.clone(self.base_stage()), "samples": self.clone(RejectionSample)}
@@ -245,9 +249,9 @@ class GrpoBase(StageTask):
     was killed) continues from it instead of starting over. Not a parameter: how often a run
     saves does not change what it computes."""
     state_every_s: ClassVar[float] = 180.0
-    code_version = "7"  # 4: is_weight / is_truncated; 5: grad_norm, update_rows; 6: the rl split;
-    # 7: metrics kl_max, skipped
-    source_objects = (pt, grpo_losses, rewards, sampler, rl_state)
+    code_version = "8"  # 4: is_weight / is_truncated; 5: grad_norm, update_rows; 6: the rl split;
+    # 7: metrics kl_max, skipped; 8: hf/ (transformers export)
+    source_objects = (pt, grpo_losses, rewards, sampler, rl_state, hf_export)
     grpo = luigi.OptionalDictParameter(default=None, description="stages.post_train.GRPOConfig fields")
     weights = luigi.OptionalDictParameter(default=None, description="rule reward weights")
     max_seq_len = luigi.OptionalIntParameter(default=None)
@@ -295,7 +299,7 @@ class GrpoZero(GrpoBase):
     """R1-Zero: GRPO straight from the base with rule rewards only, on the R1-Zero template."""
 
     def init_stage(self):
-        return PretrainMoe
+        return base_stage(self)
 
 
 class StudentGrpo(GrpoBase):
@@ -391,7 +395,7 @@ class RewardModel(StageTask):
     device = luigi.OptionalParameter(default=None)
 
     def upstream(self):
-        return {"base": self.clone(PretrainMoe), "data": self.clone(ReasoningData)}
+        return {"base": self.clone(base_stage(self)), "data": self.clone(ReasoningData)}
 
     def build(self, ctx):
         p = self.stage_params
@@ -502,12 +506,18 @@ class Evaluate(StageTask):
     seed = luigi.OptionalIntParameter(default=None)
     threads = luigi.OptionalIntParameter(default=None)
     device = luigi.OptionalParameter(default=None)
+    models = luigi.ListParameter(default=[], description="models to evaluate, of "
+                                 f"{list(EVAL_MODELS)} (default []: all); only their stages run")
 
     def upstream(self):
-        return {"base": self.clone(PretrainMoe), "cold_start": self.clone(ColdStartSft),
-                "grpo": self.clone(Grpo), "grpo_zero": self.clone(GrpoZero),
-                "final": self.clone(FinalRl), "student": self.clone(Distill),
-                "student_rl": self.clone(StudentGrpo), "data": self.clone(ReasoningData)}
+        stages = {"base": base_stage(self), "cold_start": ColdStartSft, "grpo": Grpo,
+                  "grpo_zero": GrpoZero, "final": FinalRl, "student": Distill,
+                  "student_rl": StudentGrpo}
+        unknown = set(self.models) - set(stages)
+        if unknown:
+            raise ValueError(f"evaluate: unknown models {sorted(unknown)}; of {list(stages)}")
+        return {**{n: self.clone(c) for n, c in stages.items()
+                   if not self.models or n in self.models}, "data": self.clone(ReasoningData)}
 
     def build(self, ctx):
         p = self.stage_params
@@ -516,6 +526,8 @@ class Evaluate(StageTask):
                              p["max_problems"], p["seed"])
         results = {}
         for name, (upstream, style) in EVAL_MODELS.items():
+            if upstream not in self.upstream():
+                continue
             self.set_status_message(f"evaluate {name}")
             _, tok, model = load_chat_model(ctx, upstream, p["max_seq_len"], device)
             model = pt.inference_model(model, p["dtype"])
@@ -525,7 +537,8 @@ class Evaluate(StageTask):
             results[name] = {**res, "stage": art.stage, "version": art.version,
                              "prompt_style": style, "params": model.num_params()}
             del model
-        curves = {n: self.curve(ctx, n) for n in ("grpo", "grpo_zero", "final", "student_rl")}
+        curves = {n: self.curve(ctx, n) for n in ("grpo", "grpo_zero", "final", "student_rl")
+                  if n in results}
         diffs = paired_differences(results, p["k"])
         out = local_dir(ctx, "report")
         write_report(results, diffs, curves, problems, p, out)

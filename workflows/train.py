@@ -3,7 +3,8 @@
 Training runs in a subprocess (`python -m deeprecipe.stages.pretrain`, or `torchrun` for
 several GPUs) that checkpoints into the attempt's scratch folder; re-running the task after a crash resumes
 from the newest checkpoint (same version = same scratch folder). The artifact is an HF-style
-folder: config.json, model.safetensors, tokenizer.json, plus metrics.jsonl and metrics.png."""
+folder: config.json, model.safetensors, tokenizer.json, plus metrics.jsonl and metrics.png, and
+hf/: the model as a transformers checkpoint (`put_hf_export`, every model stage writes one)."""
 from __future__ import annotations
 
 import json
@@ -18,16 +19,28 @@ import numpy as np
 import torch
 
 import deeprecipe
-from deeprecipe.stages import moe_model, pretrain
+from deeprecipe.stages import hf_export, hf_import, moe_model, pretrain
 
 from .base import LOCAL_CACHE, StageTask, local_copy, local_dir
 from .pretrain import TokenizePack, TokenizerTrain
 
 DIST_VARS = ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE")
+
+
+def put_hf_export(ctx, model, tok_json: Path, scratch: Path) -> None:
+    """The model as a transformers checkpoint (`stages.hf_export`: deepseek_v3 / glm4_moe /
+    llama, tokenizer with our chat template) into the artifact's `hf/` folder."""
+    local = scratch / "transformers"
+    hf_export.export_transformers(model, tok_json, local)
+    for name in hf_export.HF_FILES:
+        dest = ctx.output_path(f"hf/{name}")
+        ctx.store.makedirs(os.path.dirname(dest))
+        ctx.fs.put_file(str(local / name), dest)
+
 class PretrainMoe(StageTask):
     """DeepSeekMoE pretraining (aux-loss-free routing, DeepSpeed ZeRO, bf16 on GPU)."""
-    code_version = "1"
-    source_objects = (pretrain, moe_model)
+    code_version = "2"  # 2: hf/ (transformers export)
+    source_objects = (pretrain, moe_model, hf_export)
     model = luigi.OptionalParameter(default=None, description="MoE config name (stages/moe_model.MOE_CONFIGS)")
     model_overrides = luigi.OptionalDictParameter(default=None, description="MoEConfig fields")
     train = luigi.OptionalDictParameter(default=None, description="TrainConfig fields")
@@ -73,6 +86,7 @@ class PretrainMoe(StageTask):
         export = local_dir(ctx, "export")
         tok_json = local_copy(ctx, ctx.input("tokenizer"), "tokenizer.json", export)
         pretrain.export_hf_folder(model, model.cfg, str(tok_json), str(export / "hf"))
+        put_hf_export(ctx, model, tok_json, export)
         val = np.concatenate([np.load(local_copy(ctx, tokens, n, data_dir), mmap_mode="r")
                               for n in tokens.files("validation-*.npy")])
         # on the GPU when there is one (on CPU, 20 x 16 rows of `small` take minutes)
@@ -92,3 +106,32 @@ class PretrainMoe(StageTask):
         if not ctx.store.is_local:
             shutil.rmtree(LOCAL_CACHE / ctx.stage / ctx.version, ignore_errors=True)
         return summary
+
+
+class BaseModel(StageTask):
+    """External input: the user's own base model (`--base-model PATH`, a local transformers
+    folder of a supported architecture, `stages.hf_import`) as our model folder, for the
+    post-training stages to start from instead of pretrain_moe. Versioned by the sha256 of
+    the folder's files (not its path): new bytes re-key it and everything built from it."""
+    code_version = "1"
+    source_objects = (hf_import,)
+
+    def key_extras(self) -> dict:
+        if not self.base_model:
+            raise ValueError("stage base_model needs --base-model PATH (a transformers folder)")
+        return {"base_model_sha256": hf_import.folder_sha256(self.base_model)}
+
+    def build(self, ctx):
+        out = local_dir(ctx, "import")
+        info = hf_import.import_folder(self.base_model, out)
+        for name in ("config.json", "model.safetensors", "tokenizer.json"):
+            ctx.fs.put_file(str(out / name), ctx.output_path(name))
+        if not ctx.store.is_local:
+            shutil.rmtree(LOCAL_CACHE / ctx.stage / ctx.version, ignore_errors=True)
+        return {**info, "source_path": str(self.base_model),
+                "base_model_sha256": self.key_extras()["base_model_sha256"]}
+
+
+def base_stage(task) -> type[StageTask]:
+    """Where post-training starts: pretrain_moe, or base_model under --base-model."""
+    return BaseModel if task.base_model else PretrainMoe
