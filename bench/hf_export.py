@@ -70,7 +70,7 @@ def main() -> dict:
            "tensors": manifest["tensors"], "dropped_tensors": len(manifest["dropped"]),
            "model_type": manifest["model_type"]}
     if args.load:
-        transformers = hf_export.import_transformers()
+        import transformers
         t = time.perf_counter()
         transformers.AutoModelForCausalLM.from_pretrained(root / "hf", dtype=torch.float32)
         res["transformers_load_s"] = round(time.perf_counter() - t, 1)

@@ -4,8 +4,11 @@ The import namespace is ``deeprecipe``; its subpackages are the folders at the r
 root: ``deeprecipe.pipeline`` is ``pipeline/``, ``deeprecipe.stages`` is ``stages/``,
 ``deeprecipe.kernels`` is ``kernels/``, ``deeprecipe.workflows`` is ``workflows/``. Bare
 top-level names such as ``kernels`` (installed by transformers >= 5) or ``pipeline`` belong
-to other packages; ours are only reachable under ``deeprecipe.``. The one exception is the
-alias ``workflows`` kept for ``luigi --module workflows`` (see ``workflows/__init__.py``).
+to other packages; ours are only reachable under ``deeprecipe.``. Where the checkout's root is
+on ``sys.path`` (a shell in the checkout, pytest, ``PYTHONPATH=.``), ``import kernels`` would
+find our folder first: each folder's ``__init__`` then hands the bare name over to the other
+distribution's package (``hand_over_bare_name``). The one exception is the alias
+``workflows``, kept for ``luigi --module workflows`` (see ``workflows/__init__.py``).
 
 Installed as a wheel, setuptools copies the folders under ``deeprecipe/``. Run from a source
 checkout (editable install, or ``PYTHONPATH`` at the checkout), this package's path is
@@ -34,3 +37,32 @@ if CHECKOUT is not None and str(CHECKOUT) not in __path__:
     __path__.append(str(CHECKOUT))
 
 __version__ = "0.1.0"
+
+
+def hand_over_bare_name(name: str) -> None:
+    """Our folder ``name`` (pipeline, stages, kernels) was imported as top-level ``name``
+    because the checkout's root is on sys.path. That name is not ours: load the package of that
+    name from the rest of sys.path in its place (e.g. the ``kernels`` that transformers >= 5
+    imports), or fail saying where ours is."""
+    import importlib.machinery
+    import importlib.util
+    import os
+    import sys
+
+    def is_our_root(entry: str) -> bool:
+        return CHECKOUT is not None and Path(entry or os.getcwd()).resolve() == CHECKOUT
+
+    spec = importlib.machinery.PathFinder.find_spec(
+        name, [p for p in sys.path if isinstance(p, str) and not is_our_root(p)])
+    if spec is None or spec.loader is None:
+        del sys.modules[name]
+        raise ModuleNotFoundError(
+            f"No module named {name!r}: deeprecipe's {name}/ folder is imported as "
+            f"deeprecipe.{name} (e.g. `from deeprecipe.{name} import ...`)", name=name)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise

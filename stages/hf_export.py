@@ -49,30 +49,6 @@ from .tokenizer_train import (ASSISTANT, BOS, EOS, PAD, SYSTEM, USER, special_to
                               transformers_config)
 
 MANIFEST = "deeprecipe_export.json"
-
-
-def import_transformers():
-    """`transformers`, imported so that its top-level `kernels` (the hub kernels package) is
-    the installed one: run from a source checkout, the checkout's root is on sys.path (pytest,
-    PYTHONPATH) and its `kernels/` folder (ours, `deeprecipe.kernels`) would shadow it."""
-    import sys
-
-    import deeprecipe
-    if "transformers.integrations.hub_kernels" in sys.modules:
-        return sys.modules["transformers"]
-    root = deeprecipe.CHECKOUT
-    saved = list(sys.path)
-    if root is not None:
-        sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != root]
-        if "kernels" in sys.modules and Path(getattr(sys.modules["kernels"], "__file__", "")
-                                             or ".").resolve().parent.parent == root:
-            del sys.modules["kernels"]
-    try:
-        import transformers
-        import transformers.integrations.hub_kernels  # noqa: F401  (binds `kernels` now)
-    finally:
-        sys.path[:] = saved
-    return transformers
 HF_EPS_FIXED = 1e-6  # transformers' DeepseekV3Attention builds its two latent norms with it
 
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-pytest.importorskip("transformers")
+transformers = pytest.importorskip("transformers")
 
 from deeprecipe.stages import hf_export  # noqa: E402
 from deeprecipe.stages import post_train as pt  # noqa: E402
@@ -19,7 +19,6 @@ from deeprecipe.stages.moe_model import MOE_CONFIGS, MoEConfig, MoETransformer  
 from deeprecipe.stages.sampler import generate  # noqa: E402
 from deeprecipe.stages.tokenizer_train import train_tokenizer  # noqa: E402
 
-transformers = hf_export.import_transformers()
 torch.set_num_threads(1)
 SEQ = 96  # rope dim 16 at theta 10: the fastest frequency's period is 2*pi positions, the
 THETA = 10.0  # slowest's 2*pi*10^(7/8) ~ 47: a 96-position batch passes both

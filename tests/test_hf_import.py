@@ -9,14 +9,13 @@ import pytest
 import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-pytest.importorskip("transformers")
+transformers = pytest.importorskip("transformers")
 
-from deeprecipe.stages import hf_export, hf_import  # noqa: E402
+from deeprecipe.stages import hf_import  # noqa: E402
 from deeprecipe.stages import post_train as pt  # noqa: E402
 from deeprecipe.stages.pretrain import load_model  # noqa: E402
 from deeprecipe.stages.tokenizer_train import SPECIAL_TOKENS  # noqa: E402
 
-transformers = hf_export.import_transformers()
 torch.set_num_threads(1)
 
 

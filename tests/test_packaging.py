@@ -146,3 +146,46 @@ def test_luigi_module_workflows_behind_impostors(tmp_path):
                        timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.strip().splitlines()[-1] == "deeprecipe.workflows.data"
+
+
+def test_bare_names_from_the_checkout_root_belong_to_other_packages(tmp_path):
+    """With the checkout's root first on sys.path (a shell there, pytest, PYTHONPATH=.), our
+    folders hand their bare names to the packages that own them (transformers 5 imports the
+    `kernels` distribution for its models); a name nobody else owns says where ours is."""
+    impostors = tmp_path / "impostors"
+    for name in ("kernels", "pipeline"):
+        (impostors / name).mkdir(parents=True)
+        (impostors / name / "__init__.py").write_text("OWNER = 'theirs'\n")
+    probe = ("import json, sys\n"
+             "import kernels, pipeline\n"
+             "import deeprecipe.kernels as ours\n"
+             "try:\n"
+             "    import stages\n"
+             "    stages_error = None\n"
+             "except ModuleNotFoundError as e:\n"
+             "    stages_error = str(e)\n"
+             "print(json.dumps({'kernels': getattr(kernels, 'OWNER', None),"
+             " 'pipeline': getattr(pipeline, 'OWNER', None), 'ours': ours.__file__,"
+             " 'has_moe': hasattr(ours, 'moe_experts'), 'stages_error': stages_error}))\n")
+    # cwd = the checkout's root: python puts it first on sys.path, the impostors after it
+    r = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True,
+                       env=user_env(PYTHONPATH=str(impostors)), timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["kernels"] == "theirs" and out["pipeline"] == "theirs", out
+    assert Path(out["ours"]).resolve() == (REPO / "kernels" / "__init__.py").resolve()
+    assert out["has_moe"]
+    assert out["stages_error"] and "deeprecipe.stages" in out["stages_error"], out
+
+
+def test_transformers_loads_its_kernels_from_the_checkout_root():
+    pytest.importorskip("transformers")
+    probe = ("import kernels, transformers\n"
+             "from transformers import AutoConfig\n"
+             "print(kernels.__file__)\n")
+    r = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True,
+                       env=user_env(), timeout=300)
+    if r.returncode != 0 and "No module named 'kernels'" in r.stderr:
+        pytest.skip("no `kernels` distribution installed beside transformers")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert Path(r.stdout.strip().splitlines()[-1]).resolve().parent != (REPO / "kernels").resolve()
