@@ -98,12 +98,13 @@ def test_a_users_luigi_cfg_still_overrides_our_defaults(outside, tmp_path):
     assert r.returncode == 7, (r.returncode, r.stderr[-3000:])
 
 
-def make_impostors(root: Path) -> Path:
-    """Top-level packages named like our folders, each importable and obviously not ours."""
-    for name in OUR_PACKAGES:
+def make_impostors(root: Path, names=OUR_PACKAGES) -> Path:
+    """Top-level packages named like our folders, each importable and obviously not ours
+    (``OWNER = 'theirs'``)."""
+    for name in names:
         pkg = root / name
         pkg.mkdir(parents=True)
-        (pkg / "__init__.py").write_text(f"IMPOSTOR = {name!r}\n")
+        (pkg / "__init__.py").write_text("OWNER = 'theirs'\n")
     return root
 
 
@@ -131,10 +132,7 @@ def test_import_names_resolve_to_our_folders_behind_impostors(tmp_path):
 def test_luigi_module_workflows_behind_impostors(tmp_path):
     """`luigi --module workflows` still finds our tasks with a foreign `kernels`, `pipeline`
     and `stages` first on sys.path (each task class defined once, under deeprecipe.workflows)."""
-    impostors = tmp_path / "impostors"
-    for name in ("kernels", "pipeline", "stages"):
-        (impostors / name).mkdir(parents=True)
-        (impostors / name / "__init__.py").write_text("IMPOSTOR = True\n")
+    impostors = make_impostors(tmp_path / "impostors", ("kernels", "pipeline", "stages"))
     probe = ("import luigi.task_register as r, sys\n"
              "import workflows\n"
              "import deeprecipe.workflows as dw\n"
@@ -152,10 +150,7 @@ def test_bare_names_from_the_checkout_root_belong_to_other_packages(tmp_path):
     """With the checkout's root first on sys.path (a shell there, pytest, PYTHONPATH=.), our
     folders hand their bare names to the packages that own them (transformers 5 imports the
     `kernels` distribution for its models); a name nobody else owns says where ours is."""
-    impostors = tmp_path / "impostors"
-    for name in ("kernels", "pipeline"):
-        (impostors / name).mkdir(parents=True)
-        (impostors / name / "__init__.py").write_text("OWNER = 'theirs'\n")
+    impostors = make_impostors(tmp_path / "impostors", ("kernels", "pipeline"))
     probe = ("import json, sys\n"
              "import kernels, pipeline\n"
              "import deeprecipe.kernels as ours\n"
