@@ -51,7 +51,12 @@ def _stage_version(store, ref):
 
 def cmd_lineage(store, args):
     m = lineage.resolve_ref(store, args.ref)
-    lines = lineage.downstream_lines(store, m) if args.downstream else lineage.upstream_lines(store, m)
+    if args.tree:
+        lines = (lineage.downstream_lines(store, m, depth=args.depth) if args.downstream
+                 else lineage.upstream_lines(store, m, depth=args.depth))
+    else:
+        lines = (lineage.downstream_dag_lines(store, m, args.depth) if args.downstream
+                 else lineage.upstream_dag_lines(store, m, args.depth))
     print("\n".join(lines))
 
 
@@ -82,6 +87,7 @@ def cmd_status(store, args):
     for s in statuses:
         why = f"  ({'; '.join(s.reasons)})" if s.reasons else ""
         print(f"{s.state:8s} {s.stage:18s} {s.version}{why}")
+    print(lineage.status_summary(statuses))
     return 0 if all(s.state == "fresh" for s in statuses) or not args.check else 3
 
 
@@ -122,9 +128,14 @@ def build_parser() -> argparse.ArgumentParser:
     root_args(sp)
     sp.add_argument("--check", action="store_true", help="exit 3 unless every stage is fresh")
     sp.set_defaults(fn=cmd_status)
-    sp = sub.add_parser("lineage", help="upstream tree (or --downstream) of an artifact")
+    sp = sub.add_parser("lineage", help="the artifacts an artifact was built from (or "
+                        "--downstream: built from it), each once with version, params, sources")
     sp.add_argument("ref", help="STAGE, STAGE/VERSION, VERSION or a version folder path")
-    sp.add_argument("--downstream", action="store_true")
+    sp.add_argument("--downstream", action="store_true", help="what was built from it")
+    sp.add_argument("--tree", action="store_true", help="the full tree: a shared upstream is "
+                    "repeated under every branch that uses it")
+    sp.add_argument("--depth", type=int, default=None, metavar="N",
+                    help="only artifacts at most N steps away")
     sp.set_defaults(fn=cmd_lineage)
     sp = sub.add_parser("graph", help="the stage DAG of ROOT")
     root_args(sp)

@@ -196,3 +196,13 @@ def test_lineage_reaches_crawl_ingest(r1_store):
                   "cold_start_sft", "pretrain_moe", "student_grpo", "distill",
                   "pretrain_student", "tokenize_pack", "crawl_ingest"):
         assert stage in out, (stage, out)
+    # one block per stage version (a DAG, not a tree repeating shared upstreams): this store
+    # holds one version of each stage, and evaluate depends on every one of them
+    heads = [tuple(line.split()[:2]) for line in out.splitlines() if not line.startswith(" ")]
+    assert heads[0][0] == "evaluate" and len(heads) == len(set(heads))
+    assert {h[0] for h in heads} == set(r1_store.stages())
+    assert len(out.splitlines()) < 8 * len(heads)
+    down = deeprecipe("--store", r1_store.url, "lineage", "crawl_ingest", "--downstream").stdout
+    heads = [tuple(line.split()[:2]) for line in down.splitlines() if not line.startswith(" ")]
+    assert heads[0][0] == "crawl_ingest" and heads[-1][0] == "evaluate"
+    assert len(heads) == len(set(heads))

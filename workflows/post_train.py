@@ -20,17 +20,22 @@ from typing import ClassVar
 
 import luigi
 import pyarrow as pa
-import torch
 
-from stages import grpo as grpo_losses
-from stages import post_train as pt
+from pipeline.lazy import lazy_module
 from stages import reasoning_data as rd
-from stages import rewards, rl_state, sampler
-from stages.moe_model import MOE_CONFIGS
+from stages import rewards
 
 from .base import LOCAL_CACHE, StageTask, local_copy, local_dir
 from .reasoning import ReasoningData
 from .train import PretrainMoe
+
+# imported on first use, so that reading the DAG (deeprecipe status) does not import torch
+torch = lazy_module("torch")
+grpo_losses = lazy_module("stages.grpo")
+pt = lazy_module("stages.post_train")
+rl_state = lazy_module("stages.rl_state")
+sampler = lazy_module("stages.sampler")
+moe_model = lazy_module("stages.moe_model")
 
 MODEL_FILES = ("config.json", "model.safetensors", "tokenizer.json")
 
@@ -188,7 +193,7 @@ class PretrainStudent(PretrainMoe):
     start from Qwen-32B-Base."""
 
     def model_overrides_for(self, ctx) -> dict:
-        base = MOE_CONFIGS[self.stage_params["model"]]
+        base = moe_model.MOE_CONFIGS[self.stage_params["model"]]
         return pt.dense_overrides(base, **super().model_overrides_for(ctx))
 
 

@@ -15,12 +15,16 @@ from pathlib import Path
 
 import luigi
 import numpy as np
-import torch
 
-from stages import moe_model, pretrain
+from pipeline.lazy import lazy_module
 
 from .base import LOCAL_CACHE, StageTask, local_copy, local_dir
 from .pretrain import TokenizePack, TokenizerTrain
+
+# imported on first use, so that reading the DAG (deeprecipe status) does not import torch
+torch = lazy_module("torch")
+moe_model = lazy_module("stages.moe_model")
+pretrain = lazy_module("stages.pretrain")
 
 DIST_VARS = ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE")
 class PretrainMoe(StageTask):
