@@ -8,6 +8,7 @@ import os
 import tempfile
 from functools import cached_property
 from pathlib import Path
+from typing import ClassVar
 
 import luigi
 import numpy as np
@@ -46,8 +47,10 @@ class MinhashDedup(StageTask):
     threshold = luigi.OptionalFloatParameter(default=None)
     num_perm = luigi.OptionalIntParameter(default=None)
     ngram = luigi.OptionalIntParameter(default=None)
-    bands = luigi.OptionalIntParameter(default=None, description="0: chosen for the threshold")
-    rows_per_band = luigi.OptionalIntParameter(default=None)
+    bands = luigi.OptionalIntParameter(default=None, description="LSH bands; 0: chosen for the threshold")
+    rows_per_band = luigi.OptionalIntParameter(default=None, description="rows per LSH band; 0: "
+                                               "chosen for the threshold")
+    display_empty: ClassVar[dict] = {"bands": "auto", "rows_per_band": "auto"}
     seed = luigi.OptionalIntParameter(default=None)
     verify = luigi.OptionalBoolParameter(default=None)
     shingle_hash = luigi.OptionalParameter(
@@ -297,6 +300,7 @@ class QualityFilter(StageTask):
                                                       "multiple of the group's median perplexity")
     min_hq_score = luigi.OptionalFloatParameter(default=None)
     langs = luigi.OptionalListParameter(default=None, description="languages kept; empty keeps all")
+    display_empty: ClassVar[dict] = {"langs": "all"}
     heuristics = luigi.OptionalBoolParameter(default=None)
     ignore_rules = luigi.OptionalListParameter(default=None, description="heuristic rules not applied "
                                                "to any page (code and math pages are already exempt "
@@ -416,6 +420,7 @@ class PiiRedact(ShardMapStage):
     source_objects = (pii_redact,)
     input_stage = QualityFilter
     types = luigi.OptionalListParameter(default=None, description="PII types; empty = all")
+    display_empty: ClassVar[dict] = {"types": "all"}
 
     def map_shard(self, table, ctx, shard):
         redactor = pii_redact.PiiRedactor(types=tuple(self.stage_params["types"]) or None)
