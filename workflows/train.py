@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import luigi
@@ -25,6 +27,30 @@ from .pretrain import TokenizePack, TokenizerTrain
 torch = lazy_module("torch")
 moe_model = lazy_module("stages.moe_model")
 pretrain = lazy_module("stages.pretrain")
+
+STEP_LINE = re.compile(r"\bstep (\d+) (loss .*)$")
+
+
+def run_training(cmd: list[str], env: dict, bar) -> str:
+    """Run the training process; pass its log through to this process's stderr and turn its
+    phase and step lines into progress (terminal and luigid). Returns its stdout."""
+    bar.update_to(0, "starting the training process (imports torch and DeepSpeed)")
+    with tempfile.TemporaryFile("w+") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.PIPE, text=True, env=env)
+        for line in proc.stderr:
+            sys.stderr.write(line)
+            m = STEP_LINE.search(line.rstrip())
+            if m:
+                bar.update_to(int(m.group(1)), m.group(2))
+            elif "engine" in line or "training steps" in line or "resumed from" in line:
+                bar.update_to(bar.n, line.rstrip().split(" ", 2)[-1])
+        rc = proc.wait()
+        bar.close()
+        if rc:
+            raise subprocess.CalledProcessError(rc, cmd)
+        out.seek(0)
+        return out.read()
+
 
 DIST_VARS = ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE")
 class PretrainMoe(StageTask):
@@ -65,8 +91,9 @@ class PretrainMoe(StageTask):
         self.set_status_message(f"pretrain_moe: {' '.join(cmd[:6])} …")
         env = {k: v for k, v in os.environ.items() if k not in DIST_VARS}  # the run picks its own
         env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH", "")])
-        done = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True, env=env)
-        run_summary = json.loads(done.stdout.strip().splitlines()[-1])  # rank 0's final metrics
+        stdout = run_training(cmd, env, ctx.progress(total=int(dict(p["train"]).get("steps") or 0) or None,
+                                                     desc=f"{self.stage} steps"))
+        run_summary = json.loads(stdout.strip().splitlines()[-1])  # rank 0's final metrics
 
         rows = [json.loads(line) for line in (train_dir / "metrics.jsonl").read_text().splitlines() if line]
         final = sorted(pretrain.checkpoint_dirs(train_dir))[-1]
