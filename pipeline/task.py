@@ -1,7 +1,8 @@
 """Luigi tasks whose output is a versioned, manifest-committed artifact.
 
 ``VersionedTask`` is one stage: its version is a Merkle key over its code version, resolved
-parameters and upstream versions, computed before anything runs; it is complete when that
+parameters and its upstreams' content (the digests of their committed files: early cutoff),
+final once every upstream is committed and provisional before; it is complete when that
 version's manifest exists. ``StageWork`` is one unit of a stage's work (a shard, a bucket):
 it writes into the stage's version folder and commits a marker, so ``--workers N`` and several
 hosts sharing ``luigid`` split a stage; the stage task then commits the manifest over them.
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import time
@@ -17,8 +19,6 @@ import uuid
 from datetime import datetime
 from functools import cached_property
 from typing import Any, ClassVar, Iterable
-
-import logging
 
 import luigi
 import luigi.util
