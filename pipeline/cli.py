@@ -307,8 +307,10 @@ def build_parser() -> argparse.ArgumentParser:
     root_args(sp)
     sp.add_argument("--stage", action="append", help="only this stage (repeatable)")
     sp.set_defaults(fn=cmd_params)
-    sp = sub.add_parser("status", help="each stage of ROOT: fresh / stale / missing, and why "
-                        "(extra luigi-style --Task-param value overrides are applied)")
+    sp = sub.add_parser("status", help="each stage of ROOT before a run: fresh / stale / missing / "
+                        "cutoff? (runs only if an upstream that re-runs first changes its files), "
+                        "why, and a summary line (extra luigi-style --Task-param value overrides "
+                        "are applied)")
     root_args(sp)
     sp.add_argument("--check", action="store_true", help="exit 3 unless every stage is fresh")
     sp.set_defaults(fn=cmd_status)
