@@ -26,6 +26,7 @@ class Progress:
         self.task, self.iterable, self.total, self.desc = task, iterable, total, desc
         self.every_s, self.last, self.n = every_s, 0.0, 0
         self.log_every_s, self.last_log, self.start = log_every_s, None, time.time()
+        self.rate_from: tuple[float, int] | None = None  # (time, count) of the first counted update
         self.bar = tqdm(total=total, desc=desc, file=sys.stderr, disable=None, leave=False)
 
     def __iter__(self):
@@ -41,6 +42,8 @@ class Progress:
         """Set the count (e.g. the training step, which a resumed run starts past 0)."""
         self.bar.update(n - self.n)
         self.n = n
+        if self.rate_from is None and n > 0:
+            self.rate_from = (time.time(), n)  # the rate excludes the set-up before it
         if message:
             self.bar.set_postfix_str(message, refresh=False)
         now = time.time()
@@ -57,11 +60,13 @@ class Progress:
             logger.info("%s", self.line(message, now))
 
     def line(self, message: str | None, now: float) -> str:
-        """``desc 3/10 (30%, 12s, ETA 28s): message``."""
+        """``desc 3/10 (30%, 12s, ETA 28s): message``; the ETA is the rate since the first
+        counted update (set-up before it, such as building a model, left out) times what is left."""
         elapsed = now - self.start
         head = f"{self.desc} {self.n}/{self.total or '?'}"
         if self.total:
-            eta = elapsed / self.n * (self.total - self.n) if self.n else None
+            t0, n0 = self.rate_from or (now, self.n)
+            eta = (now - t0) / (self.n - n0) * (self.total - self.n) if self.n > n0 else None
             head += f" ({100.0 * self.n / self.total:.0f}%, {elapsed:.0f}s"
             head += f", ETA {eta:.0f}s)" if eta is not None and self.n < self.total else ")"
         return f"{head}: {message}" if message else head

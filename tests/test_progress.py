@@ -37,6 +37,20 @@ def test_progress_reports_to_luigid_and_logs_without_a_terminal(caplog, monkeypa
     assert len(lines) == 2
     assert lines[0].startswith("grpo_zero steps 0/10 (0%, ") and lines[0].endswith("): sampling the first batch")
     assert lines[1].startswith("grpo_zero steps 10/10 (100%, ") and lines[1].endswith("): reward 0.9")
+    assert "ETA" not in lines[1]
+
+
+def test_eta_leaves_out_the_set_up_before_the_first_step(monkeypatch):
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    clock = [1000.0]
+    monkeypatch.setattr("pipeline.progress.time.time", lambda: clock[0])
+    bar = Progress(FakeTask(), total=100, desc="pretrain_moe steps")
+    bar.update_to(0, "building the engine")
+    clock[0] += 60  # a minute of set-up, then one step a second
+    bar.update_to(1)
+    clock[0] += 10
+    bar.update_to(11)
+    assert bar.line(None, clock[0]) == "pretrain_moe steps 11/100 (11%, 70s, ETA 89s)"
 
 
 def test_pretraining_progress_comes_from_the_training_process(caplog, monkeypatch):
