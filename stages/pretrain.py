@@ -695,7 +695,7 @@ def _train(model_cfg, cfg, data, out_dir, resume, on_step, ctx: DistContext) -> 
             rows.append(row)
             with metrics_path.open("a") as f:
                 f.write(json.dumps(row) + "\n")
-            if step % cfg.log_every == 0 or step == start_step + 1:
+            if step % cfg.log_every == 0 or step in (start_step + 1, cfg.steps):
                 log.info("step %d loss %.4f lr %.3g gnorm %.3g tok/s %.0f", step, row["loss"],
                          row["lr"], row["grad_norm"], tps)
         if step == cfg.steps or _checkpoint_due(step, cfg, last_save, ctx):
