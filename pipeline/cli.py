@@ -1,10 +1,13 @@
-"""``deeprecipe``: inspect the artifact store and the DAG (ls, path, status, lineage, graph,
-diff, verify, gc). Everything but status/graph reads manifests only."""
+"""``deeprecipe``: inspect the artifact store and the DAG (ls, path, status, params, lineage,
+graph, diff, verify, gc). status, params and graph build ROOT's DAG (as `luigi` would, without
+running or importing torch); the others read manifests only. `deeprecipe params ROOT` lists
+every stage's parameters with their values, sources and flags."""
 from __future__ import annotations
 
 import argparse
 import contextlib
 import importlib
+import json
 import sys
 
 from . import lineage
@@ -27,21 +30,139 @@ def root_task(args):
         yield parser.get_task_obj()
 
 
+KEY_METRICS = ("docs_out", "duplicates_removed", "docs_removed", "removed", "rejected", "redacted",
+               "tokens", "vocab_size", "params", "steps", "loss_last", "held_out_loss_after",
+               "val_loss", "reward_last", "accuracy_last", "held_out_accuracy", "samples",
+               "examples", "problems", "pairs", "pages")
+
+
+def human_bytes(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return str(n)
+
+
+def _fmt_value(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, int) and abs(v) >= 10000:
+        return f"{v:,}"
+    return str(v)
+
+
+def key_metrics(m: dict, limit: int = 3) -> str:
+    metrics = m["outputs"].get("metrics", {})
+    found = [f"{k}={_fmt_value(metrics[k])}" for k in KEY_METRICS
+             if isinstance(metrics.get(k), (int, float)) and not isinstance(metrics.get(k), bool)]
+    return " ".join(found[:limit])
+
+
+def display_empty(module: str = "workflows") -> dict[str, dict[str, str]]:
+    """Per stage, parameters whose empty value (0, []) means a default the code chooses
+    ("auto", "all"), as the stage classes declare (``display_empty``); {} if the workflow
+    module cannot be imported (manifests alone still list)."""
+    from .task import VersionedTask
+    try:
+        importlib.import_module(module)
+    except Exception:  # noqa: BLE001 - listing must work without the workflows
+        return {}
+    out: dict[str, dict[str, str]] = {}
+    todo = [VersionedTask]
+    while todo:
+        cls = todo.pop()
+        todo.extend(cls.__subclasses__())
+        if getattr(cls, "display_empty", None) and cls.stage:
+            out.setdefault(cls.stage, {}).update(cls.display_empty)
+    return out
+
+
+def fmt_stage_params(params: dict, empty_means: dict[str, str]) -> str:
+    shown = {k: (empty_means[k] if k in empty_means and v in (0, [], (), "", None) else v)
+             for k, v in params.items()}
+    return lineage.fmt_params(shown)
+
+
+def pipeline_order(store) -> list[str]:
+    """The store's stages upstream first (longest path from a source stage, then name), as
+    the committed manifests link them; stages without a committed version last."""
+    ups: dict[str, set[str]] = {}
+    unknown = set()  # no committed version yet: nothing says where they belong; listed last
+    for stage in store.stages():
+        committed = store.committed(stage)
+        ups[stage] = {u["stage"] for m in committed for u in m["upstream"].values()}
+        if not committed:
+            unknown.add(stage)
+    depth: dict[str, int] = {}
+
+    def d(stage, seen=()):
+        if stage not in depth:
+            depth[stage] = 1 + max((d(u, (*seen, stage)) for u in ups.get(stage, ()) if u not in seen),
+                                   default=-1)
+        return depth[stage]
+    return sorted(ups, key=lambda s: (s in unknown, d(s), s))
+
+
 def cmd_ls(store, args):
-    stages = [args.stage] if args.stage else store.stages()
+    """Stages in pipeline order, each committed version with when, rows, size, key metrics
+    and params (newest first); uncommitted folders flagged."""
+    stages = pipeline_order(store)
+    if args.stage:
+        if args.stage not in stages:
+            print(f"deeprecipe: no stage {args.stage!r} in {store.url} (stages: "
+                  f"{', '.join(stages) or 'none'})", file=sys.stderr)
+            return 2
+        stages = [args.stage]
+    if not stages:
+        print(f"{store.url} holds no artifacts yet: run e.g. `luigi --module workflows "
+              "RunDataPipeline --local-scheduler`, or point --store / $DEEPRECIPE_STORE at a store")
+        return 0
+    empty_means = display_empty()
+    print(f"{'STAGE / VERSION':<20} {'CREATED (UTC)':<17} {'ROWS':>9} {'SIZE':>9}  KEY METRICS  |  PARAMS")
     for stage in stages:
         committed = store.committed(stage)
         pending = [v for v in store.versions(stage) if not store.is_committed(stage, v)]
-        print(f"{stage}")
+        print(stage)
         for m in committed:
-            print(f"  {m['version']}  {m['run']['end'][:19]}  rows={m['outputs'].get('rows')}  "
-                  f"files={len(m['outputs']['files'])}  {lineage.fmt_params(m['params'])}")
+            out = m["outputs"]
+            rows = out.get("rows")
+            size = sum(f.get("bytes", 0) for f in out["files"])
+            print(f"  {m['version']:<18} {m['run']['end'][:16].replace('T', ' '):<17} "
+                  f"{_fmt_value(rows) if rows is not None else '-':>9} {human_bytes(size):>9}  "
+                  f"{key_metrics(m) or '-'}  |  {fmt_stage_params(m['params'], empty_means.get(stage, {}))}")
         for v in pending:
-            print(f"  {v}  (uncommitted: in progress or debris)")
+            print(f"  {v:<18} (uncommitted: in progress or debris; `deeprecipe gc` removes debris)")
 
 
 def cmd_path(store, args):
-    print(store.uri(*_stage_version(store, args.ref)))
+    """A stage's folder: the version ROOT's configuration resolves to with --root, else the
+    newest committed one."""
+    if not getattr(args, "root", None):
+        print(store.uri(*_stage_version(store, args.ref)))
+        return 0
+    stage = args.ref.split("/")[0]
+    with root_task(args) as root:
+        tasks = {t.stage: t for t in lineage.stage_tasks(root)}
+        if stage not in tasks:
+            print(f"deeprecipe: {args.root} has no stage {stage!r} (stages: {', '.join(tasks)})",
+                  file=sys.stderr)
+            return 2
+        t = tasks[stage]
+        key = t.key
+        if key["pending"]:
+            waits = ", ".join(sorted({s for s, _ in key["pending"]}))
+            print(f"deeprecipe: {stage}'s version under this configuration is not known until "
+                  f"{waits} is built: run `luigi --module {args.module} {args.root}` with the same "
+                  "options first", file=sys.stderr)
+            return 1
+        if not store.is_committed(stage, key["version"]):
+            print(f"deeprecipe: {stage} {key['version']} (this configuration's version) is not "
+                  f"built yet: run `luigi --module {args.module} {args.root}` with the same options "
+                  "first", file=sys.stderr)
+            return 1
+        print(store.uri(stage, key["version"]))
+    return 0
 
 
 def _stage_version(store, ref):
@@ -51,7 +172,12 @@ def _stage_version(store, ref):
 
 def cmd_lineage(store, args):
     m = lineage.resolve_ref(store, args.ref)
-    lines = lineage.downstream_lines(store, m) if args.downstream else lineage.upstream_lines(store, m)
+    if args.tree:
+        lines = (lineage.downstream_lines(store, m, depth=args.depth) if args.downstream
+                 else lineage.upstream_lines(store, m, depth=args.depth))
+    else:
+        lines = (lineage.downstream_dag_lines(store, m, args.depth) if args.downstream
+                 else lineage.upstream_dag_lines(store, m, args.depth))
     print("\n".join(lines))
 
 
@@ -105,7 +231,58 @@ def cmd_status(store, args):
     for s in statuses:
         why = f"  ({'; '.join(s.reasons)})" if s.reasons else ""
         print(f"{s.state:8s} {s.stage:18s} {s.version}{why}")
+    print(lineage.status_summary(statuses))
     return 0 if all(s.state == "fresh" for s in statuses) or not args.check else 3
+
+
+def param_rows(task) -> list[dict]:
+    """Each tunable parameter of a stage task: flag, effective value, where it came from
+    (command line, luigi.cfg, profile, default; "unset" when nothing sets it) and help."""
+    from luigi.cmdline_parser import CmdlineParser
+    from luigi.parameter import _no_value
+    parser = CmdlineParser.get_instance()
+    defaults = task.profile_defaults()
+    family = task.get_task_family()
+    params = dict(task.get_params())
+    empty_means = getattr(task, "display_empty", {}) or {}
+    rows = []
+    for name in task.tunable_param_names():
+        p, raw = params[name], getattr(task, name)
+        if parser is not None and getattr(parser.known_args, f"{family}_{name}", None) is not None:
+            source = "command line"
+        elif p._get_value_from_config(family, name) is not _no_value:
+            source = "luigi.cfg"
+        elif raw is None:
+            source = f"profile {task.profile}" if name in defaults else "unset"
+        else:
+            source = "default"
+        value = defaults.get(name) if raw is None else raw
+        shown = empty_means[name] if name in empty_means and value in (0, [], (), "") else value
+        rows.append({"name": name, "flag": f"--{family}-{name.replace('_', '-')}",
+                     "value": shown if isinstance(shown, str) else json.dumps(shown, default=dict),
+                     "source": source, "help": p.description or ""})
+    return rows
+
+
+def cmd_params(store, args):
+    """Every stage of ROOT with its effective parameters, their sources and help."""
+    with root_task(args) as root:
+        tasks = lineage.stage_tasks(root)
+        print(f"{args.root}, profile {args.profile}: each stage's parameters (set one with its "
+              "flag on `luigi` or `deeprecipe status`; sources: command line > luigi.cfg > "
+              "profile > default)")
+        for t in tasks:
+            if args.stage and t.stage not in args.stage:
+                continue
+            rows = param_rows(t)
+            print(f"\n{t.stage} ({t.get_task_family()}, code_version {t.code_version})")
+            if not rows:
+                print("  (no parameters)")
+            width = max((len(r["flag"]) for r in rows), default=0)
+            for r in rows:
+                value = r["value"] if len(r["value"]) <= 60 else r["value"][:57] + "..."
+                help_ = f"  # {r['help']}" if r["help"] else ""
+                print(f"  {r['flag']:<{width}}  {value:<14} [{r['source']}]{help_}")
 
 
 def cmd_graph(store, args):
@@ -134,20 +311,40 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--source", default="")
         sp.add_argument("--rerun", default="")
 
-    sp = sub.add_parser("ls", help="stages and their versions")
+    sp = sub.add_parser("ls", help="stages in pipeline order: versions, created, rows, size, "
+                        "key metrics, params")
     sp.add_argument("stage", nargs="?")
     sp.set_defaults(fn=cmd_ls)
-    sp = sub.add_parser("path", help="folder/URI of a stage's newest committed version")
+    sp = sub.add_parser("path", help="folder/URI of a stage's version: the one ROOT's "
+                        "configuration resolves to with --root (and --profile, --Task-param ...), "
+                        "else the newest committed")
     sp.add_argument("ref", help="STAGE, STAGE/VERSION or VERSION")
+    sp.add_argument("--root", help="root task whose configuration picks the version, e.g. RunR1Pipeline")
+    sp.add_argument("--module", default="workflows")
+    sp.add_argument("--profile", default="tiny")
+    sp.add_argument("--source", default="")
+    sp.add_argument("--rerun", default="")
     sp.set_defaults(fn=cmd_path)
-    sp = sub.add_parser("status", help="each stage of ROOT: fresh / stale / missing, and why "
-                        "(extra luigi-style --Task-param value overrides are applied)")
+    sp = sub.add_parser("params", help="every stage of ROOT: effective parameters, their source "
+                        "(command line, luigi.cfg, profile, default), flag and help")
+    root_args(sp)
+    sp.add_argument("--stage", action="append", help="only this stage (repeatable)")
+    sp.set_defaults(fn=cmd_params)
+    sp = sub.add_parser("status", help="each stage of ROOT before a run: fresh / stale / missing / "
+                        "cutoff? (runs only if an upstream that re-runs first changes its files), "
+                        "why, and a summary line (extra luigi-style --Task-param value overrides "
+                        "are applied)")
     root_args(sp)
     sp.add_argument("--check", action="store_true", help="exit 3 unless every stage is fresh")
     sp.set_defaults(fn=cmd_status)
-    sp = sub.add_parser("lineage", help="upstream tree (or --downstream) of an artifact")
+    sp = sub.add_parser("lineage", help="the artifacts an artifact was built from (or "
+                        "--downstream: built from it), each once with version, params, sources")
     sp.add_argument("ref", help="STAGE, STAGE/VERSION, VERSION or a version folder path")
-    sp.add_argument("--downstream", action="store_true")
+    sp.add_argument("--downstream", action="store_true", help="what was built from it")
+    sp.add_argument("--tree", action="store_true", help="the full tree: a shared upstream is "
+                    "repeated under every branch that uses it")
+    sp.add_argument("--depth", type=int, default=None, metavar="N",
+                    help="only artifacts at most N steps away")
     sp.set_defaults(fn=cmd_lineage)
     sp = sub.add_parser("graph", help="the stage DAG of ROOT")
     root_args(sp)
@@ -171,10 +368,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+ROOT_COMMANDS = ("status", "graph", "params", "path")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    for action in parser._subparsers._group_actions[0].choices.values():  # --store after the command too
+        action.add_argument("--store", default=argparse.SUPPRESS, help="store URL (as before the command)")
     args, extra = parser.parse_known_args(argv)
-    if args.command in ("status", "graph"):
+    if args.command in ROOT_COMMANDS and (args.command != "path" or args.root):
         args.overrides = [a for a in extra if a != "--"]  # luigi-style --Task-param value
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
@@ -182,6 +384,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.fn(store, args) or 0
     except lineage.RefError as e:
+        print(f"deeprecipe: {e}", file=sys.stderr)
+        return 2
+    except ValueError as e:  # a configuration error (unknown profile, unset parameters): no traceback
+        if args.command not in ROOT_COMMANDS:
+            raise
         print(f"deeprecipe: {e}", file=sys.stderr)
         return 2
 

@@ -3,7 +3,11 @@ from __future__ import annotations
 
 from .lineage import StageStatus
 
-COLORS = {"fresh": "#b7e1b0", "stale": "#f6d58e", "missing": "#e0e0e0"}
+COLORS = {"fresh": "#b7e1b0", "stale": "#f6d58e", "missing": "#e0e0e0", "cutoff?": "#cfe2f3"}
+
+
+def css_class(state: str) -> str:
+    return state.rstrip("?")
 
 
 def edges(statuses: list[StageStatus]) -> list[tuple[str, str]]:
@@ -13,11 +17,11 @@ def edges(statuses: list[StageStatus]) -> list[tuple[str, str]]:
 def to_mermaid(statuses: list[StageStatus]) -> str:
     lines = ["graph LR"]
     for s in statuses:
-        lines.append(f'  {s.stage}["{s.stage}<br/>{s.version} · {s.state}"]:::{s.state}')
+        lines.append(f'  {s.stage}["{s.stage}<br/>{s.version} · {s.state}"]:::{css_class(s.state)}')
     for a, b in edges(statuses):
         lines.append(f"  {a} --> {b}")
     for state, color in COLORS.items():
-        lines.append(f"  classDef {state} fill:{color}")
+        lines.append(f"  classDef {css_class(state)} fill:{color}")
     return "\n".join(lines)
 
 

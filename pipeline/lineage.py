@@ -43,21 +43,109 @@ def describe(m: dict) -> str:
     return f"{m['stage']} {m['version']} (committed {m['run']['end'][:19]}{rows})"
 
 
-def upstream_lines(store: ArtifactStore, m: dict, prefix: str = "", name: str | None = None) -> list[str]:
+def upstream_lines(store: ArtifactStore, m: dict, prefix: str = "", name: str | None = None,
+                   depth: int | None = None) -> list[str]:
+    """The full upstream tree (a shared upstream is repeated under every branch)."""
     head = f"{name}: " if name else ""
     lines = [f"{prefix}{head}{describe(m)}  params: {fmt_params(m['params'])}"]
     child_prefix = prefix.replace("└── ", "    ").replace("├── ", "│   ")
     for f in m["outputs"].get("metrics", {}).get("source_files", []):
         lines.append(f"{child_prefix}    source: {f['uri']} ({f.get('bytes', '?')} B)")
-    ups = sorted(m["upstream"].items())
+    ups = sorted(m["upstream"].items()) if depth is None or depth > 0 else []
     for i, (name_, u) in enumerate(ups):
         branch = "└── " if i == len(ups) - 1 else "├── "
         if store.is_committed(u["stage"], u["version"]):
             um = store.read_manifest(u["stage"], u["version"])
-            lines += upstream_lines(store, um, child_prefix + branch, name_)
+            lines += upstream_lines(store, um, child_prefix + branch, name_,
+                                    None if depth is None else depth - 1)
         else:
             lines.append(f"{child_prefix}{branch}{name_}: {u['stage']} {u['version']} (MISSING from store)")
     return lines
+
+
+def _walk(store: ArtifactStore, m: dict, neighbours, depth: int | None) -> list[tuple[int, dict | tuple]]:
+    """Every artifact reachable from ``m`` through ``neighbours(manifest) -> [manifest or
+    (stage, version) when missing]``, each once, with its longest distance from ``m`` (so a
+    node comes after everything between it and ``m``); ``depth`` limits the shortest distance."""
+    ident = lambda n: (n["stage"], n["version"]) if isinstance(n, dict) else n  # noqa: E731
+    nodes = {ident(m): m}
+    shortest = {ident(m): 0}
+    edges: dict[tuple, list[tuple]] = {}
+    frontier = [m]
+    while frontier:
+        nxt = []
+        for n in frontier:
+            key = ident(n)
+            edges[key] = []
+            if not isinstance(n, dict) or (depth is not None and shortest[key] >= depth):
+                continue
+            for k in neighbours(n):
+                kid = ident(k)
+                edges[key].append(kid)
+                if kid not in nodes:
+                    nodes[kid], shortest[kid] = k, shortest[key] + 1
+                    nxt.append(k)
+        frontier = nxt
+    longest: dict[tuple, int] = {}
+
+    def visit(key, d):  # longest distance; the graph is a DAG
+        if longest.get(key, -1) >= d:
+            return
+        longest[key] = d
+        for kid in edges.get(key, []):
+            visit(kid, d + 1)
+    visit(ident(m), 0)
+    order = sorted(nodes, key=lambda k: (longest[k], k))
+    return [(longest[k], nodes[k]) for k in order]
+
+
+def _dag_lines(store: ArtifactStore, nodes, link: str, links) -> list[str]:
+    lines = []
+    for _, n in nodes:
+        if not isinstance(n, dict):
+            lines.append(f"{n[0]} {n[1]} (MISSING from store)")
+            continue
+        lines.append(describe(n))
+        lines.append(f"    params: {fmt_params(n['params'])}")
+        for f in n["outputs"].get("metrics", {}).get("source_files", []):
+            lines.append(f"    source: {f['uri']} ({f.get('bytes', '?')} B)")
+        found = links(n)
+        if found:
+            lines.append(f"    {link}: {', '.join(found)}")
+    return lines
+
+
+def upstream_dag_lines(store: ArtifactStore, m: dict, depth: int | None = None) -> list[str]:
+    """The upstream DAG of an artifact, each artifact once (as ``dvc dag`` does), the artifact
+    first and every other after all that were built from it: a header line, its params, its
+    source files and the upstream artifacts it was built from."""
+    def ups(n):
+        out = []
+        for _, u in sorted(n["upstream"].items()):
+            if store.is_committed(u["stage"], u["version"]):
+                out.append(store.read_manifest(u["stage"], u["version"]))
+            else:
+                out.append((u["stage"], u["version"]))
+        return out
+    nodes = _walk(store, m, ups, depth)
+    lines = _dag_lines(store, nodes, "from", lambda n: [
+        f"{'' if name == u['stage'] else name + '='}{u['stage']} {u['version']}"
+        for name, u in sorted(n["upstream"].items())])
+    shown = {(n["stage"], n["version"]) if isinstance(n, dict) else n for _, n in nodes}
+    hidden = {(u["stage"], u["version"]) for _, n in nodes if isinstance(n, dict)
+              for u in n["upstream"].values()} - shown
+    if hidden:
+        lines.append(f"(--depth {depth}: {len(hidden)} more upstream not shown)")
+    return lines
+
+
+def downstream_dag_lines(store: ArtifactStore, m: dict, depth: int | None = None) -> list[str]:
+    """What was built from an artifact, each artifact once, in build order."""
+    index = downstream_index(store)
+    kids = lambda n: sorted(index.get((n["stage"], n["version"]), []),  # noqa: E731
+                            key=lambda k: (k["stage"], k["version"]))
+    nodes = _walk(store, m, kids, depth)
+    return _dag_lines(store, nodes, "used by", lambda n: [f"{k['stage']} {k['version']}" for k in kids(n)])
 
 
 def downstream_index(store: ArtifactStore) -> dict[tuple[str, str], list[dict]]:
@@ -68,14 +156,19 @@ def downstream_index(store: ArtifactStore) -> dict[tuple[str, str], list[dict]]:
     return index
 
 
-def downstream_lines(store: ArtifactStore, m: dict, index=None, prefix: str = "") -> list[str]:
+def downstream_lines(store: ArtifactStore, m: dict, index=None, prefix: str = "",
+                     depth: int | None = None) -> list[str]:
+    """The full downstream tree (an artifact reached two ways is repeated)."""
     index = downstream_index(store) if index is None else index
     lines = [f"{prefix}{describe(m)}"]
     child_prefix = prefix.replace("└── ", "    ").replace("├── ", "│   ")
     kids = sorted(index.get((m["stage"], m["version"]), []), key=lambda k: (k["stage"], k["version"]))
+    if depth is not None and depth <= 0:
+        kids = []
     for i, k in enumerate(kids):
         branch = "└── " if i == len(kids) - 1 else "├── "
-        lines += downstream_lines(store, k, index, child_prefix + branch)
+        lines += downstream_lines(store, k, index, child_prefix + branch,
+                                  None if depth is None else depth - 1)
     return lines
 
 
@@ -157,7 +250,7 @@ def gc(store: ArtifactStore, dry_run: bool = False) -> list[str]:
 class StageStatus:
     stage: str
     version: str
-    state: str  # fresh | stale | missing
+    state: str  # fresh | stale | missing | cutoff?
     reasons: list[str] = field(default_factory=list)
     upstream: list[str] = field(default_factory=list)
 
@@ -186,6 +279,19 @@ def key_distance(a: dict, b: dict) -> int:
     return n
 
 
+def fmt_input(value) -> str:
+    """A key's input as a reader wants it: content digest, pending upstream, or version."""
+    value = str(value)
+    kind, _, rest = value.partition(":")
+    if kind == "content":
+        return f"outputs {rest[:12]}"
+    if kind == "pending":
+        return "not built yet"
+    if kind == "version":
+        return rest
+    return value  # keys written before early cutoff named the upstream version
+
+
 def why_missing(task, committed: list[dict]) -> list[str]:
     """Why the task's version is not in the store, against the nearest committed version."""
     if not committed:
@@ -194,7 +300,7 @@ def why_missing(task, committed: list[dict]) -> list[str]:
     nearest = min(committed, key=lambda m: key_distance(m["key"], key))  # newest first on ties
     reasons = []
     old = nearest["key"]
-    if task.stage in task.rerun_stages:
+    if task.forced:
         reasons.append("--rerun requested a fresh attempt")
     if str(old.get("code_version")) != str(key["code_version"]):
         reasons.append(f"new code version {old.get('code_version')} → {key['code_version']}")
@@ -202,17 +308,52 @@ def why_missing(task, committed: list[dict]) -> list[str]:
         if old["params"].get(k) != key["params"].get(k):
             reasons.append(f"param {k}: {old['params'].get(k)!r} → {key['params'].get(k)!r}")
     for k in sorted(set(old["inputs"]) | set(key["inputs"])):
-        if old["inputs"].get(k) != key["inputs"].get(k):
-            reasons.append(f"new upstream {k}: {old['inputs'].get(k)} → {key['inputs'].get(k)}")
+        new = key["inputs"].get(k)
+        if old["inputs"].get(k) != new and not str(new).startswith("pending:"):
+            reasons.append(f"new upstream {k}: {fmt_input(old['inputs'].get(k))} → {fmt_input(new)}")
     return reasons or [f"differs from {nearest['version']} only by its rerun salt"]
 
 
+def cutoff_candidate(task, committed: list[dict]) -> dict | None:
+    """For a task whose key is provisional (an upstream runs first): the newest committed
+    version it becomes again if the pending upstreams re-run into byte-identical outputs,
+    i.e. one that agrees on everything else (code version, params, the committed inputs)."""
+    key = task.key["key"]
+    if task.forced:
+        return None
+    for m in committed:
+        old = m["key"]
+        if ("rerun_salt" in old or str(old.get("code_version")) != str(key["code_version"])
+                or old["params"] != key["params"] or set(old["inputs"]) != set(key["inputs"])):
+            continue
+        if all(str(v).startswith("pending:") or old["inputs"][k] == v for k, v in key["inputs"].items()):
+            return m
+    return None
+
+
 def dag_status(root) -> list[StageStatus]:
+    """Each stage of the root's DAG before a run: ``fresh`` (its version is committed),
+    ``stale`` (committed, but its source moved without a code_version bump), ``missing``
+    (will run, with the reasons) or ``cutoff?`` (an upstream re-runs first; this stage is cut
+    off if that upstream's outputs come out byte-identical, else it re-runs)."""
     out = []
     for t in stage_tasks(root):
         store = t.artifact_store
         ups = [f"{u.stage}" for u in t.upstream().values()]
-        if store.is_committed(t.stage, t.version):
+        key = t.key
+        waits = sorted({s for s, _ in key["pending"]})
+        if key["pending"]:
+            committed = store.committed(t.stage)
+            cand = cutoff_candidate(t, committed)
+            if cand is not None:
+                after = f"after {', '.join(waits)} {'re-runs' if len(waits) == 1 else 're-run'}"
+                its = "its" if len(waits) == 1 else "their"
+                out.append(StageStatus(t.stage, cand["version"], "cutoff?", [
+                    f"{after}: cut off if {its} outputs are unchanged, else re-runs"], ups))
+            else:  # its version is known once what it waits for is committed
+                reasons = why_missing(t, committed) if committed else ["never built"]
+                out.append(StageStatus(t.stage, "?", "missing", [*reasons, f"waits for {', '.join(waits)}"], ups))
+        elif store.is_committed(t.stage, t.version):
             m = store.read_manifest(t.stage, t.version)
             if m["code"]["source_sha256"] != t.code_source[0]:
                 out.append(StageStatus(t.stage, t.version, "stale", [
@@ -223,3 +364,15 @@ def dag_status(root) -> list[StageStatus]:
         else:
             out.append(StageStatus(t.stage, t.version, "missing", why_missing(t, store.committed(t.stage)), ups))
     return out
+
+
+def status_summary(statuses: list[StageStatus]) -> str:
+    """One line: how many stages would run, may be cut off, are fresh or stale."""
+    n = {state: sum(s.state == state for s in statuses) for state in ("missing", "cutoff?", "fresh", "stale")}
+    parts = [f"{n['missing']} stage{'s' if n['missing'] != 1 else ''} would run"]
+    if n["cutoff?"]:
+        parts.append(f"{n['cutoff?']} run only if their inputs change (early cutoff)")
+    parts.append(f"{n['fresh']} fresh")
+    if n["stale"]:
+        parts.append(f"{n['stale']} stale")
+    return ", ".join(parts)

@@ -5,6 +5,7 @@ import functools
 import hashlib
 import importlib.metadata
 import inspect
+import linecache
 import os
 import platform
 import socket
@@ -56,12 +57,19 @@ def git_state() -> dict:
 
 
 def source_digest(objects: list) -> tuple[str, list[str]]:
-    """sha256 over the source text of classes/modules; and the files they live in."""
+    """sha256 over the source text of classes/modules; and the files they live in. A
+    :class:`pipeline.lazy.LazyModule` is read from its file, not imported (the same text
+    ``inspect.getsource`` gives for the imported module)."""
+    from .lazy import LazyModule
     h = hashlib.sha256()
     files = []
     for obj in objects:
-        h.update(inspect.getsource(obj).encode())
-        path = inspect.getsourcefile(obj)
+        if isinstance(obj, LazyModule):
+            path = obj.source_file()
+            h.update("".join(linecache.getlines(path)).encode())
+        else:
+            h.update(inspect.getsource(obj).encode())
+            path = inspect.getsourcefile(obj)
         if path:
             rel = os.path.relpath(path, REPO_ROOT)
             files.append(rel if not rel.startswith("..") else path)

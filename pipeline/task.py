@@ -1,7 +1,8 @@
 """Luigi tasks whose output is a versioned, manifest-committed artifact.
 
 ``VersionedTask`` is one stage: its version is a Merkle key over its code version, resolved
-parameters and upstream versions, computed before anything runs; it is complete when that
+parameters and its upstreams' content (the digests of their committed files: early cutoff),
+final once every upstream is committed and provisional before; it is complete when that
 version's manifest exists. ``StageWork`` is one unit of a stage's work (a shard, a bucket):
 it writes into the stage's version folder and commits a marker, so ``--workers N`` and several
 hosts sharing ``luigid`` split a stage; the stage task then commits the manifest over them.
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import time
@@ -25,7 +27,9 @@ from . import manifest as mf
 from .luigi_config import install_defaults
 from .progress import Progress
 from .store import AlreadyCommitted, ArtifactStore, WORK_DIR
-from .versioning import version_key
+from .versioning import canonical_json, version_key
+
+logger = logging.getLogger("luigi-interface")
 
 # Exit codes, retries, keep_alive for every module that defines deeprecipe tasks, from any
 # working directory (a user's luigi.cfg still overrides them).
@@ -38,6 +42,26 @@ GLOBAL_PARAMS = ("profile", "store", "source", "rerun", "base_model")
 
 
 _STORES: dict[tuple, ArtifactStore] = {}
+_IDENTITY: dict[tuple[str, str, str], str] = {}  # committed manifests never change
+
+
+def content_digest(manifest: dict) -> str | None:
+    """sha256 over an artifact's output files (name and sha256 each, in name order); None for
+    an artifact without files (its manifest is all there is)."""
+    files = sorted((f["name"], f["sha256"]) for f in manifest["outputs"]["files"])
+    return hashlib.sha256(canonical_json(files).encode()).hexdigest() if files else None
+
+
+def input_identity(store: ArtifactStore, stage: str, version: str) -> str | None:
+    """How a committed upstream enters a downstream key: ``content:<digest of its files>``
+    (``version:<version>`` if it has no files); None while it is not committed."""
+    k = (store.url, stage, version)
+    if k not in _IDENTITY:
+        if not store.is_committed(stage, version):
+            return None
+        digest = content_digest(store.read_manifest(stage, version))
+        _IDENTITY[k] = f"content:{digest}" if digest else f"version:{version}"
+    return _IDENTITY[k]
 
 
 def shared_store(url: str | None) -> ArtifactStore:
@@ -211,18 +235,63 @@ class VersionedTask(PipelineTask):
 
     @cached_property
     def rerun_stages(self) -> set[str]:
-        return {s.strip() for s in self.rerun.split(",") if s.strip()}
+        """Stages named in --rerun (``STAGE+`` also names STAGE)."""
+        return {s.strip().rstrip("+") for s in self.rerun.split(",") if s.strip().rstrip("+")}
 
     @cached_property
+    def forces_downstream(self) -> bool:
+        """--rerun STAGE+ forces STAGE and everything downstream of it (no early cutoff)."""
+        plus = {s.strip()[:-1] for s in self.rerun.split(",") if s.strip().endswith("+")}
+        return self.stage in plus or any(u.forces_downstream for u in self.upstream().values())
+
+    @property
+    def forced(self) -> bool:
+        """Salted by --rerun: named there, or downstream of a ``STAGE+``."""
+        return self.stage in self.rerun_stages or any(
+            u.forces_downstream for u in self.upstream().values())
+
+    @property
     def key(self) -> dict:
-        inputs = {name: t.version for name, t in sorted(self.upstream().items())}
+        """The version key. An upstream enters it by its *content* (the digest of its
+        committed output files) once it is committed, so an upstream that re-ran into
+        byte-identical files leaves this version unchanged (early cutoff). While an upstream
+        is not committed yet the key is provisional: its input is ``pending:<upstream
+        version>`` and ``key["pending"]`` lists the uncommitted (stage, version) it waits on;
+        no artifact is ever committed under a provisional key. A resolved key is final (it
+        depends on committed manifests only) and cached; a provisional one is recomputed as
+        soon as one of the versions it waits on is committed."""
+        cached = self.__dict__.get("_key")
+        if cached is not None and not any(self.artifact_store.is_committed(s, v)
+                                          for s, v in cached["pending"]):
+            return cached
+        inputs, pending = {}, set()
+        for name, t in sorted(self.upstream().items()):
+            up = t.key
+            ident = None if up["pending"] else input_identity(t.artifact_store, t.stage, up["version"])
+            if ident is None:
+                inputs[name] = f"pending:{up['version']}"
+                pending |= set(up["pending"]) or {(t.stage, up["version"])}
+            else:
+                inputs[name] = ident
         params = {**self.stage_params, **self.key_extras()}
-        salt = f"rerun-{RUN_ID}" if self.stage in self.rerun_stages else None
-        return version_key(self.stage, self.code_version, params, inputs, salt)
+        salt = f"rerun-{RUN_ID}" if self.forced else None
+        key = version_key(self.stage, self.code_version, params, inputs, salt)
+        key["pending"] = sorted(pending)
+        self.__dict__["_key"] = key
+        return key
 
     @property
     def version(self) -> str:
         return self.key["version"]
+
+    def cut_off(self) -> bool:
+        """At run time (every upstream committed): True when this version is already
+        committed, as when an upstream re-ran into byte-identical outputs; nothing to do."""
+        key = self.key
+        if key["pending"]:
+            raise RuntimeError(f"{self.stage}: upstream {', '.join(f'{s}/{v}' for s, v in key['pending'])} "
+                               "is not committed, so this stage's version is not known yet")
+        return self.artifact_store.is_committed(self.stage, key["version"])
 
     @cached_property
     def code_source(self) -> tuple[str, list[str]]:
@@ -236,6 +305,13 @@ class VersionedTask(PipelineTask):
         return ManifestTarget(self.artifact_store, self.stage, self.version)
 
     def run(self):
+        if self.cut_off():
+            msg = (f"{self.stage} {self.version}: already committed (its inputs are byte-identical "
+                   "to that version's: early cutoff); nothing to run")
+            logger.info(msg)
+            self.set_status_message(msg)
+            self.set_progress_percentage(100)
+            return
         start, t0 = mf.utc_now(), time.time()
         ctx = StageContext(self, self.stage, self.version)
         self.set_status_message(f"{self.stage} {self.version}: building")
@@ -342,8 +418,14 @@ class StageWork(PipelineTask):
     def output(self) -> MarkerTarget:
         return MarkerTarget(self.artifact_store, self.marker_path())
 
+    def complete(self) -> bool:
+        # a unit of a stage that is committed (e.g. cut off early) has nothing left to do
+        return self.stage_task.output().exists() or super().complete()
+
     def run(self):
         s = self.stage_task
+        if s.cut_off():
+            return
         ctx = StageContext(self, s.stage, s.version)
         self.set_status_message(f"{s.stage} {s.version}: {self.phase} {self.unit}")
         start, t0 = mf.utc_now(), time.time()

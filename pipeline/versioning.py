@@ -1,8 +1,9 @@
 """Merkle version keys: a stage's version is a hash of what produced it.
 
-key = sha256(canonical_json({stage, code_version, params, inputs: {name: upstream version}}))
-shown as its first 16 hex digits. A change of params or of any upstream version re-keys the
-stage and, through its inputs, everything downstream of it.
+key = sha256(canonical_json({stage, code_version, params, inputs: {name: upstream identity}}))
+shown as its first 16 hex digits. An upstream's identity is its content once committed
+(``content:<digest of its files>``, see ``pipeline.task.VersionedTask.key``), so a change of
+params re-keys the stage and, through its inputs, everything downstream whose inputs change.
 """
 from __future__ import annotations
 

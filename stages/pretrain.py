@@ -655,7 +655,14 @@ def _train(model_cfg, cfg, data, out_dir, resume, on_step, ctx: DistContext) -> 
         for tmp in out_dir.glob(f"{TMP_PREFIX}*"):
             shutil.rmtree(tmp, ignore_errors=True)   # debris of a run killed mid-save
     seed_everything(cfg.seed)
+    t_build = time.time()
+    if ctx.rank == 0:
+        log.info("building the model and the DeepSpeed engine (world size %d, %s)",
+                 ctx.world_size, ctx.device)
     engine, scheduler, names = build_engine(model_cfg, cfg, ctx)
+    if ctx.rank == 0:
+        log.info("engine ready in %.1f s: %d parameters", time.time() - t_build,
+                 sum(p.numel() for p in engine.module.parameters()))
     source = data.shard(ctx.rank, ctx.world_size)
     start_step, resumed_from = 0, None
     latest = checkpoint_dirs(out_dir)[-1:] if resume else []
@@ -673,6 +680,9 @@ def _train(model_cfg, cfg, data, out_dir, resume, on_step, ctx: DistContext) -> 
     peak = PEAK_BF16_FLOPS_H100_H200 if ctx.device.type == "cuda" else None
     last_save, run_start = time.time(), time.time()
     row, ckpt = (rows[-1] if rows else None), (latest[0] if latest else None)
+    if ctx.rank == 0 and start_step < cfg.steps:
+        log.info("training steps %d..%d (%d tokens per step)", start_step + 1, cfg.steps,
+                 tokens_per_step)
     for step in range(start_step + 1, cfg.steps + 1):
         t0 = time.perf_counter()
         row = _train_step(engine, source, cfg, model_cfg, ctx, step, scheduler)
@@ -685,7 +695,7 @@ def _train(model_cfg, cfg, data, out_dir, resume, on_step, ctx: DistContext) -> 
             rows.append(row)
             with metrics_path.open("a") as f:
                 f.write(json.dumps(row) + "\n")
-            if step % cfg.log_every == 0 or step == start_step + 1:
+            if step % cfg.log_every == 0 or step in (start_step + 1, cfg.steps):
                 log.info("step %d loss %.4f lr %.3g gnorm %.3g tok/s %.0f", step, row["loss"],
                          row["lr"], row["grad_norm"], tps)
         if step == cfg.steps or _checkpoint_due(step, cfg, last_save, ctx):

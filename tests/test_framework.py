@@ -56,11 +56,17 @@ def test_rerun_semantics(store):
     assert after["numbers"] == first["numbers"]
     assert len(after["squares"]) == 2 and len(after["total"]) == 2
 
-    # --rerun forces a fresh attempt of one stage without any change, and its downstream
+    # --rerun forces a fresh attempt of one stage without any change; it wrote the same bytes,
+    # so its downstream is cut off (early cutoff) ...
     run(luigi_cmd(*TOY, "--store", store, "--rerun", "squares"))
     again = versions(store)
     assert again["numbers"] == first["numbers"]
-    assert len(again["squares"]) == 3 and len(again["total"]) == 3
+    assert len(again["squares"]) == 3 and again["total"] == after["total"]
+    # ... unless STAGE+ asks for its downstream too
+    run(luigi_cmd(*TOY, "--store", store, "--rerun", "squares+"))
+    again = versions(store)
+    assert again["numbers"] == first["numbers"]
+    assert len(again["squares"]) == 4 and len(again["total"]) == 3
 
     # the manifests record lineage and outputs
     s = ArtifactStore(store)
@@ -73,23 +79,48 @@ def test_rerun_semantics(store):
     assert all(len(f["sha256"]) == 64 for f in squares["outputs"]["files"])
 
 
+STATES = ("fresh", "stale", "missing", "cutoff?")
+
+
+def status_lines(out: str) -> dict[str, str]:
+    """``deeprecipe status`` stage lines by stage (the summary line left out)."""
+    return {line.split()[1]: line for line in out.splitlines() if line.split()[:1] and line.split()[0] in STATES}
+
+
 def test_status_lineage_diff_verify(store):
     run(luigi_cmd(*TOY, "--store", store))
     st = deeprecipe("--store", store, "status", *TOY[2:], "--module", "tests.toyflow").stdout
-    assert [line.split()[0] for line in st.splitlines()] == ["fresh"] * 3
+    assert [line.split()[0] for line in st.splitlines()[:-1]] == ["fresh"] * 3
+    assert st.splitlines()[-1] == "0 stages would run, 3 fresh"
     st = deeprecipe("--store", store, "status", "RunToy", "--module", "tests.toyflow",
                     "--Squares-offset", "2").stdout
-    lines = {line.split()[1]: line for line in st.splitlines()}
+    lines = status_lines(st)
     assert lines["numbers"].startswith("fresh")
     assert lines["squares"].startswith("missing") and "param offset: 0 → 2" in lines["squares"]
-    assert lines["total"].startswith("missing") and "new upstream squares" in lines["total"]
+    # total's inputs are not known before squares runs: it re-runs unless squares' outputs
+    # come out unchanged
+    assert lines["total"].startswith("cutoff?") and "after squares re-runs" in lines["total"]
 
-    lin = deeprecipe("--store", store, "lineage", "total").stdout
     s = ArtifactStore(store)
-    for stage in ("total", "squares", "numbers"):
-        assert s.newest(stage)["version"] in lin
+    v = {stage: s.newest(stage)["version"] for stage in ("total", "squares", "numbers")}
+    # lineage: each artifact once (numbers feeds total directly and through squares), the
+    # artifact first, each after everything built from it, with params and inputs
+    lin = deeprecipe("--store", store, "lineage", "total").stdout
+    heads = [line for line in lin.splitlines() if not line.startswith(" ")]
+    assert [h.split()[:2] for h in heads] == [["total", v["total"]], ["squares", v["squares"]],
+                                              ["numbers", v["numbers"]]]
+    assert f"from: numbers {v['numbers']}, squares {v['squares']}" in lin
+    assert "params: count=40 shards=4" in lin
+    tree = deeprecipe("--store", store, "lineage", "total", "--tree").stdout
+    assert tree.count(v["numbers"]) == 2  # the full tree repeats the shared upstream
+    top = deeprecipe("--store", store, "lineage", "total", "--depth", "0").stdout
+    assert [line.split()[0] for line in top.splitlines() if not line.startswith(" ")] == ["total", "(--depth"]
+    assert "2 more upstream not shown" in top
     down = deeprecipe("--store", store, "lineage", "numbers", "--downstream").stdout
-    assert s.newest("total")["version"] in down
+    heads = [line.split()[:2] for line in down.splitlines() if not line.startswith(" ")]
+    assert heads == [["numbers", v["numbers"]], ["squares", v["squares"]], ["total", v["total"]]]
+    assert f"used by: squares {v['squares']}, total {v['total']}" in down
+    assert deeprecipe("--store", store, "lineage", "numbers", "--downstream", "--tree").stdout.count(v["total"]) == 2
     path = deeprecipe("--store", store, "path", "squares").stdout.strip()
     assert Path(path, "_MANIFEST.json").exists()
 
@@ -103,6 +134,52 @@ def test_status_lineage_diff_verify(store):
     part.write_bytes(part.read_bytes() + b"tampered")
     v = deeprecipe("--store", store, "verify", check=False)
     assert v.returncode == 1 and "digest mismatch" in v.stdout and "part-00000.parquet" in v.stdout
+
+
+def test_early_cutoff(store):
+    """A stage whose upstream re-ran into byte-identical outputs is not re-run: its version
+    keys on the upstream's content. A change that alters the outputs still re-runs it."""
+    run(luigi_cmd(*TOY, "--store", store))
+    first, s = versions(store), ArtifactStore(store)
+    total0 = s.newest("total")
+
+    # before running, status says what would run and what may be cut off
+    st = deeprecipe("--store", store, "status", "RunToy", "--module", "tests.toyflow",
+                    "--Squares-batch", "3").stdout
+    lines = status_lines(st)
+    assert lines["numbers"].startswith("fresh")
+    assert lines["squares"].startswith("missing") and "param batch: 8 → 3" in lines["squares"]
+    assert lines["total"].startswith("cutoff?") and total0["version"] in lines["total"]
+    assert "after squares re-runs: cut off if its outputs are unchanged" in lines["total"]
+    assert st.splitlines()[-1] == "1 stage would run, 1 run only if their inputs change (early cutoff), 1 fresh"
+
+    # a speed-only parameter: squares re-runs into the same bytes, total is not executed
+    r = run(luigi_cmd(*TOY, "--store", store, "--workers", "2", "--Squares-batch", "3"))
+    after = versions(store)
+    assert after["numbers"] == first["numbers"] and len(after["squares"]) == 2
+    assert after["total"] == first["total"]
+    assert s.versions("total") == [total0["version"]]  # no attempt folder either
+    assert s.newest("total")["run"] == total0["run"]  # the old commit, untouched
+    assert f"total {total0['version']}: already committed" in r.stderr
+    sq = {m["version"]: m for m in s.committed("squares")}
+    assert len({json.dumps(m["outputs"]["files"], sort_keys=True) for m in sq.values()}) == 1
+
+    # the new configuration is complete: no-change reruns execute nothing
+    r = run(luigi_cmd(*TOY, "--store", store, "--Squares-batch", "3"))
+    assert "Did not run any tasks" in r.stderr
+    st = deeprecipe("--store", store, "status", "RunToy", "--module", "tests.toyflow",
+                    "--Squares-batch", "3", "--check")
+    assert st.returncode == 0 and st.stdout.splitlines()[-1] == "0 stages would run, 3 fresh"
+
+    # a parameter that changes squares' outputs re-runs total
+    run(luigi_cmd(*TOY, "--store", store, "--Squares-offset", "1"))
+    after = versions(store)
+    assert len(after["squares"]) == 3 and len(after["total"]) == 2
+    new_total = s.newest("total")
+    assert new_total["outputs"]["metrics"]["total"] == total0["outputs"]["metrics"]["total"] + 40
+    sq_new = s.read_manifest("squares", new_total["upstream"]["squares"]["version"])
+    assert new_total["key"]["inputs"]["squares"].startswith("content:")
+    assert sq_new["params"]["offset"] == 1
 
 
 def test_stale_when_source_changes_without_code_version(store, tmp_path):

@@ -35,10 +35,12 @@ MODEL_STAGES = ["cold_start_sft", "grpo", "grpo_zero", "final_sft", "final_rl", 
 def r1_store(tmp_path_factory):
     store = str(tmp_path_factory.mktemp("r1") / "store")
     t0 = time.time()
-    run(luigi_cmd("--module", "workflows", "RunR1Pipeline", "--store", store, "--workers", "2"),
-        timeout=2400)
+    r = run(luigi_cmd("--module", "workflows", "RunR1Pipeline", "--store", store, "--workers", "2"),
+            timeout=2400)
     print(f"RunR1Pipeline tiny: {time.time() - t0:.0f} s")
-    return ArtifactStore(store)
+    s = ArtifactStore(store)
+    s.run_log = r.stderr  # what the user's terminal showed (not a TTY here: progress log lines)
+    return s
 
 
 def metrics(s: ArtifactStore, stage: str) -> dict:
@@ -196,3 +198,33 @@ def test_lineage_reaches_crawl_ingest(r1_store):
                   "cold_start_sft", "pretrain_moe", "student_grpo", "distill",
                   "pretrain_student", "tokenize_pack", "crawl_ingest"):
         assert stage in out, (stage, out)
+    # one block per stage version (a DAG, not a tree repeating shared upstreams): this store
+    # holds one version of each stage, and evaluate depends on every one of them
+    heads = [tuple(line.split()[:2]) for line in out.splitlines() if not line.startswith(" ")]
+    assert heads[0][0] == "evaluate" and len(heads) == len(set(heads))
+    assert {h[0] for h in heads} == set(r1_store.stages())
+    assert len(out.splitlines()) < 8 * len(heads)
+    down = deeprecipe("--store", r1_store.url, "lineage", "crawl_ingest", "--downstream").stdout
+    heads = [tuple(line.split()[:2]) for line in down.splitlines() if not line.startswith(" ")]
+    assert heads[0][0] == "crawl_ingest" and heads[-1][0] == "evaluate"
+    assert len(heads) == len(set(heads))
+
+
+def test_long_stages_report_progress(r1_store):
+    """pretraining (from before its first step), GRPO (R1-Zero included) and the evaluation
+    report progress: log lines here (no terminal), tqdm on a terminal, luigid's percentage
+    and status message from the same calls."""
+    log = r1_store.run_log
+    for stage in ("pretrain_moe", "pretrain_student"):
+        assert f"{stage} steps 0/" in log and "starting the training process" in log
+        assert re.search(rf"{stage} steps (\d+)/\1 \(100%", log), stage
+    assert "engine ready in" in log and "building the model and the DeepSpeed engine" in log
+    for stage in ("grpo", "grpo_zero", "final_rl", "student_grpo"):
+        steps = metrics(r1_store, stage)["steps"]
+        assert f"{stage} steps 0/{steps} (0%" in log and "sampling the first batch" in log, stage
+        line = next(x for x in log.splitlines() if f"{stage} steps {steps}/{steps} (100%" in x)
+        assert " reward " in line and " kl " in line and "s/step" in line
+    for stage in ("cold_start_sft", "final_sft", "distill"):
+        assert f"{stage} steps 1/" in log and re.search(rf"{stage} steps \d+/\d+ .*: epoch 0 loss ", log), stage
+    assert f"evaluate models {len(MODELS)}/{len(MODELS)} (100%" in log
+    assert "student_rl: pass@1 " in log

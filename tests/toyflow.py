@@ -1,6 +1,6 @@
 """A small DAG on the real framework, for tests that need control over timing and failure.
 
-numbers (shards) → squares → total. ``TOYFLOW_HANG_IN=<stage>`` makes that stage write a
+numbers (shards) → squares → total (which reads numbers too). ``TOYFLOW_HANG_IN=<stage>`` makes that stage write a
 partial file, touch ``$TOYFLOW_READY`` and sleep (to be killed); ``TOYFLOW_FAIL_IN`` raises.
 """
 from __future__ import annotations
@@ -54,6 +54,8 @@ class NumbersShard(StageWork):
 class Squares(VersionedTask):
     offset = luigi.IntParameter(default=0)
     labels = luigi.DictParameter(default={}, description="free-form, recorded in the manifest")
+    batch = luigi.IntParameter(default=8, description="values squared per batch: speed only, "
+                               "the output is the same for every value")
 
     def upstream(self):
         return {"numbers": self.clone(Numbers)}
@@ -62,21 +64,25 @@ class Squares(VersionedTask):
         maybe_hang_or_fail("squares", ctx)
         numbers = ctx.input("numbers")
         xs = [x for p in numbers.parts() for x in numbers.read_table(p)["x"].to_pylist()]
-        ctx.write_table(pa.table({"y": [x * x + self.offset for x in xs]}), "part-00000.parquet")
+        ys = [x * x + self.offset for i in range(0, len(xs), self.batch) for x in xs[i:i + self.batch]]
+        ctx.write_table(pa.table({"y": ys}), "part-00000.parquet")
         return {"rows": len(xs)}
 
 
 class Total(VersionedTask):
+    """Reads squares and, directly, numbers too: the DAG is a diamond, not a chain."""
+
     def upstream(self):
-        return {"squares": self.clone(Squares)}
+        return {"squares": self.clone(Squares), "numbers": self.clone(Numbers)}
 
     def build(self, ctx):
         maybe_hang_or_fail("total", ctx)
-        sq = ctx.input("squares")
+        sq, numbers = ctx.input("squares"), ctx.input("numbers")
         total = sum(sq.read_table("part-00000.parquet")["y"].to_pylist())
+        count = sum(numbers.read_table(p).num_rows for p in numbers.parts())
         with ctx.fs.open(ctx.output_path("total.json"), "wb") as f:
-            f.write(json.dumps({"total": total}).encode())
-        return {"total": total}
+            f.write(json.dumps({"total": total, "count": count}).encode())
+        return {"total": total, "count": count}
 
 
 class RunToy(PipelineTask, luigi.WrapperTask):

@@ -8,6 +8,7 @@ import os
 import tempfile
 from functools import cached_property
 from pathlib import Path
+from typing import ClassVar
 
 import luigi
 import numpy as np
@@ -47,8 +48,10 @@ class MinhashDedup(StageTask):
     threshold = luigi.OptionalFloatParameter(default=None)
     num_perm = luigi.OptionalIntParameter(default=None)
     ngram = luigi.OptionalIntParameter(default=None)
-    bands = luigi.OptionalIntParameter(default=None, description="0: chosen for the threshold")
-    rows_per_band = luigi.OptionalIntParameter(default=None)
+    bands = luigi.OptionalIntParameter(default=None, description="LSH bands; 0: chosen for the threshold")
+    rows_per_band = luigi.OptionalIntParameter(default=None, description="rows per LSH band; 0: "
+                                               "chosen for the threshold")
+    display_empty: ClassVar[dict] = {"bands": "auto", "rows_per_band": "auto"}
     seed = luigi.OptionalIntParameter(default=None)
     verify = luigi.OptionalBoolParameter(default=None)
     shingle_hash = luigi.OptionalParameter(
@@ -298,6 +301,7 @@ class QualityFilter(StageTask):
                                                       "multiple of the group's median perplexity")
     min_hq_score = luigi.OptionalFloatParameter(default=None)
     langs = luigi.OptionalListParameter(default=None, description="languages kept; empty keeps all")
+    display_empty: ClassVar[dict] = {"langs": "all"}
     heuristics = luigi.OptionalBoolParameter(default=None)
     ignore_rules = luigi.OptionalListParameter(default=None, description="heuristic rules not applied "
                                                "to any page (code and math pages are already exempt "
@@ -418,6 +422,7 @@ class PiiRedact(ShardMapStage):
     source_objects = (pii_redact, pii_contact)
     input_stage = QualityFilter
     types = luigi.OptionalListParameter(default=None, description="PII types; empty = all")
+    display_empty: ClassVar[dict] = {"types": "all"}
     keep_public_names = luigi.BoolParameter(
         default=True, parsing=luigi.BoolParameter.EXPLICIT_PARSING,
         description="true (default): names only in contact contexts (contact blocks, signatures, comment "

@@ -16,23 +16,29 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 from typing import ClassVar
 
 import luigi
 import pyarrow as pa
-import torch
 
-from deeprecipe.stages import grpo as grpo_losses
-from deeprecipe.stages import hf_export
-from deeprecipe.stages import post_train as pt
+from deeprecipe.pipeline.lazy import lazy_module
 from deeprecipe.stages import reasoning_data as rd
-from deeprecipe.stages import rewards, rl_state, sampler
-from deeprecipe.stages.moe_model import MOE_CONFIGS
+from deeprecipe.stages import rewards
 
 from .base import LOCAL_CACHE, StageTask, local_copy, local_dir
 from .reasoning import ReasoningData
 from .train import PretrainMoe, base_stage, put_hf_export
+
+# imported on first use, so that reading the DAG (deeprecipe status) does not import torch
+torch = lazy_module("torch")
+grpo_losses = lazy_module("deeprecipe.stages.grpo")
+hf_export = lazy_module("deeprecipe.stages.hf_export")
+pt = lazy_module("deeprecipe.stages.post_train")
+rl_state = lazy_module("deeprecipe.stages.rl_state")
+sampler = lazy_module("deeprecipe.stages.sampler")
+moe_model = lazy_module("deeprecipe.stages.moe_model")
 
 MODEL_FILES = ("config.json", "model.safetensors", "tokenizer.json")
 
@@ -172,8 +178,7 @@ class ColdStartSft(StageTask):
                                      p["max_think_lines"])
         cfg = pt.SFTConfig(**{"seq_len": p["max_seq_len"], **dict(p["sft"])})
         held_before = pt.response_loss(model, held_examples, tok, cfg.seq_len, dtype=cfg.dtype)
-        rows = pt.sft(model, examples, tok, cfg,
-                      on_step=lambda r: self.set_status_message(f"sft step {r['step']}"))
+        rows = pt.sft(model, examples, tok, cfg, on_step=sft_progress(ctx, cfg, len(examples)))
         held_after = pt.response_loss(model, held_examples, tok, cfg.seq_len, dtype=cfg.dtype)
         put_model(ctx, model, folder / "tokenizer.json", rows, ("loss", "lr"))
         finish(ctx)
@@ -192,7 +197,7 @@ class PretrainStudent(PretrainMoe):
     start from Qwen-32B-Base."""
 
     def model_overrides_for(self, ctx) -> dict:
-        base = MOE_CONFIGS[self.stage_params["model"]]
+        base = moe_model.MOE_CONFIGS[self.stage_params["model"]]
         return pt.dense_overrides(base, **super().model_overrides_for(ctx))
 
 
@@ -221,8 +226,7 @@ class FinalSft(StageTask):
         examples = sft_examples(tok, reasoning + non_reasoning, "response",
                                 p["max_response_tokens"])
         cfg = pt.SFTConfig(**{"seq_len": p["max_seq_len"], **dict(p["sft"])})
-        rows = pt.sft(model, examples, tok, cfg,
-                      on_step=lambda r: self.set_status_message(f"sft step {r['step']}"))
+        rows = pt.sft(model, examples, tok, cfg, on_step=sft_progress(ctx, cfg, len(examples)))
         put_model(ctx, model, folder / "tokenizer.json", rows, ("loss", "lr"))
         finish(ctx)
         return {**loss_summary(rows), "examples": len(examples),
@@ -278,14 +282,38 @@ class GrpoBase(StageTask):
         device = setup_torch(p)
         folder, tok, policy = load_chat_model(ctx, "init", p["max_seq_len"], device)
         cfg = self.grpo_config(ctx)
+        bar = ctx.progress(total=cfg.steps, desc=f"{self.stage} steps")
+        bar.update_to(0, "sampling the first batch")
         rows = pt.grpo_train(policy, self.problems(ctx), tok, cfg, self.reward_fn(ctx, cfg, tok),
-                             on_step=lambda r: self.set_status_message(
-                                 f"grpo step {r['step']} reward {r['reward']:.3f}"),
+                             on_step=lambda r: bar.update_to(r["step"] + 1, grpo_step_message(r)),
                              state_dir=local_dir(ctx, "rl_state"),
                              save_every_s=self.state_every_s)
+        bar.close()
         put_model(ctx, policy, folder / "tokenizer.json", rows, GRPO_PLOT + ("reward_preference",))
         finish(ctx)
         return grpo_summary(rows)
+
+
+def sft_progress(ctx, cfg, n_examples: int):
+    """An on_step for pt.sft: steps (epochs x batches of one example per row), loss, tokens."""
+    bar = ctx.progress(total=cfg.epochs * -(-n_examples // cfg.batch_rows), desc=f"{ctx.stage} steps")
+    t0 = [time.time()]
+
+    def on_step(r: dict) -> None:
+        now = time.time()
+        tps = r["tokens"] / max(now - t0[0], 1e-9)
+        t0[0] = now
+        bar.update_to(r["step"] + 1, f"epoch {r['epoch']} loss {r['loss']:.4f} lr {r['lr']:.3g} "
+                                     f"{tps:.0f} tok/s")
+    return on_step
+
+
+def grpo_step_message(r: dict) -> str:
+    """One GRPO step for the progress line: reward, accuracy, KL, gradient norm, length, time."""
+    secs = r.get("sample_s", 0.0) + r.get("update_s", 0.0)
+    return (f"reward {r['reward']:.3f} acc {r.get('accuracy', 0.0):.2f} kl {r.get('kl', 0.0):.3g} "
+            f"gnorm {r.get('grad_norm', 0.0):.3g} len {r.get('response_len', 0.0):.0f} "
+            f"informative {r.get('informative_groups', 0.0):.2f} {secs:.1f}s/step")
 
 
 class Grpo(GrpoBase):
@@ -525,18 +553,20 @@ class Evaluate(StageTask):
         problems = pt.subset(read_rows(ctx, "data", "problems-held_out.parquet"),
                              p["max_problems"], p["seed"])
         results = {}
-        for name, (upstream, style) in EVAL_MODELS.items():
-            if upstream not in self.upstream():
-                continue
-            self.set_status_message(f"evaluate {name}")
+        models = {n: m for n, m in EVAL_MODELS.items() if m[0] in self.upstream()}
+        bar = ctx.progress(total=len(models), desc="evaluate models")
+        for name, (upstream, style) in models.items():
+            bar.update_to(bar.n, f"{name}: {len(problems)} problems x {p['k']} samples")
             _, tok, model = load_chat_model(ctx, upstream, p["max_seq_len"], device)
             model = pt.inference_model(model, p["dtype"])
             res = pt.evaluate(model, problems, tok, p["k"], p["temperature"], p["top_p"],
                               p["max_new_tokens"], style, p["seed"], p["batch_rows"])
+            bar.update(1, f"{name}: pass@1 {res['pass@1']:.3f} format {res['format_rate']:.2f}")
             art = ctx.input(upstream)
             results[name] = {**res, "stage": art.stage, "version": art.version,
                              "prompt_style": style, "params": model.num_params()}
             del model
+        bar.close()
         curves = {n: self.curve(ctx, n) for n in ("grpo", "grpo_zero", "final", "student_rl")
                   if n in results}
         diffs = paired_differences(results, p["k"])

@@ -99,6 +99,12 @@ class ReasoningCorpus(StageTask):
     def upstream(self):
         return {"data": self.clone(ReasoningData)}
 
+    def key_extras(self):
+        """reasoning_data's params that build() reads from its manifest (not its files), so
+        early cutoff on reasoning_data's content cannot hide a change of them."""
+        dp = self.clone(ReasoningData).stage_params
+        return {"data_params": {k: dp[k] for k in ("tasks", "levels", "held_out_frac", "rl_frac")}}
+
     def build(self, ctx):
         p, data = self.stage_params, ctx.input("data")
         dp = data.manifest["params"]

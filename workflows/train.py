@@ -9,20 +9,52 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import luigi
 import numpy as np
-import torch
 
 import deeprecipe
-from deeprecipe.stages import hf_export, hf_import, moe_model, pretrain
+from deeprecipe.pipeline.lazy import lazy_module
 
 from .base import LOCAL_CACHE, StageTask, local_copy, local_dir
 from .pretrain import TokenizePack, TokenizerTrain
+
+# imported on first use, so that reading the DAG (deeprecipe status) does not import torch
+torch = lazy_module("torch")
+moe_model = lazy_module("deeprecipe.stages.moe_model")
+pretrain = lazy_module("deeprecipe.stages.pretrain")
+hf_export = lazy_module("deeprecipe.stages.hf_export")
+hf_import = lazy_module("deeprecipe.stages.hf_import")
+
+STEP_LINE = re.compile(r"\bstep (\d+) (loss .*)$")
+
+
+def run_training(cmd: list[str], env: dict, bar) -> str:
+    """Run the training process; pass its log through to this process's stderr and turn its
+    phase and step lines into progress (terminal and luigid). Returns its stdout."""
+    bar.update_to(0, "starting the training process (imports torch and DeepSpeed)")
+    with tempfile.TemporaryFile("w+") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.PIPE, text=True, env=env)
+        for line in proc.stderr:
+            sys.stderr.write(line)
+            m = STEP_LINE.search(line.rstrip())
+            if m:
+                bar.update_to(int(m.group(1)), m.group(2))
+            elif "engine" in line or "training steps" in line or "resumed from" in line:
+                bar.update_to(bar.n, line.rstrip().split(" ", 2)[-1])
+        rc = proc.wait()
+        bar.close()
+        if rc:
+            raise subprocess.CalledProcessError(rc, cmd)
+        out.seek(0)
+        return out.read()
+
 
 DIST_VARS = ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE")
 
@@ -77,8 +109,9 @@ class PretrainMoe(StageTask):
         # the child imports this very deeprecipe (the folder holding the package), whatever cwd
         env["PYTHONPATH"] = os.pathsep.join([str(Path(deeprecipe.__file__).resolve().parents[1]),
                                              env.get("PYTHONPATH", "")])
-        done = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True, env=env)
-        run_summary = json.loads(done.stdout.strip().splitlines()[-1])  # rank 0's final metrics
+        stdout = run_training(cmd, env, ctx.progress(total=int(dict(p["train"]).get("steps") or 0) or None,
+                                                     desc=f"{self.stage} steps"))
+        run_summary = json.loads(stdout.strip().splitlines()[-1])  # rank 0's final metrics
 
         rows = [json.loads(line) for line in (train_dir / "metrics.jsonl").read_text().splitlines() if line]
         final = sorted(pretrain.checkpoint_dirs(train_dir))[-1]
