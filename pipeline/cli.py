@@ -82,7 +82,19 @@ def cmd_status(store, args):
     for s in statuses:
         why = f"  ({'; '.join(s.reasons)})" if s.reasons else ""
         print(f"{s.state:8s} {s.stage:18s} {s.version}{why}")
-    return 0 if all(s.state == "fresh" for s in statuses) or not args.check else 3
+    corrupt = check_fresh_sizes(store, statuses) if args.check else []
+    return 0 if (all(s.state == "fresh" for s in statuses) and not corrupt) or not args.check else 3
+
+
+def check_fresh_sizes(store, statuses) -> list[str]:
+    """``status --check``: the cheap check (sizes) of every fresh stage's files."""
+    problems = []
+    for s in statuses:
+        if s.state == "fresh":
+            problems += lineage.size_problems(store, store.read_manifest(s.stage, s.version))
+    for p in problems:
+        print(f"corrupt  {p}  (run `deeprecipe verify`)")
+    return problems
 
 
 def cmd_graph(store, args):

@@ -1,0 +1,177 @@
+"""Integrity under concurrency and tampering (issue 19): two runs of one version on one store
+(lock off, local and s3://) never interleave; downstream reads check upstream bytes."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.store import ArtifactStore, Lease, lease_stale_seconds, live_leases
+from tests.conftest import REPO, base_env, deeprecipe, luigi_cmd, run
+
+TOY = ["--module", "tests.toyflow"]
+SLOW = ["--Numbers-sleep-s", "0.4", "--no-lock"]
+
+
+def digests(url: str, env: dict | None = None) -> dict[tuple[str, str], dict[str, str]]:
+    """{(stage, version): {file name: sha256}} of every committed version."""
+    old = dict(os.environ)
+    os.environ.update(env or {})
+    try:
+        s = ArtifactStore(url)
+        return {(m["stage"], m["version"]): {f["name"]: f["sha256"] for f in m["outputs"]["files"]}
+                for m in s.all_manifests()}
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
+
+
+def start_together(cmds: list[list[str]], env: dict | None = None) -> list[tuple[int, str]]:
+    procs = [subprocess.Popen(c, cwd=REPO, env=base_env(env), stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for c in cmds]
+    return [(p.wait(timeout=240), p.stdout.read()) for p in procs]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> dict:
+    """Digests of one single run of each command line used below."""
+    url = str(tmp_path_factory.mktemp("ref") / "store")
+    run(luigi_cmd(*TOY, "RunToy", "--store", url))
+    run(luigi_cmd(*TOY, "Squares", "--Squares-offset", "3", "--store", url))
+    return digests(url)
+
+
+def check_against(reference: dict, url: str, env: dict | None = None) -> None:
+    got = digests(url, env)
+    assert got, "nothing committed"
+    for key, files in got.items():
+        assert key in reference, f"{key} was committed but no single run makes it"
+        assert files == reference[key], f"{key}: files differ from a single run's"
+    out = deeprecipe("--store", url, "verify", env=env).stdout
+    assert out.strip().endswith(" 0 problem(s)"), out
+    for stage, version in got:  # nothing left behind in committed folders
+        s = ArtifactStore(url) if env is None else None
+        if s is not None and s.is_local:
+            left = sorted(os.listdir(s.version_dir(stage, version)))
+            assert all(not n.startswith((".tmp-", "_work")) for n in left), left
+
+
+@pytest.mark.parametrize("different", [False, True], ids=["same", "different"])
+def test_two_runs_on_one_local_store_without_lock(reference, store, different):
+    a = luigi_cmd(*TOY, "RunToy", "--store", store, *SLOW)
+    b = (luigi_cmd(*TOY, "Squares", "--Squares-offset", "3", "--store", store, "--workers", "2", *SLOW)
+         if different else a)
+    results = start_together([a, b])
+    assert all(rc == 0 for rc, _ in results), results[0][1][-3000:] + results[1][1][-3000:]
+    check_against(reference, store)
+    # both ran the shared stage's units, but each unit was done by one of them: 4 markers' worth
+    assert len(ArtifactStore(store).committed("numbers")) == 1
+
+
+def test_two_runs_on_one_s3_store(reference, moto_server, s3_bucket):
+    url = f"s3://{s3_bucket}/store"
+    a = luigi_cmd(*TOY, "RunToy", "--store", url, *SLOW)
+    b = luigi_cmd(*TOY, "Squares", "--Squares-offset", "3", "--store", url, "--workers", "2", *SLOW)
+    results = start_together([a, a, b], env=moto_server)
+    assert all(rc == 0 for rc, _ in results), "\n".join(o[-2500:] for _, o in results)
+    check_against(reference, url, env=moto_server)
+    for _, out in results:
+        assert "testing-secret-never-logged" not in out
+
+
+def test_lease_excludes_and_stale_lease_is_taken_over(store, monkeypatch):
+    s = ArtifactStore(store)
+    first = Lease(s, "st", "v1", "commit", attempt="a")
+    assert first.try_acquire()
+    second = Lease(s, "st", "v1", "commit", attempt="b")
+    assert not second.try_acquire()  # held by a live process (this one)
+    assert live_leases(s, "st", "v1")
+    gc = deeprecipe("--store", store, "gc", "--dry-run").stdout
+    assert "v1" not in gc  # gc never touches a leased folder
+    # a holder on this host whose pid is gone: taken over at once
+    owner = json.loads(open(first.path).read())
+    with open(first.path, "w") as f:
+        json.dump({**owner, "pid": 2 ** 22 + 12345}, f)
+    assert second.try_acquire()
+    first.release()  # not first's lease any more: left alone
+    assert os.path.exists(second.path)
+    # a holder on another host: taken over only after the timeout
+    with open(second.path, "w") as f:
+        json.dump({**owner, "host": "elsewhere", "token": "x"}, f)
+    third = Lease(s, "st", "v1", "commit", attempt="c")
+    assert not third.try_acquire()
+    monkeypatch.setenv("DEEPRECIPE_LEASE_STALE_S", "0")
+    assert lease_stale_seconds() == 0
+    assert third.try_acquire()
+    with pytest.raises(RuntimeError, match="lost the lease"):
+        second.check()
+    third.release()
+    assert not os.path.exists(third.path)
+
+
+def _committed_squares(store: str) -> tuple[ArtifactStore, str]:
+    run(luigi_cmd(*TOY, "Squares", "--store", store))
+    s = ArtifactStore(store)
+    m = s.newest("squares")
+    return s, s.path("squares", m["version"], "part-00000.parquet")
+
+
+def test_edited_but_valid_upstream_file_fails_downstream(store):
+    s, path = _committed_squares(store)
+    table = pq.read_table(path)
+    pq.write_table(pa.table({"y": [v + 1 for v in table["y"].to_pylist()]}), path, compression="zstd")
+    r = run(luigi_cmd(*TOY, "RunToy", "--store", store), check=False)
+    assert r.returncode == 30
+    assert "part-00000.parquet" in r.stderr and "deeprecipe verify" in r.stderr
+    assert s.committed("total") == []
+    r = deeprecipe("--store", store, "status", "RunToy", "--module", "tests.toyflow", "--check", check=False)
+    assert r.returncode == 3  # total missing
+
+
+def test_corrupted_upstream_file_fails_naming_it(store):
+    s, path = _committed_squares(store)
+    data = bytearray(open(path, "rb").read())
+    data[len(data) // 2] ^= 0xFF  # same size, other bytes: only the sha256 tells
+    open(path, "wb").write(bytes(data))
+    r = run(luigi_cmd(*TOY, "RunToy", "--store", store), check=False)
+    assert r.returncode == 30
+    assert "part-00000.parquet" in r.stderr and "sha256" in r.stderr and "deeprecipe verify" in r.stderr
+    assert "ZSTD" not in r.stderr
+
+
+def test_truncated_upstream_file_fails_status_check(store):
+    s, path = _committed_squares(store)
+    open(path, "r+b").truncate(10)
+    r = deeprecipe("--store", store, "status", "Squares", "--module", "tests.toyflow", "--check", check=False)
+    assert r.returncode == 3 and "part-00000.parquet" in r.stdout, r.stdout + r.stderr
+
+
+def test_manifest_names_confined_to_the_store(store):
+    s, path = _committed_squares(store)
+    m = s.newest("squares")
+    mp = s.manifest_path("squares", m["version"])
+    m["outputs"]["files"][0]["name"] = "../../../../etc/hostname"
+    os.chmod(mp, 0o644)
+    open(mp, "w").write(json.dumps(m))
+    out = deeprecipe("--store", store, "verify", check=False)
+    assert out.returncode == 1 and "leaves the store folder" in out.stdout
+    r = run(luigi_cmd(*TOY, "RunToy", "--store", store), check=False)
+    assert r.returncode == 30 and "leaves the store folder" in r.stderr
+
+
+def test_files_follow_the_umask(store):
+    _committed_squares(store)
+    s = ArtifactStore(store)
+    m = s.newest("squares")
+    mode = os.stat(s.manifest_path("squares", m["version"])).st_mode & 0o777
+    assert mode == 0o666 & ~_umask(), oct(mode)
+
+
+def _umask() -> int:
+    u = os.umask(0)
+    os.umask(u)
+    return u
