@@ -37,10 +37,12 @@ class AlreadyCommitted(FileExistsError):
 
 class StoreError(ValueError):
     """A store URL, manifest or file the store cannot use; the message names it."""
+    permanent = True  # the same input fails the same way again: no retry, no traceback
 
 
 class IntegrityError(IOError):
     """A committed file no longer matches its manifest (size or sha256)."""
+    permanent = True
 
 
 _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/@\s]*@)")

@@ -63,6 +63,14 @@ class PipelineTask(luigi.Task):
     def artifact_store(self) -> ArtifactStore:
         return shared_store(self.store or None)
 
+    def on_failure(self, exception):
+        """What the scheduler and the summary show: a permanent error's message alone (bad
+        input, corrupt artifact: a retry fails the same way), else Luigi's traceback; URLs'
+        passwords redacted either way."""
+        if getattr(exception, "permanent", False):
+            return f"{type(exception).__name__}: {redact(str(exception))}"
+        return redact(super().on_failure(exception))
+
 
 def _redact_log_records() -> None:
     """Every log record's text passes through ``redact`` (a source URL with a password in it
@@ -74,6 +82,11 @@ def _redact_log_records() -> None:
 
     def factory(*args, **kwargs):
         record = previous(*args, **kwargs)
+        exc = record.exc_info[1] if record.exc_info and record.exc_info is not True else None
+        if exc is not None and getattr(exc, "permanent", False):
+            # a permanent error (bad input, corrupt artifact) is its message, not a traceback
+            record.msg = f"{record.getMessage()}: {type(exc).__name__}: {exc}"
+            record.args, record.exc_info, record.exc_text = None, None, None
         try:
             msg = record.getMessage()
         except Exception:

@@ -59,7 +59,7 @@ SKIP_REASONS = {
     "empty_text": "no text left after extraction (or an empty 'text' field)",
     "decode_error": "bytes that do not decode to text",
     "html_parse_error": "HTML the parser rejects",
-    "too_large": "WARC payload over max_record_bytes",
+    "too_large": "WARC payload over max_record_bytes, or JSONL line over max_line_bytes (never read whole)",
     "bad_json": "JSONL line that is not a JSON object",
     "missing_text": "JSONL/Parquet row without a string 'text'",
     "truncated": "file ends (or breaks) inside a record; counted once per file, reading stops there",
@@ -81,6 +81,17 @@ _PARQUET_EXTENSIONS = (".parquet", ".pq")
 
 class SourceFileError(ValueError):
     """A source file that cannot be read at all (unknown format, unreadable container)."""
+    permanent = True  # the same file fails the same way again: not worth a retry
+
+
+class EmptyCorpusError(ValueError):
+    """No document survived ingest: nothing downstream can run."""
+    permanent = True
+
+
+DEFAULT_MAX_LINE_BYTES = 64 * 2 ** 20  # a JSONL line longer than this is skipped as too_large
+BATCH_ROWS = 2048
+BATCH_CHARS = 64 * 2 ** 20
 
 
 @dataclass
@@ -558,12 +569,32 @@ def iter_warc_documents(fileobj: BinaryIO, source_name: str, stats: IngestStats,
         stats.skip("truncated")  # non-empty (see detect_format) yet not one complete record
 
 
+def _bounded_lines(stream, max_line_bytes: int, stats: IngestStats) -> Iterator[bytes | None]:
+    """Lines of a binary stream, none longer than ``max_line_bytes``: a longer line is read
+    past in 1 MiB pieces (never held whole) and yielded as None."""
+    while True:
+        line = stream.readline(max_line_bytes + 1)
+        if not line:
+            return
+        if len(line) > max_line_bytes and not line.endswith(b"\n"):
+            while True:
+                rest = stream.readline(1 << 20)
+                if not rest or rest.endswith(b"\n"):
+                    break
+            yield None
+            continue
+        yield line
+
+
 def iter_jsonl_documents(fileobj: BinaryIO, source_name: str, stats: IngestStats,
-                         max_chars: int = DEFAULT_MAX_CHARS) -> Iterator[dict]:
-    """Documents of a JSONL / JSONL.gz file; ``source_offset`` is the 0-based line index."""
+                         max_chars: int = DEFAULT_MAX_CHARS,
+                         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> Iterator[dict]:
+    """Documents of a JSONL / JSONL.gz file; ``source_offset`` is the 0-based line index.
+    Decompression is streamed and a line over ``max_line_bytes`` is counted ``too_large``
+    without being held in memory."""
     stream = gzip.GzipFile(fileobj=fileobj) if _peek(fileobj, 2) == b"\x1f\x8b" else fileobj
     line_index = -1
-    lines = iter(stream)
+    lines = _bounded_lines(stream, max_line_bytes, stats)
     while True:
         try:
             raw = next(lines)
@@ -573,6 +604,10 @@ def iter_jsonl_documents(fileobj: BinaryIO, source_name: str, stats: IngestStats
             stats.skip("truncated")
             return
         line_index += 1
+        if raw is None:
+            stats.records_read += 1
+            stats.skip("too_large")
+            continue
         if not raw.strip():
             continue
         stats.records_read += 1
@@ -608,11 +643,24 @@ def iter_parquet_documents(fileobj: BinaryIO, source_name: str, stats: IngestSta
         raise SourceFileError(f"{source_name}: Parquet file has no 'text' column (columns: {names}). "
                               "Rename the text column to 'text' or remove the file from --source.")
     columns = [c for c in ("id", "url", "text") if c in names]
+    text_type = parquet.schema_arrow.field("text").type
+    as_binary = pa.types.is_binary(text_type) or pa.types.is_large_binary(text_type)
+    if not (as_binary or pa.types.is_string(text_type) or pa.types.is_large_string(text_type)):
+        raise SourceFileError(f"{source_name}: Parquet column 'text' has type {text_type}, not "
+                              "string (or UTF-8 binary). Cast it to string or remove the file "
+                              "from --source.")
     row_index = 0
     try:
         for batch in parquet.iter_batches(batch_size=batch_size, columns=columns):
             for obj in batch.to_pylist():
                 stats.records_read += 1
+                if as_binary and isinstance(obj.get("text"), bytes):
+                    try:
+                        obj["text"] = obj["text"].decode("utf-8")
+                    except UnicodeDecodeError:
+                        stats.skip("decode_error")
+                        row_index += 1
+                        continue
                 doc = _row_document(obj, source_name, row_index, stats, max_chars)
                 row_index += 1
                 if doc is not None:
@@ -639,7 +687,8 @@ def _row_document(obj: dict, source_name: str, offset: int, stats: IngestStats, 
 
 def iter_documents(fileobj: BinaryIO, source_name: str, stats: IngestStats,
                    max_chars: int = DEFAULT_MAX_CHARS,
-                   max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> Iterator[dict]:
+                   max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+                   max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> Iterator[dict]:
     """Documents (dicts with the ``DOC_SCHEMA`` fields) of one seekable binary source file, in
     file order; ``stats`` is updated as they are read. Raises ``SourceFileError`` for a file of no
     known format; counts an empty file as ``empty_file``."""
@@ -650,7 +699,7 @@ def iter_documents(fileobj: BinaryIO, source_name: str, stats: IngestStats,
     if fmt == "warc":
         return iter_warc_documents(fileobj, source_name, stats, max_chars, max_record_bytes)
     if fmt == "jsonl":
-        return iter_jsonl_documents(fileobj, source_name, stats, max_chars)
+        return iter_jsonl_documents(fileobj, source_name, stats, max_chars, max_line_bytes)
     return iter_parquet_documents(fileobj, source_name, stats, max_chars)
 
 
@@ -663,3 +712,32 @@ def ingest_file(fileobj: BinaryIO, source_name: str, max_chars: int = DEFAULT_MA
     stats = IngestStats()
     rows = list(iter_documents(fileobj, source_name, stats, max_chars, max_record_bytes))
     return pa.Table.from_pylist(rows, schema=DOC_SCHEMA), stats
+
+
+def iter_batches(fileobj: BinaryIO, source_name: str, stats: IngestStats,
+                 max_chars: int = DEFAULT_MAX_CHARS,
+                 max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+                 max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+                 batch_rows: int = BATCH_ROWS, batch_chars: int = BATCH_CHARS) -> Iterator[pa.Table]:
+    """The documents of one seekable source file as ``DOC_SCHEMA`` tables of at most
+    ``batch_rows`` rows / about ``batch_chars`` characters of text, so memory stays bounded
+    by a batch whatever the file's size."""
+    rows, chars = [], 0
+    for doc in iter_documents(fileobj, source_name, stats, max_chars, max_record_bytes, max_line_bytes):
+        rows.append(doc)
+        chars += len(doc["text"])
+        if len(rows) >= batch_rows or chars >= batch_chars:
+            yield pa.Table.from_pylist(rows, schema=DOC_SCHEMA)
+            rows, chars = [], 0
+    if rows:
+        yield pa.Table.from_pylist(rows, schema=DOC_SCHEMA)
+
+
+def describe_skips(per_file: dict[str, dict]) -> str:
+    """'200 missing_text in x.parquet; 1 empty_file in y.jsonl' (largest first, at most 5)."""
+    items = sorted(((n, reason, name) for name, d in per_file.items()
+                    for reason, n in d.items() if reason != "docs_out" and n),
+                   key=lambda t: (-t[0], t[2], t[1]))
+    text = "; ".join(f"{n} {reason} in {name}" for n, reason, name in items[:5])
+    more = len(items) - 5
+    return (text + (f"; and {more} more" if more > 0 else "")) or "no records in any file"

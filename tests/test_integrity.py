@@ -175,3 +175,74 @@ def _umask() -> int:
     u = os.umask(0)
     os.umask(u)
     return u
+
+
+# -- empty inputs: one clear error, no downstream traceback ---------------------------------
+DATA = ["--module", "workflows", "RunDataPipeline", "--scheduler-retry-count", "1"]
+
+
+def _all_bad_sources(root) -> dict[str, str]:
+    """{format: folder} each holding only files of that format whose every record is bad."""
+    import gzip as gz
+    out = {}
+    d = root / "jsonl"
+    d.mkdir()
+    (d / "x.jsonl").write_text("not json\n" + json.dumps({"text": 5}) + "\n[1, 2]\n")
+    out["jsonl"] = d
+    d = root / "parquet"
+    d.mkdir()
+    pq.write_table(pa.table({"text": pa.array([None] * 200, pa.string())}), d / "x.parquet")
+    out["parquet"] = d
+    d = root / "warc"
+    d.mkdir()
+    (d / "x.warc.gz").write_bytes(gz.compress(b"WARC/1.0\r\nWARC-Type: warcinfo\r\nContent-Length: 0\r\n\r\n\r\n\r\n"))
+    out["warc"] = d
+    d = root / "empty"
+    d.mkdir()
+    (d / "x.jsonl").write_bytes(b"")
+    out["empty"] = d
+    return out
+
+
+def test_all_bad_inputs_stop_the_dag_with_one_clear_error(store, tmp_path):
+    expected = {"jsonl": "bad_json in x.jsonl", "parquet": "200 missing_text in x.parquet",
+                "warc": "non_response in x.warc.gz", "empty": "1 empty_file in x.jsonl"}
+    for fmt, folder in _all_bad_sources(tmp_path).items():
+        r = run(luigi_cmd(*DATA, "--store", store, "--source", str(folder)), check=False)
+        assert r.returncode == 30, r.stderr[-3000:]
+        assert "0 documents:" in r.stderr and expected[fmt] in r.stderr, (fmt, r.stderr[-3000:])
+        assert "Traceback" not in r.stderr, (fmt, r.stderr[-3000:])
+        s = ArtifactStore(store)
+        assert s.committed("crawl_ingest") == [] and s.committed("url_dedup") == []
+
+
+def test_parquet_text_as_binary_is_decoded_and_other_types_are_a_schema_error(tmp_path):
+    import io
+    from stages.crawl_ingest import SourceFileError, ingest_file
+    buf = io.BytesIO()
+    pq.write_table(pa.table({"text": pa.array(["héllo wörld " * 5, "zweite Zeile " * 5], pa.binary())}), buf)
+    table, stats = ingest_file(io.BytesIO(buf.getvalue()), "b.parquet")
+    assert table.column("text").to_pylist()[0].startswith("héllo wörld")
+    assert stats.docs_out == 2
+    buf = io.BytesIO()
+    pq.write_table(pa.table({"text": pa.array([1, 2], pa.int64())}), buf)
+    with pytest.raises(SourceFileError, match=r"i\.parquet: Parquet column 'text' has type int64"):
+        ingest_file(io.BytesIO(buf.getvalue()), "i.parquet")
+
+
+def test_minhash_band_reduce_of_no_rows():
+    from stages import minhash_dedup as m
+    sig = m.signatures(pa.table({"text": pa.array([], pa.string())}), 112, 5, 1, method="word_combine")
+    buckets = m.band_bucket_rows(sig, 0, None, 14, 8)
+    assert buckets.num_rows == 0
+    assert m.duplicate_pairs(buckets).num_rows == 0  # was: non-broadcastable output operand
+
+
+def test_stages_after_a_filter_that_keeps_nothing_commit_zero_rows(store, tmp_path):
+    src = tmp_path / "junk"
+    src.mkdir()
+    (src / "j.jsonl").write_text(json.dumps({"id": "a", "url": "http://x.org/a", "text": "buy buy buy"}) + "\n")
+    run(luigi_cmd("--module", "workflows", "RunDataPipeline", "--store", store, "--source", str(src)))
+    s = ArtifactStore(store)
+    assert s.newest("quality_filter")["outputs"]["rows"] == 0
+    assert s.newest("decontaminate")["outputs"]["rows"] == 0
