@@ -246,3 +246,39 @@ def test_stages_after_a_filter_that_keeps_nothing_commit_zero_rows(store, tmp_pa
     s = ArtifactStore(store)
     assert s.newest("quality_filter")["outputs"]["rows"] == 0
     assert s.newest("decontaminate")["outputs"]["rows"] == 0
+
+
+# -- bounded memory on gzip bombs (scaled: 256 MiB expanded, caps scaled down with it) -------
+def _bomb(path, lines) -> None:
+    import zlib
+    c = zlib.compressobj(1, zlib.DEFLATED, 31)
+    with open(path, "wb") as f:
+        for piece in lines:
+            f.write(c.compress(piece))
+        f.write(c.flush())
+
+
+def _ingest_rss(path, *args) -> dict:
+    import sys
+    r = subprocess.run([sys.executable, str(REPO / "bench" / "ingest_rss.py"), str(path), *args],
+                       capture_output=True, text=True, timeout=300, env=base_env())
+    assert r.returncode == 0, r.stderr[-3000:]
+    return json.loads(r.stdout)
+
+
+def test_gzip_bomb_one_huge_line_is_counted_without_being_read_whole(tmp_path):
+    path = tmp_path / "bomb.jsonl.gz"
+    head = b'{"text": "'
+    _bomb(path, [head] + [b"a" * (1 << 20)] * 256 + [b'"}\n', json.dumps({"text": "kept " * 20}).encode() + b"\n"])
+    out = _ingest_rss(path, "--max-line-bytes", str(4 << 20))
+    assert out["skipped"] == {"too_large": 1} and out["rows"] == 1
+    assert out["peak_mib"] - out["baseline_mib"] < 100, out  # the line is 256 MiB
+
+
+def test_gzip_bomb_many_short_lines_is_read_in_batches(tmp_path):
+    path = tmp_path / "many.jsonl.gz"
+    line = json.dumps({"text": ("word " * 2000).strip()}).encode() + b"\n"  # ~10 KB
+    _bomb(path, [line] * (256 * 100))  # ~256 MiB expanded
+    out = _ingest_rss(path, "--batch-chars", str(8 << 20))
+    assert out["rows"] == 25600
+    assert out["peak_mib"] - out["baseline_mib"] < 160, out
