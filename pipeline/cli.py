@@ -8,7 +8,11 @@ import importlib
 import sys
 
 from . import lineage
-from .store import ArtifactStore
+from .store import ArtifactStore, StoreError, redact, resolve_store_url
+
+
+def store_url(args) -> str:
+    return resolve_store_url(args.store)
 
 
 @contextlib.contextmanager
@@ -162,12 +166,19 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides = [a for a in extra if a != "--"]  # luigi-style --Task-param value
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    store = ArtifactStore(args.store)
     try:
+        store = ArtifactStore(args.store)
         return args.fn(store, args) or 0
-    except lineage.RefError as e:
+    except (lineage.RefError, StoreError) as e:
         print(f"deeprecipe: {e}", file=sys.stderr)
         return 2
+    except Exception as e:  # an unreachable store, missing credentials: say which, briefly
+        if type(e).__name__ in ("NoCredentialsError", "PartialCredentialsError", "EndpointConnectionError",
+                                "ClientError", "PermissionError", "FileNotFoundError", "ConnectionError"):
+            print(f"deeprecipe: store {redact(store_url(args))}: {type(e).__name__}: {redact(str(e))}",
+                  file=sys.stderr)
+            return 2
+        raise
 
 
 if __name__ == "__main__":

@@ -48,6 +48,11 @@ def snake_case(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
+class ParameterError(ValueError):
+    """An option no stage can use; the message names it."""
+    permanent = True
+
+
 class PipelineTask(luigi.Task):
     """The user-facing options every deeprecipe task carries, so a root task passes them
     to all of its upstream tasks through ``clone``."""
@@ -72,6 +77,11 @@ class PipelineTask(luigi.Task):
         return redact(super().on_failure(exception))
 
 
+# what a retry cannot fix: logged as one line, without a traceback
+PERMANENT_ERRORS = {"StoreError", "IntegrityError", "ParameterError", "SourceError",
+                    "SourceFileError", "EmptyCorpusError"}
+
+
 def _redact_log_records() -> None:
     """Every log record's text passes through ``redact`` (a source URL with a password in it
     reaches Luigi's task ids and summaries)."""
@@ -81,12 +91,25 @@ def _redact_log_records() -> None:
         return
 
     def factory(*args, **kwargs):
+        import sys
         record = previous(*args, **kwargs)
-        exc = record.exc_info[1] if record.exc_info and record.exc_info is not True else None
+        exc = record.exc_info[1] if record.exc_info and record.exc_info is not True else sys.exc_info()[1]
         if exc is not None and getattr(exc, "permanent", False):
-            # a permanent error (bad input, corrupt artifact) is its message, not a traceback
-            record.msg = f"{record.getMessage()}: {type(exc).__name__}: {exc}"
+            # a permanent error (bad input, corrupt artifact, bad option) is its message, not a
+            # traceback (Luigi logs some with exc_info, some with the traceback in the text)
+            msg = record.getMessage().split("Traceback (most recent call last)")[0].rstrip()
+            record.msg = f"{msg} {type(exc).__name__}: {exc}"
             record.args, record.exc_info, record.exc_text = None, None, None
+        elif isinstance(record.msg, str) and "Traceback (most recent call last)" in record.msg:
+            try:
+                text = record.getMessage()
+            except Exception:
+                text = ""
+            last = text.rstrip().rsplit("\n", 1)[-1]
+            name = last.split(":", 1)[0].rsplit(".", 1)[-1]
+            if name in PERMANENT_ERRORS:  # a traceback Luigi formatted into the text itself
+                record.msg = text.split("Traceback (most recent call last)")[0].rstrip() + " " + last
+                record.args = None
         try:
             msg = record.getMessage()
         except Exception:
@@ -326,12 +349,24 @@ class VersionedTask(PipelineTask):
         unset = [name for name, value in out.items() if value is None]
         if unset:
             cls = type(self).__name__
-            raise ValueError(
+            raise ParameterError(
                 f"{self.stage}: parameters {unset} are unset: profile "
                 f"{getattr(self, 'profile', None)!r} has no value for them; pass "
                 f"--{cls}-{unset[0].replace('_', '-')} (and the rest) or use a profile that "
                 f"sets them")
+        self.check_params(out)
         return out
+
+    POSITIVE_PARAMS: ClassVar[tuple] = ("num_buckets", "num_files", "num_perm", "files_per_shard",
+                                        "pages_per_file", "shards")
+
+    def check_params(self, params: dict) -> None:
+        """Reject values no stage can use, naming the option (counts that must be ≥ 1)."""
+        for name in self.POSITIVE_PARAMS:
+            value = params.get(name)
+            if isinstance(value, int) and not isinstance(value, bool) and value < 1:
+                raise ParameterError(f"{self.stage}: --{type(self).__name__}-{name.replace('_', '-')} "
+                                 f"must be at least 1, got {value}")
 
     @cached_property
     def rerun_stages(self) -> set[str]:

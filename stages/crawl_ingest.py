@@ -569,21 +569,39 @@ def iter_warc_documents(fileobj: BinaryIO, source_name: str, stats: IngestStats,
         stats.skip("truncated")  # non-empty (see detect_format) yet not one complete record
 
 
-def _bounded_lines(stream, max_line_bytes: int, stats: IngestStats) -> Iterator[bytes | None]:
-    """Lines of a binary stream, none longer than ``max_line_bytes``: a longer line is read
-    past in 1 MiB pieces (never held whole) and yielded as None."""
-    while True:
-        line = stream.readline(max_line_bytes + 1)
-        if not line:
+def _bounded_lines(stream, max_line_bytes: int, stats: IngestStats,
+                   chunk_size: int = 1 << 20) -> Iterator[bytes | None]:
+    """Lines of a binary stream (read in ``chunk_size`` pieces), none longer than
+    ``max_line_bytes``: a longer line is read past without being held whole and yielded as
+    None."""
+    buf = b""
+    skipping = False
+    read = getattr(stream, "read1", stream.read)  # gzip: what one step decompressed, so the
+    while True:                                    # lines before a truncation still come out
+        chunk = read(chunk_size)
+        if not chunk:
+            if buf and not skipping:
+                yield buf
+            elif skipping:
+                yield None
             return
-        if len(line) > max_line_bytes and not line.endswith(b"\n"):
-            while True:
-                rest = stream.readline(1 << 20)
-                if not rest or rest.endswith(b"\n"):
-                    break
-            yield None
-            continue
-        yield line
+        buf += chunk
+        start = 0
+        while True:
+            nl = buf.find(b"\n", start)
+            if nl < 0:
+                break
+            if skipping:
+                skipping = False
+                yield None
+            elif nl + 1 - start > max_line_bytes:
+                yield None
+            else:
+                yield buf[start:nl + 1]
+            start = nl + 1
+        buf = buf[start:]
+        if len(buf) > max_line_bytes:  # inside an over-long line: drop what is read so far
+            skipping, buf = True, b""
 
 
 def iter_jsonl_documents(fileobj: BinaryIO, source_name: str, stats: IngestStats,
