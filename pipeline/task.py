@@ -68,6 +68,15 @@ class PipelineTask(luigi.Task):
     def artifact_store(self) -> ArtifactStore:
         return shared_store(self.store or None)
 
+    def on_success(self):
+        if Artifact.hashed["bytes"]:  # the cost of checking upstream bytes, per task
+            import logging
+            logging.getLogger("luigi-interface").info(
+                f"{self.task_id}: verified {Artifact.hashed['bytes']} upstream bytes (sha256) in "
+                f"{Artifact.hashed['seconds']:.4f} s")
+            Artifact.hashed.update(bytes=0, seconds=0.0)
+        return super().on_success()
+
     def on_failure(self, exception):
         """What the scheduler and the summary show: a permanent error's message alone (bad
         input, corrupt artifact: a retry fails the same way), else Luigi's traceback; URLs'
@@ -185,11 +194,18 @@ class Artifact:
             raise self._mismatch(name, f"{size} bytes, recorded {f['bytes']}")
         return path
 
+    # what content checks cost in this process (logged per task: BENCHMARKS.md sums them)
+    hashed = {"bytes": 0, "seconds": 0.0}
+
     def check_bytes(self, name: str, data: bytes) -> bytes:
         f = self.entry(name)
         if len(data) != f["bytes"]:
             raise self._mismatch(name, f"{len(data)} bytes, recorded {f['bytes']}")
-        if hashlib.sha256(data).hexdigest() != f["sha256"]:
+        t0 = time.perf_counter()
+        digest = hashlib.sha256(data).hexdigest()
+        Artifact.hashed["bytes"] += len(data)
+        Artifact.hashed["seconds"] += time.perf_counter() - t0
+        if digest != f["sha256"]:
             raise self._mismatch(name, "sha256 differs")
         return data
 
@@ -205,6 +221,7 @@ class Artifact:
     def verify(self, name: str, local_path: str | None = None) -> None:
         """Stream the stored file (or a local copy of it) through sha256 and compare."""
         f = self.entry(name)
+        t0 = time.perf_counter()
         if local_path is None:
             digest, size = self.store.file_digest(self.path(name))
         else:
@@ -214,6 +231,8 @@ class Artifact:
                     h.update(chunk)
                     size += len(chunk)
             digest = h.hexdigest()
+        Artifact.hashed["bytes"] += size
+        Artifact.hashed["seconds"] += time.perf_counter() - t0
         if size != f["bytes"] or digest != f["sha256"]:
             raise self._mismatch(name, f"sha256 {digest[:12]}… {size} B, recorded "
                                        f"{f['sha256'][:12]}… {f['bytes']} B")
