@@ -4,7 +4,7 @@ from __future__ import annotations
 import posixpath
 from dataclasses import dataclass, field
 
-from .store import MANIFEST, WORK_DIR, ArtifactStore, StoreError, live_leases, safe_name
+from .store import MANIFEST, WORK_DIR, ArtifactStore, StoreError, any_leases, live_leases, recently_active, safe_name
 
 
 class RefError(LookupError):
@@ -163,7 +163,9 @@ def debris(store: ArtifactStore) -> list[str]:
         for version in store.versions(stage):
             vdir = store.version_dir(stage, version)
             if live_leases(store, stage, version):
-                continue
+                continue  # a run in progress
+            if not any_leases(store, stage, version) and recently_active(store, stage, version):
+                continue  # a run between two of its tasks (a killed one leaves a stale lease)
             if not store.is_committed(stage, version):
                 out.append(vdir)
                 continue

@@ -447,6 +447,29 @@ class Lease:
         self.release()
 
 
+def recently_active(store: "ArtifactStore", stage: str, version: str) -> bool:
+    """Whether anything in a version's ``_work`` changed within the lease timeout: a run
+    between two of its tasks holds no lease, and gc must not take its markers either."""
+    d = store.path(stage, version, WORK_DIR)
+    try:
+        entries = store.fs.find(d, detail=True).values() if store.fs.exists(d) else []
+    except FileNotFoundError:
+        return False
+    now = time.time()
+    for info in entries:
+        mtime = info.get("mtime") or info.get("LastModified") or info.get("created")
+        if hasattr(mtime, "timestamp"):
+            mtime = mtime.timestamp()
+        if mtime and now - float(mtime) < lease_stale_seconds():
+            return True
+    return False
+
+
+def any_leases(store: "ArtifactStore", stage: str, version: str) -> bool:
+    d = store.path(stage, version, WORK_DIR, LEASE_DIR)
+    return store.fs.exists(d) and any(p.endswith(".json") for p in store.fs.ls(d, detail=False))
+
+
 def live_leases(store: "ArtifactStore", stage: str, version: str) -> list[str]:
     """Lease files of a version whose holder is alive (what gc must never touch)."""
     d = store.path(stage, version, WORK_DIR, LEASE_DIR)

@@ -343,3 +343,25 @@ def test_password_in_a_source_url_never_reaches_manifests_or_logs(store, http_so
             assert b"pw-s3cr3t" not in open(os.path.join(dirpath, n), "rb").read(), n
     m = ArtifactStore(store).newest("crawl_ingest")
     assert m["outputs"]["metrics"]["duplicate_ids"] == 1 and m["outputs"]["rows"] == 3
+
+
+def test_manifest_naming_another_stage_or_version_is_refused(store):
+    from pipeline.store import IntegrityError, StoreError
+    from pipeline.task import Artifact
+    s, _ = _committed_squares(store)
+    m = s.newest("squares")
+    with pytest.raises(IntegrityError, match="edited manifest"):
+        Artifact(s, {**m, "stage": "numbers"}, "squares", m["version"])
+    with pytest.raises(StoreError, match="leaves the store folder"):
+        Artifact(s, {**m, "stage": "../../etc"})
+
+
+def test_gc_keeps_a_version_a_run_is_between_tasks_of(store):
+    s = ArtifactStore(store)
+    marker = s.path("st", "v1", "_work", "markers", "shard-000000.json")
+    os.makedirs(os.path.dirname(marker))
+    open(marker, "w").write("{}")  # fresh, no lease: a run between two tasks
+    assert "v1" not in deeprecipe("--store", store, "gc", "--dry-run").stdout
+    old = __import__("time").time() - 3600
+    os.utime(marker, (old, old))
+    assert "v1" in deeprecipe("--store", store, "gc", "--dry-run").stdout
