@@ -57,7 +57,7 @@ class SyntheticCrawl(StageTask):
 # -- crawl_ingest ----------------------------------------------------------------------------
 class CrawlIngest(StageTask):
     """WARC/WET/JSONL/Parquet source files → documents (id, url, domain, lang, text, source)."""
-    code_version = "1"
+    code_version = "2"  # 2: WARC framing checked (bad_framing), rows written in batches
     source_objects = (crawl_ingest,)
     files_per_shard = luigi.OptionalIntParameter(default=None)
     max_chars = luigi.OptionalIntParameter(default=None)
