@@ -53,6 +53,17 @@ class ParameterError(ValueError):
     permanent = True
 
 
+class PermanentFailure(RuntimeError):
+    """A task's earlier permanent error in this run, raised again instead of redoing work."""
+    permanent = True
+
+
+def _permanent_path(task_id: str) -> str:
+    import tempfile
+    return os.path.join(tempfile.gettempdir(), f"deeprecipe-permanent-{RUN_ID}",
+                        hashlib.sha256(task_id.encode()).hexdigest()[:32])
+
+
 class PipelineTask(luigi.Task):
     """The user-facing options every deeprecipe task carries, so a root task passes them
     to all of its upstream tasks through ``clone``."""
@@ -80,15 +91,32 @@ class PipelineTask(luigi.Task):
     def on_failure(self, exception):
         """What the scheduler and the summary show: a permanent error's message alone (bad
         input, corrupt artifact: a retry fails the same way), else Luigi's traceback; URLs'
-        passwords redacted either way."""
+        passwords redacted either way. A permanent error is remembered for this run, so
+        Luigi's retries of the task end at once with the same message, doing no work again."""
         if getattr(exception, "permanent", False):
-            return f"{type(exception).__name__}: {redact(str(exception))}"
+            message = f"{type(exception).__name__}: {redact(str(exception))}"
+            try:
+                path = _permanent_path(self.task_id)
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                with open(path, "w") as f:
+                    f.write(message)
+            except OSError:
+                pass
+            return message
         return redact(super().on_failure(exception))
+
+    def raise_if_failed_permanently(self) -> None:
+        try:
+            with open(_permanent_path(self.task_id)) as f:
+                message = f.read()
+        except OSError:
+            return
+        raise PermanentFailure(f"{message} (failed earlier in this run; not retried)")
 
 
 # what a retry cannot fix: logged as one line, without a traceback
 PERMANENT_ERRORS = {"StoreError", "IntegrityError", "ParameterError", "SourceError",
-                    "SourceFileError", "EmptyCorpusError"}
+                    "SourceFileError", "EmptyCorpusError", "PermanentFailure"}
 
 
 def _redact_log_records() -> None:
@@ -414,6 +442,7 @@ class VersionedTask(PipelineTask):
         return ManifestTarget(self.artifact_store, self.stage, self.version)
 
     def run(self):
+        self.raise_if_failed_permanently()
         lease = Lease(self.artifact_store, self.stage, self.version, "commit", RUN_ID, self.task_id)
         if not lease.acquire(done=self.output().exists, on_wait=self._waiting):
             return  # another run committed this version; theirs stands
@@ -550,6 +579,7 @@ class StageWork(PipelineTask):
         return MarkerTarget(self.artifact_store, self.marker_path(), s.stage, s.version)
 
     def run(self):
+        self.raise_if_failed_permanently()
         s = self.stage_task
         lease = Lease(self.artifact_store, s.stage, s.version, f"{self.phase}-{self.unit:06d}",
                       RUN_ID, self.task_id)

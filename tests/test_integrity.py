@@ -365,3 +365,14 @@ def test_gc_keeps_a_version_a_run_is_between_tasks_of(store):
     old = __import__("time").time() - 3600
     os.utime(marker, (old, old))
     assert "v1" in deeprecipe("--store", store, "gc", "--dry-run").stdout
+
+
+def test_permanent_error_is_not_redone_on_retry(store, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "broken.parquet").write_bytes(b"PAR1 this is not parquet at all PAR1")
+    r = run(luigi_cmd("--module", "workflows", "RunDataPipeline", "--store", store, "--source", str(src),
+                      "--scheduler-retry-delay", "0.1", "--scheduler-retry-count", "3"), check=False)
+    assert r.returncode == 30
+    assert r.stderr.count("broken.parquet: not a readable Parquet file") >= 2  # first failure + retries
+    assert "not retried" in r.stderr and "Traceback" not in r.stderr, r.stderr[-3000:]
