@@ -166,7 +166,14 @@ class ArtifactStore:
 
     # -- commit ------------------------------------------------------------------------
     def is_committed(self, stage: str, version: str) -> bool:
-        return self.fs.exists(self.manifest_path(stage, version))
+        try:
+            return self.fs.exists(self.manifest_path(stage, version))
+        except Exception as e:  # the first touch of a store: say which store and why
+            if type(e).__name__ in ("NoCredentialsError", "PartialCredentialsError"):
+                raise StoreError(f"--store {redact(self.url)!r}: no S3 credentials found. Set "
+                                 "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and "
+                                 "AWS_ENDPOINT_URL for an S3-compatible server).") from None
+            raise
 
     def read_manifest(self, stage: str, version: str) -> dict:
         with self.fs.open(self.manifest_path(stage, version), "rb") as f:

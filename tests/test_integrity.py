@@ -299,6 +299,9 @@ def test_bad_options_are_named_without_traceback(store):
                 "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent", "AWS_CONFIG_FILE": "/nonexistent"}
     r = deeprecipe("--store", "s3://no-such-bucket-x/p", "ls", env=no_creds, check=False)
     assert r.returncode == 2 and "s3://no-such-bucket-x/p" in r.stderr and "Traceback" not in r.stderr
+    r = run(luigi_cmd(*TOY, "RunToy", "--store", "s3://no-such-bucket-x/p"), env=no_creds, check=False)
+    assert r.returncode != 0 and "--store 's3://no-such-bucket-x/p': no S3 credentials found" in r.stderr
+    assert "Traceback" not in r.stderr
     r = run(luigi_cmd("--module", "workflows", "RunDataPipeline", "--store", store,
                       "--source", "s3://no-such-bucket-x/*.jsonl"), env=no_creds, check=False)
     assert r.returncode != 0 and "no S3 credentials found" in r.stderr, r.stderr[-2000:]
