@@ -4,6 +4,9 @@ started together on one store with Luigi's lock off; every trial is checked with
 
     python bench/faults.py [--kills 20] [--concurrent 10] [--pages 60] [--out faults.json]
 
+Kill moments follow the DAG's progress, not the clock: k = 0, 1, ... versions committed, then
+each of --delays seconds, so they spread over every stage whatever the machine's load.
+
 A trial *survives* when (after a resume run, for kills) the root's DAG is complete, verify
 reports 0 problems, and every committed version's files have exactly the digests a single run
 gives that version; else it is *corrupted* (the details are printed and kept in --out)."""
@@ -76,11 +79,18 @@ def judge(store: str, reference: dict, extra: tuple[str, ...] = ()) -> list[str]
     return problems
 
 
-def kill_trial(moment: float, reference: dict, root: Path) -> dict:
-    store = str(root / f"kill-{moment:.1f}")
+def kill_trial(after: int, delay: float, reference: dict, root: Path) -> dict:
+    """Start a run, wait until ``after`` versions are committed, then ``delay`` seconds more
+    (so the kill lands inside the next stage, whatever the machine's load), SIGKILL the whole
+    process group, judge what is committed, resume, judge again."""
+    store = str(root / f"kill-{after}-{delay}")
     proc = subprocess.Popen(luigi(store), cwd=REPO, env=env(), start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(moment)
+    t0 = time.time()
+    while proc.poll() is None and committed_count(store) < after:
+        time.sleep(0.05)
+    time.sleep(delay)
+    moment = time.time() - t0
     finished_before = proc.poll() is not None
     if not finished_before:
         os.killpg(proc.pid, signal.SIGKILL)
@@ -91,8 +101,14 @@ def kill_trial(moment: float, reference: dict, root: Path) -> dict:
     problems = before + ([f"resume exited {r.returncode}: {r.stderr[-800:]}"] if r.returncode else [])
     problems += judge(store, reference)
     shutil.rmtree(store, ignore_errors=True)
-    return {"kind": "sigkill", "moment_s": moment, "committed_at_kill": committed_at_kill,
+    return {"kind": "sigkill", "after_commits": after, "delay_s": delay, "moment_s": round(moment, 2),
+            "committed_at_kill": committed_at_kill,
             "finished_before_kill": finished_before, "problems": problems}
+
+
+def committed_count(store: str) -> int:
+    root = Path(store)
+    return len(list(root.glob("*/*/_MANIFEST.json"))) if root.exists() else 0
 
 
 def judge_partial(store: str, reference: dict) -> list[str]:
@@ -131,6 +147,10 @@ def main() -> None:
     ap.add_argument("--concurrent", type=int, default=10)
     ap.add_argument("--pages", type=int, default=60, help="SyntheticCrawl pages per file")
     ap.add_argument("--out", default="faults.json")
+    ap.add_argument("--delays", type=float, nargs="+", default=[0.5, 2.5],
+                    help="seconds after the k-th commit at which to kill (one trial each)")
+    ap.add_argument("--rekeyed", type=int, default=7, help="versions the --UrlDedup-num-buckets 3 "
+                    "reference run adds (url_dedup and its downstream)")
     ARGS = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="faults-"))
     ref = str(root / "reference")
@@ -142,23 +162,32 @@ def main() -> None:
     reference = digests(ref)
     print(f"reference: {len(reference)} versions, single run {duration:.1f} s", flush=True)
     trials = []
-    for i in range(ARGS.kills):
-        moment = round(duration * (i + 0.5) / ARGS.kills, 2)
-        t = kill_trial(moment, reference, root)
+    stages = len(digests(ref)) - ARGS.rekeyed  # versions of one plain run
+    delays = ARGS.delays
+    moments = [(k, d) for k in range(stages) for d in delays][:ARGS.kills]
+    for after, delay in moments:
+        t = kill_trial(after, delay, reference, root)
         trials.append(t)
-        print(f"kill at {moment:6.2f} s: {t['committed_at_kill']:2d} versions committed at the kill, "
+        save(trials, duration)
+        print(f"kill {delay:.1f} s after commit {after:2d} (t={t['moment_s']:6.2f} s): "
+              f"{t['committed_at_kill']:2d} versions committed at the kill, "
               f"{'survived' if not t['problems'] else 'CORRUPTED ' + '; '.join(t['problems'][:3])}", flush=True)
     for i in range(ARGS.concurrent):
         t = concurrent_trial(i, reference, root)
         trials.append(t)
+        save(trials, duration)
         print(f"concurrent {i:2d} ({t['variant']}): "
               f"{'survived' if not t['problems'] else 'CORRUPTED ' + '; '.join(t['problems'][:3])}", flush=True)
     for kind in ("sigkill", "concurrent"):
         ts = [t for t in trials if t["kind"] == kind]
         bad = sum(bool(t["problems"]) for t in ts)
         print(f"{kind}: {len(ts) - bad} survived / {bad} corrupted of {len(ts)}")
-    Path(ARGS.out).write_text(json.dumps({"reference_seconds": round(duration, 1), "trials": trials}, indent=2))
+    save(trials, duration)
     shutil.rmtree(root, ignore_errors=True)
+
+
+def save(trials: list, duration: float) -> None:
+    Path(ARGS.out).write_text(json.dumps({"reference_seconds": round(duration, 1), "trials": trials}, indent=2))
 
 
 ARGS = None
