@@ -273,6 +273,20 @@ class ArtifactStore:
         if self.is_local:
             os.makedirs(path, exist_ok=True)
 
+    def discard_work(self, stage: str, version: str) -> None:
+        """Remove a committed version's ``_work``: on a local disk first renamed aside in one
+        step (a kill during the slower recursive delete then leaves a `.tmp-work-*` folder,
+        which gc lists), then deleted."""
+        work = self.work_dir(stage, version)
+        if self.is_local:
+            aside = self.path(stage, version, f".tmp-work-{uuid.uuid4().hex[:12]}")
+            try:
+                os.rename(work, aside)
+            except FileNotFoundError:
+                return
+            work = aside
+        self.remove(work)
+
     def file_size(self, path: str) -> int:
         return int(self.fs.info(path)["size"])
 

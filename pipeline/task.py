@@ -493,7 +493,7 @@ class VersionedTask(PipelineTask):
             store.commit_manifest(self.stage, self.version, manifest)
         except AlreadyCommitted:
             return  # another worker committed the same version; theirs stands
-        store.remove(store.work_dir(self.stage, self.version))
+        store.discard_work(self.stage, self.version)
         self.set_progress_percentage(100)
         self.set_status_message(f"{self.stage} {self.version}: committed")
 
