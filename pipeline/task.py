@@ -58,9 +58,14 @@ class PermanentFailure(RuntimeError):
     permanent = True
 
 
+# one per `luigi` invocation, forked workers included (unlike RUN_ID, never shared by hosts
+# or by later runs through DEEPRECIPE_RUN_ID: a fixed input must be tried again next time)
+_INVOCATION = uuid.uuid4().hex[:12]
+
+
 def _permanent_path(task_id: str) -> str:
     import tempfile
-    return os.path.join(tempfile.gettempdir(), f"deeprecipe-permanent-{RUN_ID}",
+    return os.path.join(tempfile.gettempdir(), f"deeprecipe-permanent-{_INVOCATION}",
                         hashlib.sha256(task_id.encode()).hexdigest()[:32])
 
 
