@@ -572,36 +572,38 @@ def iter_warc_documents(fileobj: BinaryIO, source_name: str, stats: IngestStats,
 def _bounded_lines(stream, max_line_bytes: int, stats: IngestStats,
                    chunk_size: int = 1 << 20) -> Iterator[bytes | None]:
     """Lines of a binary stream (read in ``chunk_size`` pieces), none longer than
-    ``max_line_bytes``: a longer line is read past without being held whole and yielded as
-    None."""
-    buf = b""
+    ``max_line_bytes``: a longer line is read past without being held (its pieces are only
+    searched for the newline) and yielded as None."""
+    buf = bytearray()
     skipping = False
     read = getattr(stream, "read1", stream.read)  # gzip: what one step decompressed, so the
     while True:                                    # lines before a truncation still come out
         chunk = read(chunk_size)
         if not chunk:
-            if buf and not skipping:
-                yield buf
-            elif skipping:
+            if skipping:
                 yield None
+            elif buf:
+                yield bytes(buf)
             return
+        if skipping:
+            nl = chunk.find(b"\n")
+            if nl < 0:
+                continue
+            skipping = False
+            yield None
+            chunk = chunk[nl + 1:]
         buf += chunk
         start = 0
         while True:
             nl = buf.find(b"\n", start)
             if nl < 0:
                 break
-            if skipping:
-                skipping = False
-                yield None
-            elif nl + 1 - start > max_line_bytes:
-                yield None
-            else:
-                yield buf[start:nl + 1]
+            yield None if nl + 1 - start > max_line_bytes else bytes(buf[start:nl + 1])
             start = nl + 1
-        buf = buf[start:]
+        del buf[:start]
         if len(buf) > max_line_bytes:  # inside an over-long line: drop what is read so far
-            skipping, buf = True, b""
+            skipping = True
+            buf = bytearray()
 
 
 def iter_jsonl_documents(fileobj: BinaryIO, source_name: str, stats: IngestStats,
