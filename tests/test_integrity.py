@@ -291,6 +291,70 @@ def test_gzip_bomb_many_short_lines_is_read_in_batches(tmp_path):
     assert out["peak_mib"] - _small_peak(tmp_path) < 100, out
 
 
+# -- the small items: each a clear message naming the option or file ----------------------
+def test_bad_options_are_named_without_traceback(store):
+    r = run(luigi_cmd("--module", "workflows", "RunDataPipeline", "--store", store,
+                      "--UrlDedup-num-buckets", "0"), check=False)
+    assert r.returncode != 0 and "--UrlDedup-num-buckets must be at least 1, got 0" in r.stderr
+    assert "Traceback" not in r.stderr
+    r = run(luigi_cmd(*TOY, "RunToy", "--store", "foo://x"), check=False)
+    assert r.returncode != 0 and "--store 'foo://x': unknown protocol 'foo'" in r.stderr
+    assert "Traceback" not in r.stderr
+    r = deeprecipe("--store", "foo://x", "ls", check=False)
+    assert r.returncode == 2 and "--store 'foo://x'" in r.stderr and "Traceback" not in r.stderr
+    no_creds = {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_EC2_METADATA_DISABLED": "true",
+                "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent", "AWS_CONFIG_FILE": "/nonexistent"}
+    r = deeprecipe("--store", "s3://no-such-bucket-x/p", "ls", env=no_creds, check=False)
+    assert r.returncode == 2 and "s3://no-such-bucket-x/p" in r.stderr and "Traceback" not in r.stderr
+    r = run(luigi_cmd(*TOY, "RunToy", "--store", "s3://no-such-bucket-x/p"), env=no_creds, check=False)
+    assert r.returncode != 0 and "--store 's3://no-such-bucket-x/p': no S3 credentials found" in r.stderr
+    assert "Traceback" not in r.stderr
+    r = run(luigi_cmd("--module", "workflows", "RunDataPipeline", "--store", store,
+                      "--source", "s3://no-such-bucket-x/*.jsonl"), env=no_creds, check=False)
+    assert r.returncode != 0 and "no S3 credentials found" in r.stderr, r.stderr[-2000:]
+    assert "Traceback" not in r.stderr
+
+
+def test_tmp_file_left_in_a_committed_folder_is_debris(store):
+    s, path = _committed_squares(store)
+    stray = os.path.join(os.path.dirname(path), ".tmp-abc123")
+    open(stray, "wb").write(b"x")  # what a kill between the manifest's link and unlink leaves
+    dry = deeprecipe("--store", store, "gc", "--dry-run").stdout
+    assert ".tmp-abc123" in dry
+    assert deeprecipe("--store", store, "verify").stdout.strip().endswith(" 0 problem(s)")
+    deeprecipe("--store", store, "gc")
+    assert not os.path.exists(stray) and os.path.exists(path)
+
+
+@pytest.fixture
+def http_source(tmp_path):
+    """A local HTTP server over a folder holding one JSONL (two rows share an id)."""
+    import functools
+    import http.server
+    import threading
+    folder = tmp_path / "www"
+    folder.mkdir()
+    rows = [{"id": "same", "url": f"http://site{i}.org/a", "text": f"Document {i} on the weather "
+             f"in the mountains and the valleys, with enough words to be kept. " * 4} for i in range(3)]
+    rows[2]["id"] = "other"
+    (folder / "docs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://user:pw-s3cr3t@127.0.0.1:{server.server_address[1]}/docs.jsonl"
+    server.shutdown()
+
+
+def test_password_in_a_source_url_never_reaches_manifests_or_logs(store, http_source):
+    r = run(luigi_cmd("--module", "workflows", "RunDataPipeline", "--store", store, "--source", http_source))
+    assert "pw-s3cr3t" not in r.stdout + r.stderr and "***@127.0.0.1" in r.stderr
+    for dirpath, _, names in os.walk(store):
+        for n in names:
+            assert b"pw-s3cr3t" not in open(os.path.join(dirpath, n), "rb").read(), n
+    m = ArtifactStore(store).newest("crawl_ingest")
+    assert m["outputs"]["metrics"]["duplicate_ids"] == 1 and m["outputs"]["rows"] == 3
+
+
 def test_manifest_naming_another_stage_or_version_is_refused(store):
     from pipeline.store import IntegrityError, StoreError
     from pipeline.task import Artifact
