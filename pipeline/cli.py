@@ -11,7 +11,11 @@ import json
 import sys
 
 from . import lineage
-from .store import ArtifactStore
+from .store import ArtifactStore, StoreError, redact, resolve_store_url
+
+
+def store_url(args) -> str:
+    return resolve_store_url(args.store)
 
 
 @contextlib.contextmanager
@@ -232,7 +236,19 @@ def cmd_status(store, args):
         why = f"  ({'; '.join(s.reasons)})" if s.reasons else ""
         print(f"{s.state:8s} {s.stage:18s} {s.version}{why}")
     print(lineage.status_summary(statuses))
-    return 0 if all(s.state == "fresh" for s in statuses) or not args.check else 3
+    corrupt = check_fresh_sizes(store, statuses) if args.check else []
+    return 0 if (all(s.state == "fresh" for s in statuses) and not corrupt) or not args.check else 3
+
+
+def check_fresh_sizes(store, statuses) -> list[str]:
+    """``status --check``: the cheap check (sizes) of every fresh stage's files."""
+    problems = []
+    for s in statuses:
+        if s.state == "fresh":
+            problems += lineage.size_problems(store, store.read_manifest(s.stage, s.version))
+    for p in problems:
+        print(f"corrupt  {p}  (run `deeprecipe verify`)")
+    return problems
 
 
 def param_rows(task) -> list[dict]:
@@ -380,10 +396,10 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides = [a for a in extra if a != "--"]  # luigi-style --Task-param value
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    store = ArtifactStore(args.store)
     try:
+        store = ArtifactStore(args.store)
         return args.fn(store, args) or 0
-    except lineage.RefError as e:
+    except (lineage.RefError, StoreError) as e:
         print(f"deeprecipe: {e}", file=sys.stderr)
         return 2
     except ValueError as e:  # a configuration error (unknown profile, unset parameters): no traceback
@@ -391,6 +407,13 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"deeprecipe: {e}", file=sys.stderr)
         return 2
+    except Exception as e:  # an unreachable store, missing credentials: say which, briefly
+        if type(e).__name__ in ("NoCredentialsError", "PartialCredentialsError", "EndpointConnectionError",
+                                "ClientError", "PermissionError", "FileNotFoundError", "ConnectionError"):
+            print(f"deeprecipe: store {redact(store_url(args))}: {type(e).__name__}: {redact(str(e))}",
+                  file=sys.stderr)
+            return 2
+        raise
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ from __future__ import annotations
 import posixpath
 from dataclasses import dataclass, field
 
-from .store import MANIFEST, WORK_DIR, ArtifactStore
+from .store import MANIFEST, WORK_DIR, ArtifactStore, StoreError, any_leases, live_leases, recently_active, safe_name
 
 
 class RefError(LookupError):
@@ -205,6 +205,12 @@ def verify_store(store: ArtifactStore) -> tuple[int, list[str]]:
     """Recompute every committed file's digest; ``(files checked, problems)``."""
     checked, problems = 0, []
     for m in store.all_manifests():
+        try:  # a manifest's stage, version and file names stay inside the store
+            for n in (m["stage"], m["version"], *(f["name"] for f in m["outputs"]["files"])):
+                safe_name(n, "name")
+        except StoreError as e:
+            problems.append(f"{m.get('stage')}/{m.get('version')}: {e}")
+            continue
         for f in m["outputs"]["files"]:
             path = store.path(m["stage"], m["version"], f["name"])
             checked += 1
@@ -224,16 +230,42 @@ def verify_store(store: ArtifactStore) -> tuple[int, list[str]]:
     return checked, problems
 
 
+def size_problems(store: ArtifactStore, m: dict) -> list[str]:
+    """The cheap check of a committed version: every file exists with its recorded size."""
+    out = []
+    for f in m["outputs"]["files"]:
+        try:
+            path = store.path(safe_name(m["stage"]), safe_name(m["version"]), safe_name(f["name"]))
+            size = store.file_size(path)
+        except StoreError as e:
+            out.append(str(e))
+            continue
+        except FileNotFoundError:
+            out.append(f"{m['stage']}/{m['version']}/{f['name']}: missing")
+            continue
+        if size != f["bytes"]:
+            out.append(f"{m['stage']}/{m['version']}/{f['name']}: {size} bytes, recorded {f['bytes']}")
+    return out
+
+
 def debris(store: ArtifactStore) -> list[str]:
-    """Paths gc would remove: uncommitted version folders, and scratch left in committed ones."""
+    """Paths gc would remove: uncommitted version folders, and scratch and `.tmp-*` files left
+    in committed ones; never a folder with a live lease (a run in progress)."""
     out = []
     for stage in store.stages():
         for version in store.versions(stage):
             vdir = store.version_dir(stage, version)
+            if live_leases(store, stage, version):
+                continue  # a run in progress
+            if not any_leases(store, stage, version) and recently_active(store, stage, version):
+                continue  # a run between two of its tasks (a killed one leaves a stale lease)
             if not store.is_committed(stage, version):
                 out.append(vdir)
-            elif store.fs.exists(posixpath.join(vdir, WORK_DIR)):
+                continue
+            if store.fs.exists(posixpath.join(vdir, WORK_DIR)):
                 out.append(posixpath.join(vdir, WORK_DIR))
+            out.extend(p for p in store.fs.ls(vdir, detail=False)
+                       if posixpath.basename(p.rstrip("/")).startswith(".tmp-"))
     return out
 
 

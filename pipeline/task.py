@@ -26,7 +26,8 @@ import luigi.util
 from . import manifest as mf
 from .luigi_config import install_defaults
 from .progress import Progress
-from .store import AlreadyCommitted, ArtifactStore, WORK_DIR
+from .store import (AlreadyCommitted, ArtifactStore, IntegrityError, Lease, StoreError,
+                    WORK_DIR, redact, safe_name)
 from .versioning import canonical_json, version_key
 
 logger = logging.getLogger("luigi-interface")
@@ -76,6 +77,27 @@ def snake_case(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
+class ParameterError(ValueError):
+    """An option no stage can use; the message names it."""
+    permanent = True
+
+
+class PermanentFailure(RuntimeError):
+    """A task's earlier permanent error in this run, raised again instead of redoing work."""
+    permanent = True
+
+
+# one per `luigi` invocation, forked workers included (unlike RUN_ID, never shared by hosts
+# or by later runs through DEEPRECIPE_RUN_ID: a fixed input must be tried again next time)
+_INVOCATION = uuid.uuid4().hex[:12]
+
+
+def _permanent_path(task_id: str) -> str:
+    import tempfile
+    return os.path.join(tempfile.gettempdir(), f"deeprecipe-permanent-{_INVOCATION}",
+                        hashlib.sha256(task_id.encode()).hexdigest()[:32])
+
+
 class PipelineTask(luigi.Task):
     """The user-facing options every deeprecipe task carries, so a root task passes them
     to all of its upstream tasks through ``clone``."""
@@ -93,6 +115,87 @@ class PipelineTask(luigi.Task):
     @property
     def artifact_store(self) -> ArtifactStore:
         return shared_store(self.store or None)
+
+    def on_success(self):
+        if Artifact.hashed["bytes"]:  # the cost of checking upstream bytes, per task
+            import logging
+            logging.getLogger("luigi-interface").info(
+                f"{self.task_id}: verified {Artifact.hashed['bytes']} upstream bytes (sha256) in "
+                f"{Artifact.hashed['seconds']:.4f} s")
+            Artifact.hashed.update(bytes=0, seconds=0.0)
+        return super().on_success()
+
+    def on_failure(self, exception):
+        """What the scheduler and the summary show: a permanent error's message alone (bad
+        input, corrupt artifact: a retry fails the same way), else Luigi's traceback; URLs'
+        passwords redacted either way. A permanent error is remembered for this run, so
+        Luigi's retries of the task end at once with the same message, doing no work again."""
+        if getattr(exception, "permanent", False):
+            message = f"{type(exception).__name__}: {redact(str(exception))}"
+            try:
+                path = _permanent_path(self.task_id)
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                with open(path, "w") as f:
+                    f.write(message)
+            except OSError:
+                pass
+            return message
+        return redact(super().on_failure(exception))
+
+    def raise_if_failed_permanently(self) -> None:
+        try:
+            with open(_permanent_path(self.task_id)) as f:
+                message = f.read()
+        except OSError:
+            return
+        raise PermanentFailure(f"{message} (failed earlier in this run; not retried)")
+
+
+# what a retry cannot fix: logged as one line, without a traceback
+PERMANENT_ERRORS = {"StoreError", "IntegrityError", "ParameterError", "SourceError",
+                    "SourceFileError", "EmptyCorpusError", "PermanentFailure"}
+
+
+def _redact_log_records() -> None:
+    """Every log record's text passes through ``redact`` (a source URL with a password in it
+    reaches Luigi's task ids and summaries)."""
+    import logging
+    previous = logging.getLogRecordFactory()
+    if getattr(previous, "_deeprecipe_redacts", False):
+        return
+
+    def factory(*args, **kwargs):
+        import sys
+        record = previous(*args, **kwargs)
+        exc = record.exc_info[1] if record.exc_info and record.exc_info is not True else sys.exc_info()[1]
+        if exc is not None and getattr(exc, "permanent", False):
+            # a permanent error (bad input, corrupt artifact, bad option) is its message, not a
+            # traceback (Luigi logs some with exc_info, some with the traceback in the text)
+            msg = record.getMessage().split("Traceback (most recent call last)")[0].rstrip()
+            record.msg = f"{msg} {type(exc).__name__}: {exc}"
+            record.args, record.exc_info, record.exc_text = None, None, None
+        elif isinstance(record.msg, str) and "Traceback (most recent call last)" in record.msg:
+            try:
+                text = record.getMessage()
+            except Exception:
+                text = ""
+            last = text.rstrip().rsplit("\n", 1)[-1]
+            name = last.split(":", 1)[0].rsplit(".", 1)[-1]
+            if name in PERMANENT_ERRORS:  # a traceback Luigi formatted into the text itself
+                record.msg = text.split("Traceback (most recent call last)")[0].rstrip() + " " + last
+                record.args = None
+        try:
+            msg = record.getMessage()
+        except Exception:
+            return record
+        if "@" in msg and "://" in msg:
+            record.msg, record.args = redact(msg), None
+        return record
+    factory._deeprecipe_redacts = True
+    logging.setLogRecordFactory(factory)
+
+
+_redact_log_records()
 
 
 class ManifestTarget(luigi.Target):
@@ -113,14 +216,91 @@ class ManifestTarget(luigi.Target):
 
 
 class Artifact:
-    """A committed upstream artifact, read through its manifest (never by globbing)."""
+    """A committed upstream artifact, read through its manifest (never by globbing). Every
+    file is checked against the manifest as it is read: its size always (``path``), its
+    sha256 too when the bytes pass through here (``read_bytes``, ``read_table``, ``open``,
+    ``verify``); a mismatch raises IntegrityError naming the file and ``deeprecipe verify``."""
 
-    def __init__(self, store: ArtifactStore, manifest: dict):
+    def __init__(self, store: ArtifactStore, manifest: dict, stage: str | None = None,
+                 version: str | None = None):
         self.store, self.manifest = store, manifest
-        self.stage, self.version = manifest["stage"], manifest["version"]
+        self.stage, self.version = manifest.get("stage"), manifest.get("version")
+        where = store.manifest_path(stage or str(self.stage), version or str(self.version))
+        if (stage and self.stage != stage) or (version and self.version != version):
+            raise IntegrityError(f"{where} names {self.stage}/{self.version}, not "
+                                 f"{stage}/{version}: edited manifest (run `deeprecipe verify`)")
+        safe_name(str(self.stage), f"stage in {where}")
+        safe_name(str(self.version), f"version in {where}")
+        self._entries = {}
+        for f in manifest["outputs"]["files"]:
+            self._entries[safe_name(f["name"], f"file name in {where}")] = f
+
+    def entry(self, name: str) -> dict:
+        if name not in self._entries:
+            raise IntegrityError(f"{self.store.uri(self.stage, self.version)} has no file {name!r} "
+                                 f"in its manifest")
+        return self._entries[name]
+
+    def _mismatch(self, name: str, what: str) -> IntegrityError:
+        return IntegrityError(
+            f"upstream file {self.store.uri(self.stage, self.version, name)} does not match its "
+            f"manifest ({what}): it was changed after the commit; run `deeprecipe verify`, then "
+            f"`--rerun {self.stage}` to rebuild it")
 
     def path(self, name: str) -> str:
-        return self.store.path(self.stage, self.version, name)
+        """The file's path, after the cheap check (it exists with the recorded size)."""
+        f = self.entry(name)
+        path = self.store.path(self.stage, self.version, name)
+        try:
+            size = self.store.file_size(path)
+        except FileNotFoundError:
+            raise self._mismatch(name, "missing") from None
+        if size != f["bytes"]:
+            raise self._mismatch(name, f"{size} bytes, recorded {f['bytes']}")
+        return path
+
+    # what content checks cost in this process (logged per task: BENCHMARKS.md sums them)
+    hashed = {"bytes": 0, "seconds": 0.0}
+
+    def check_bytes(self, name: str, data: bytes) -> bytes:
+        f = self.entry(name)
+        if len(data) != f["bytes"]:
+            raise self._mismatch(name, f"{len(data)} bytes, recorded {f['bytes']}")
+        t0 = time.perf_counter()
+        digest = hashlib.sha256(data).hexdigest()
+        Artifact.hashed["bytes"] += len(data)
+        Artifact.hashed["seconds"] += time.perf_counter() - t0
+        if digest != f["sha256"]:
+            raise self._mismatch(name, "sha256 differs")
+        return data
+
+    def read_bytes(self, name: str) -> bytes:
+        with self.store.fs.open(self.path(name), "rb") as fh:
+            return self.check_bytes(name, fh.read())
+
+    def open(self, name: str):
+        """A verified in-memory reader of the file."""
+        import io
+        return io.BytesIO(self.read_bytes(name))
+
+    def verify(self, name: str, local_path: str | None = None) -> None:
+        """Stream the stored file (or a local copy of it) through sha256 and compare."""
+        f = self.entry(name)
+        t0 = time.perf_counter()
+        if local_path is None:
+            digest, size = self.store.file_digest(self.path(name))
+        else:
+            h, size = hashlib.sha256(), 0
+            with open(local_path, "rb") as fh:
+                while chunk := fh.read(1 << 22):
+                    h.update(chunk)
+                    size += len(chunk)
+            digest = h.hexdigest()
+        Artifact.hashed["bytes"] += size
+        Artifact.hashed["seconds"] += time.perf_counter() - t0
+        if size != f["bytes"] or digest != f["sha256"]:
+            raise self._mismatch(name, f"sha256 {digest[:12]}… {size} B, recorded "
+                                       f"{f['sha256'][:12]}… {f['bytes']} B")
 
     def files(self, pattern: str = "*") -> list[str]:
         import fnmatch
@@ -132,9 +312,14 @@ class Artifact:
         return sorted(self.files("part-*.parquet"))
 
     def read_table(self, name: str, columns: list[str] | None = None):
+        import pyarrow as pa
         import pyarrow.parquet as pq
-        with self.store.fs.open(self.path(name), "rb") as f:
-            return pq.read_table(f, columns=columns)
+        data = self.read_bytes(name)
+        try:
+            return pq.read_table(pa.BufferReader(data), columns=columns)
+        except (pa.ArrowException, OSError) as e:
+            raise IntegrityError(f"cannot read {self.store.uri(self.stage, self.version, name)}: "
+                                 f"{e}; run `deeprecipe verify`") from e
 
 
 class StageContext:
@@ -145,13 +330,34 @@ class StageContext:
         self.store: ArtifactStore = task.artifact_store
         self.fs = self.store.fs
         self.outputs: list[str] = []
+        # every file of the artifact is written under this attempt-private folder and only
+        # published (linked / copied to its name) by the commit, so no run ever writes into
+        # a committed version or into another attempt's files
+        self.attempt = f"{RUN_ID}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.staging_rel = f"{WORK_DIR}/att-{self.attempt}"
         self.store.makedirs(self.store.version_dir(stage, version))
 
+    def staging_uri(self) -> str:
+        """The attempt-private folder, for writers that take a folder (then name each file
+        they wrote with ``output_path``)."""
+        path = self.store.path(self.stage, self.version, self.staging_rel)
+        self.store.makedirs(path)
+        return self.store.uri(self.stage, self.version, self.staging_rel)
+
     def output_path(self, name: str) -> str:
-        """Path of a file that becomes part of the artifact (listed and digested)."""
+        """Path to write a file that becomes part of the artifact (listed and digested): an
+        attempt-private name, published under ``name`` only when the version commits."""
+        safe_name(name, f"output name of {self.stage}")
         if name not in self.outputs:
             self.outputs.append(name)
-        return self.store.path(self.stage, self.version, name)
+        path = self.store.path(self.stage, self.version, self.staging_rel, name)
+        self.store.makedirs(os.path.dirname(path))
+        return path
+
+    @property
+    def staged(self) -> dict[str, str]:
+        """Each output's staged path, relative to the version folder."""
+        return {name: f"{self.staging_rel}/{name}" for name in self.outputs}
 
     def scratch_path(self, *parts: str) -> str:
         """Path of a scratch file of this attempt (removed after the commit)."""
@@ -167,7 +373,8 @@ class StageContext:
         return path
 
     def input(self, name: str) -> Artifact:
-        return Artifact(self.store, self.task.input()[name].manifest())
+        target = self.task.input()[name]
+        return Artifact(self.store, target.manifest(), target.stage, target.version)
 
     def progress(self, iterable: Iterable | None = None, total: int | None = None,
                  desc: str = "") -> Progress:
@@ -226,12 +433,24 @@ class VersionedTask(PipelineTask):
         unset = [name for name, value in out.items() if value is None]
         if unset:
             cls = type(self).__name__
-            raise ValueError(
+            raise ParameterError(
                 f"{self.stage}: parameters {unset} are unset: profile "
                 f"{getattr(self, 'profile', None)!r} has no value for them; pass "
                 f"--{cls}-{unset[0].replace('_', '-')} (and the rest) or use a profile that "
                 f"sets them")
+        self.check_params(out)
         return out
+
+    POSITIVE_PARAMS: ClassVar[tuple] = ("num_buckets", "num_files", "num_perm", "files_per_shard",
+                                        "pages_per_file", "shards")
+
+    def check_params(self, params: dict) -> None:
+        """Reject values no stage can use, naming the option (counts that must be ≥ 1)."""
+        for name in self.POSITIVE_PARAMS:
+            value = params.get(name)
+            if isinstance(value, int) and not isinstance(value, bool) and value < 1:
+                raise ParameterError(f"{self.stage}: --{type(self).__name__}-{name.replace('_', '-')} "
+                                 f"must be at least 1, got {value}")
 
     @cached_property
     def rerun_stages(self) -> set[str]:
@@ -312,14 +531,32 @@ class VersionedTask(PipelineTask):
             self.set_status_message(msg)
             self.set_progress_percentage(100)
             return
+        self.raise_if_failed_permanently()
+        lease = Lease(self.artifact_store, self.stage, self.version, "commit", RUN_ID, self.task_id)
+        if not lease.acquire(done=self.output().exists, on_wait=self._waiting):
+            return  # another run committed this version; theirs stands
+        try:
+            self._build_and_commit(lease)
+        finally:
+            lease.release()
+
+    def _waiting(self, lease: Lease, waited: float) -> None:
+        if waited % 30 < 0.25:  # at once, then every 30 s
+            logger.info(
+                f"{self.stage} {self.version}: waiting for {lease.name} lease held by "
+                f"{lease.describe_holder()}")
+
+    def _build_and_commit(self, lease: Lease):
         start, t0 = mf.utc_now(), time.time()
+        store = self.artifact_store
         ctx = StageContext(self, self.stage, self.version)
         self.set_status_message(f"{self.stage} {self.version}: building")
         metrics = dict(self.build(ctx) or {})
-        outputs = list(ctx.outputs)
-        markers = read_markers(self.artifact_store, self.stage, self.version)
+        staged = dict(ctx.staged)
+        markers = read_markers(store, self.stage, self.version)
         for marker in markers:
-            outputs.extend(n for n in marker["outputs"] if n not in outputs)
+            for n in marker["outputs"]:
+                staged.setdefault(n, marker.get("staged", {}).get(n, n))
         if markers:  # where the stage's time went: work units by phase, and the first start
             start = min([start, *(m["start"] for m in markers if "start" in m)])
             metrics["work_seconds"] = {}
@@ -327,17 +564,24 @@ class VersionedTask(PipelineTask):
                 metrics["work_seconds"][m["phase"]] = round(
                     metrics["work_seconds"].get(m["phase"], 0.0) + m.get("seconds", 0.0), 3)
         files = []
-        for name in sorted(outputs):
-            digest, size = self.artifact_store.file_digest(ctx.store.path(self.stage, self.version, name))
+        for name in sorted(staged):
+            digest, size = store.file_digest(store.path(self.stage, self.version, staged[name]))
             files.append({"name": name, "bytes": size, "sha256": digest})
         manifest = self.make_manifest(start, time.time() - t0, files, metrics)
         manifest["run"]["wall_seconds"] = round(
             (datetime.fromisoformat(manifest["run"]["end"]) - datetime.fromisoformat(start)).total_seconds(), 3)
+        if store.is_committed(self.stage, self.version):
+            return
+        lease.check()
+        for name in sorted(staged):  # publish: staged files get their names, then the commit
+            if staged[name] != name:
+                store.publish(store.path(self.stage, self.version, staged[name]),
+                              store.path(self.stage, self.version, name))
         try:
-            self.artifact_store.commit_manifest(self.stage, self.version, manifest)
+            store.commit_manifest(self.stage, self.version, manifest)
         except AlreadyCommitted:
             return  # another worker committed the same version; theirs stands
-        self.artifact_store.remove(self.artifact_store.work_dir(self.stage, self.version))
+        store.discard_work(self.stage, self.version)
         self.set_progress_percentage(100)
         self.set_status_message(f"{self.stage} {self.version}: committed")
 
@@ -382,11 +626,14 @@ def read_markers(store: ArtifactStore, stage: str, version: str, phase: str | No
 
 
 class MarkerTarget(luigi.Target):
-    def __init__(self, store: ArtifactStore, path: str):
-        self.store, self.path = store, path
+    """Exists when the work unit's marker is committed, or the whole version is (its
+    commit removes the markers; a run that started earlier must see its units as done)."""
+    def __init__(self, store: ArtifactStore, path: str, stage: str = "", version: str = ""):
+        self.store, self.path, self.stage, self.version = store, path, stage, version
 
     def exists(self) -> bool:
-        return self.store.fs.exists(self.path)
+        return self.store.fs.exists(self.path) or (
+            bool(self.stage) and self.store.is_committed(self.stage, self.version))
 
 
 class StageWork(PipelineTask):
@@ -416,27 +663,38 @@ class StageWork(PipelineTask):
         return f"{marker_dir(self.artifact_store, s.stage, s.version)}/{self.phase}-{self.unit:06d}.json"
 
     def output(self) -> MarkerTarget:
-        return MarkerTarget(self.artifact_store, self.marker_path())
+        s = self.stage_task
+        return MarkerTarget(self.artifact_store, self.marker_path(), s.stage, s.version)
 
     def complete(self) -> bool:
         # a unit of a stage that is committed (e.g. cut off early) has nothing left to do
         return self.stage_task.output().exists() or super().complete()
 
     def run(self):
+        self.raise_if_failed_permanently()
         s = self.stage_task
         if s.cut_off():
             return
-        ctx = StageContext(self, s.stage, s.version)
-        self.set_status_message(f"{s.stage} {s.version}: {self.phase} {self.unit}")
-        start, t0 = mf.utc_now(), time.time()
-        stats = self.do(ctx) or {}
-        marker = {"phase": self.phase, "unit": self.unit, "outputs": ctx.outputs, "stats": stats,
-                  "start": start, "seconds": round(time.time() - t0, 3)}
-        data = json.dumps(marker, sort_keys=True).encode()
+        lease = Lease(self.artifact_store, s.stage, s.version, f"{self.phase}-{self.unit:06d}",
+                      RUN_ID, self.task_id)
+        if not lease.acquire(done=self.output().exists, on_wait=s._waiting):
+            return  # another run did this unit (or committed the version)
         try:
-            self.artifact_store.create_exclusive(self.marker_path(), data)
-        except AlreadyCommitted:
-            pass
+            ctx = StageContext(self, s.stage, s.version)
+            self.set_status_message(f"{s.stage} {s.version}: {self.phase} {self.unit}")
+            start, t0 = mf.utc_now(), time.time()
+            stats = self.do(ctx) or {}
+            marker = {"phase": self.phase, "unit": self.unit, "outputs": ctx.outputs,
+                      "staged": ctx.staged, "stats": stats, "start": start,
+                      "seconds": round(time.time() - t0, 3)}
+            data = json.dumps(marker, sort_keys=True).encode()
+            lease.check()
+            try:
+                self.artifact_store.create_exclusive(self.marker_path(), data)
+            except AlreadyCommitted:
+                pass
+        finally:
+            lease.release()
 
 
 def work_of(stage_cls: type[VersionedTask]):

@@ -59,10 +59,12 @@ SKIP_REASONS = {
     "empty_text": "no text left after extraction (or an empty 'text' field)",
     "decode_error": "bytes that do not decode to text",
     "html_parse_error": "HTML the parser rejects",
-    "too_large": "WARC payload over max_record_bytes",
+    "too_large": "WARC payload over max_record_bytes, or JSONL line over max_line_bytes (never read whole)",
     "bad_json": "JSONL line that is not a JSON object",
     "missing_text": "JSONL/Parquet row without a string 'text'",
     "truncated": "file ends (or breaks) inside a record; counted once per file, reading stops there",
+    "bad_framing": "WARC record whose Content-Length does not end at its closing CRLF CRLF (or whose "
+                   "gzip member is corrupt); reading resumes at the next WARC/1. header or member",
     "empty_file": "file without any record; counted once per file",
 }
 HTML_MIME_TYPES = frozenset({"text/html", "application/xhtml+xml"})
@@ -79,6 +81,17 @@ _PARQUET_EXTENSIONS = (".parquet", ".pq")
 
 class SourceFileError(ValueError):
     """A source file that cannot be read at all (unknown format, unreadable container)."""
+    permanent = True  # the same file fails the same way again: not worth a retry
+
+
+class EmptyCorpusError(ValueError):
+    """No document survived ingest: nothing downstream can run."""
+    permanent = True
+
+
+DEFAULT_MAX_LINE_BYTES = 64 * 2 ** 20  # a JSONL line longer than this is skipped as too_large
+BATCH_ROWS = 2048
+BATCH_CHARS = 64 * 2 ** 20
 
 
 @dataclass
@@ -90,6 +103,7 @@ class IngestStats:
     docs_out: int = 0
     truncated_docs: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
+    bad_framing_at: list[str] = field(default_factory=list)  # "file@offset" of each bad_framing
 
     def skip(self, reason: str, count: int = 1) -> None:
         if reason not in SKIP_REASONS:
@@ -102,11 +116,15 @@ class IngestStats:
         for reason, count in other.skipped.items():
             skipped[reason] = skipped.get(reason, 0) + count
         return IngestStats(self.records_read + other.records_read, self.docs_out + other.docs_out,
-                           self.truncated_docs + other.truncated_docs, skipped)
+                           self.truncated_docs + other.truncated_docs, skipped,
+                           self.bad_framing_at + other.bad_framing_at)
 
     def as_dict(self) -> dict:
-        return {"records_read": self.records_read, "docs_out": self.docs_out,
-                "truncated_docs": self.truncated_docs, "skipped": dict(sorted(self.skipped.items()))}
+        out = {"records_read": self.records_read, "docs_out": self.docs_out,
+               "truncated_docs": self.truncated_docs, "skipped": dict(sorted(self.skipped.items()))}
+        if self.bad_framing_at:
+            out["bad_framing_at"] = self.bad_framing_at[:100]
+        return out
 
 
 # ------------------------------------------------------------------------------ small helpers
@@ -315,100 +333,297 @@ def _warc_record_text(record, max_record_bytes: int) -> tuple[str | None, str | 
     return (text, None) if text.strip() else (None, "empty_text")
 
 
-def _gzip_member_complete(fileobj: BinaryIO, start: int) -> bool:
-    """Whether the gzip member starting at byte ``start`` ends within the file."""
+_WARC_MAGIC = b"WARC/"
+_RESYNC = b"\nWARC/1."
+_HEADER_LIMIT = 1 << 16   # WARC headers longer than this are a framing error
+_TRAILER = b"\r\n\r\n"  # the two CRLFs that close every WARC record
+
+
+class _Frame:
+    """One record's place in the file: ``offset`` (of its gzip member for .gz), ``data`` (the
+    record's bytes, None when over the size cap), or ``problem`` ('truncated' | 'bad_framing'
+    | 'too_large')."""
+    __slots__ = ("offset", "data", "problem")
+
+    def __init__(self, offset: int, data: bytes | None = None, problem: str | None = None):
+        self.offset, self.data, self.problem = offset, data, problem
+
+
+def _content_length(header: bytes) -> int | None:
+    for line in header.split(b"\r\n")[1:]:
+        name, sep, value = line.partition(b":")
+        if sep and name.strip().lower() == b"content-length":
+            try:
+                n = int(value.strip())
+            except ValueError:
+                return None
+            return n if n >= 0 else None
+    return None
+
+
+def _split_record(buf: bytes, at_eof: bool) -> tuple[str, int, int]:
+    """Frame of the record starting ``buf``: ('ok' | 'truncated' | 'bad_framing',
+    header length, block length)."""
+    if not buf.startswith(_WARC_MAGIC):
+        return ("truncated" if at_eof and _WARC_MAGIC.startswith(buf) else "bad_framing"), 0, 0
+    end = buf.find(b"\r\n\r\n", 0, _HEADER_LIMIT)
+    if end < 0:
+        return ("truncated" if at_eof and len(buf) < _HEADER_LIMIT else "bad_framing"), 0, 0
+    length = _content_length(buf[:end])
+    if length is None:
+        return "bad_framing", 0, 0
+    return "ok", end + 4, length
+
+
+def _resync(fileobj: BinaryIO, start: int) -> int | None:
+    """Offset of the next line that starts ``WARC/1.`` after ``start`` (streamed)."""
+    position, carry = start, b""
     fileobj.seek(start)
-    decompressor = zlib.decompressobj(zlib.MAX_WBITS | 16)
-    while not decompressor.eof:
-        chunk = fileobj.read(1 << 20)
-        if not chunk:
-            return False
-        try:
-            decompressor.decompress(chunk)
-        except zlib.error:
-            return False
-    return True
+    while chunk := fileobj.read(1 << 20):
+        window = carry + chunk
+        found = window.find(_RESYNC)
+        if found >= 0:
+            return position - len(carry) + found + 1
+        carry = window[-(len(_RESYNC) - 1):]
+        position += len(chunk)
+    return None
 
 
-def _ends_cleanly(fileobj: BinaryIO, last_start: int, last_end: int) -> bool:
-    """Whether a WARC file ends with its last complete record (``last_start`` .. ``last_end``, byte
-    offsets from warcio): no bytes of a further, broken record follow, and that record's gzip
-    member (.gz) or declared Content-Length (uncompressed) lies within the file. warcio alone
-    ends iteration quietly on some truncations."""
+def _plain_frames(fileobj: BinaryIO, max_block: int) -> Iterator[_Frame]:
+    """Frames of an uncompressed WARC: each record's Content-Length must end at its closing
+    CRLF CRLF followed by the next ``WARC/`` header or the end of the file."""
     size = fileobj.seek(0, io.SEEK_END)
-    fileobj.seek(last_end)
-    if fileobj.read(min(max(size - last_end, 0), 1 << 16)).strip():
-        return False
-    fileobj.seek(last_start)
-    if fileobj.read(2) == b"\x1f\x8b":
-        return _gzip_member_complete(fileobj, last_start)
-    fileobj.seek(last_start)
-    try:
-        headers = StatusAndHeadersParser(["WARC/1.0", "WARC/1.1", "WARC/0.18", "WARC/0.17"]).parse(fileobj)
-        block_length = int(headers.get_header("Content-Length"))
-    except (StatusAndHeadersParserException, TypeError, ValueError, EOFError):
-        return False
-    return fileobj.tell() + block_length <= size
+    pos = 0
+    while True:
+        fileobj.seek(pos)
+        head = fileobj.read(_HEADER_LIMIT)
+        if not head.strip():
+            return  # end of file (blank lines after the last record are fine)
+        state, header_len, length = _split_record(head, pos + len(head) >= size)
+        if state == "ok":
+            block_end = pos + header_len + length
+            if block_end + len(_TRAILER) > size:
+                fileobj.seek(block_end)
+                tail = fileobj.read(len(_TRAILER))
+                # the file ends inside the record (or its trailer); a Content-Length too large
+                # for a record followed by another one is a framing error instead
+                if _resync(fileobj, pos + 1) is None and _TRAILER.startswith(tail):
+                    yield _Frame(pos, problem="truncated")
+                    return
+                state = "bad_framing"
+            else:
+                fileobj.seek(block_end)
+                after = fileobj.read(len(_TRAILER) + len(_WARC_MAGIC))
+                nxt = after[len(_TRAILER):]
+                if after[:len(_TRAILER)] != _TRAILER or not (
+                        not nxt.strip() or _WARC_MAGIC.startswith(nxt) or nxt.startswith(_WARC_MAGIC)):
+                    state = "bad_framing"
+        if state == "truncated":
+            yield _Frame(pos, problem="truncated")
+            return
+        if state == "bad_framing":
+            yield _Frame(pos, problem="bad_framing")
+            nxt_pos = _resync(fileobj, pos + 1)
+            if nxt_pos is None:
+                return
+            pos = nxt_pos
+            continue
+        record_len = header_len + length + len(_TRAILER)
+        if length > max_block:
+            yield _Frame(pos, problem="too_large")
+        else:
+            fileobj.seek(pos)
+            yield _Frame(pos, fileobj.read(record_len))
+        pos += record_len
+
+
+def _read_member(fileobj: BinaryIO, start: int, keep: int) -> tuple[bytes, int, bytes, int, str]:
+    """Decompress the gzip member at ``start`` keeping at most ``keep`` bytes of output:
+    (kept bytes, total output length, last 4 output bytes, compressed length, state) with state
+    'ok' | 'truncated' (the file ends inside it) | 'corrupt'."""
+    fileobj.seek(start)
+    d = zlib.decompressobj(zlib.MAX_WBITS | 16)
+    kept, total, tail, consumed = [], 0, b"", 0
+    have = 0
+    while not d.eof:
+        chunk = fileobj.read(1 << 18)
+        if not chunk:
+            return b"".join(kept), total, tail, consumed, "truncated"
+        consumed += len(chunk)
+        try:
+            data = d.decompress(chunk, 1 << 22)
+            while True:
+                total += len(data)
+                tail = (tail + data)[-4:]
+                if have < keep:
+                    kept.append(data[:keep - have])
+                    have += len(kept[-1])
+                if d.eof or not d.unconsumed_tail:
+                    break
+                data = d.decompress(d.unconsumed_tail, 1 << 22)
+        except zlib.error:
+            return b"".join(kept), total, tail, consumed, "corrupt"
+    return b"".join(kept), total, tail, consumed - len(d.unused_data), "ok"
+
+
+def _gzip_frames(fileobj: BinaryIO, max_block: int, source_name: str) -> Iterator[_Frame]:
+    """Frames of a WARC.gz, one record per gzip member; a member whose record is framed badly
+    (or whose gzip data is corrupt) is skipped and reading resumes at the next member."""
+    size = fileobj.seek(0, io.SEEK_END)
+    pos = 0
+    keep = max_block + _HEADER_LIMIT + 8
+    while pos < size:
+        fileobj.seek(pos)
+        magic = fileobj.read(3)
+        if not magic.strip(b"\x00\r\n \t"):
+            return
+        if magic != b"\x1f\x8b\x08":
+            if not fileobj.read(1 << 16).strip(b"\x00\r\n \t") and not magic.strip(b"\x00\r\n \t"):
+                return
+            yield _Frame(pos, problem="bad_framing")
+            nxt = _next_member(fileobj, pos + 1)
+            if nxt is None:
+                return
+            pos = nxt
+            continue
+        data, total, tail, clen, state = _read_member(fileobj, pos, keep)
+        if state == "truncated":
+            yield _Frame(pos, problem="truncated")
+            return
+        if state == "corrupt":
+            yield _Frame(pos, problem="bad_framing")
+            nxt = _next_member(fileobj, pos + 1)
+            if nxt is None:
+                return
+            pos = nxt
+            continue
+        frame_state, header_len, length = _split_record(data, total <= len(data))
+        if frame_state == "ok" and header_len + length + len(_TRAILER) < total and \
+                data[header_len + length + len(_TRAILER):].startswith(_WARC_MAGIC):
+            raise SourceFileError(
+                f"{source_name}: gzip-compressed as one member instead of one member per record. "
+                "Fix it with `warcio recompress IN OUT` and ingest OUT.")
+        if frame_state != "ok" or header_len + length + len(_TRAILER) != total or tail != _TRAILER:
+            yield _Frame(pos, problem="truncated" if frame_state == "truncated" and total == 0
+                         else "bad_framing")
+        elif length > max_block:
+            yield _Frame(pos, problem="too_large")
+        else:
+            yield _Frame(pos, data)
+        pos += clen
+
+
+def _next_member(fileobj: BinaryIO, start: int) -> int | None:
+    """Offset of the next gzip member after ``start`` whose content starts a WARC record."""
+    position, carry = start, b""
+    fileobj.seek(start)
+    while chunk := fileobj.read(1 << 20):
+        window = carry + chunk
+        i = window.find(b"\x1f\x8b\x08")
+        while i >= 0:
+            offset = position - len(carry) + i
+            data, _, _, _, _ = _read_member(fileobj, offset, len(_WARC_MAGIC))
+            if data.startswith(_WARC_MAGIC):
+                return offset
+            i = window.find(b"\x1f\x8b\x08", i + 1)
+        fileobj.seek(position + len(chunk))
+        carry = window[-2:]
+        position += len(chunk)
+    return None
 
 
 def iter_warc_documents(fileobj: BinaryIO, source_name: str, stats: IngestStats,
                         max_chars: int = DEFAULT_MAX_CHARS,
                         max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> Iterator[dict]:
     """Documents of a WARC / WARC.gz / WET file; ``source_offset`` is the record's byte offset
-    (of its gzip member for .gz). At the first record that ends early or cannot be parsed, reading
-    stops and ``truncated`` is counted once; documents before it are kept."""
-    iterator = ArchiveIterator(fileobj)
-    records = iter(iterator)
-    record_start = record_end = 0  # byte range of the last complete record
+    (of its gzip member for .gz). Every record's framing is checked (its Content-Length must
+    end exactly at the closing CRLF CRLF, before the next header or gzip member): a record
+    framed badly is counted as ``bad_framing`` (its file and offset kept in
+    ``stats.bad_framing_at``) and reading resumes at the next ``WARC/1.`` header or gzip
+    member, so every good record is kept. A file that ends inside a record counts
+    ``truncated`` once; documents before it are kept."""
+    fileobj.seek(0)
+    gzipped = fileobj.read(2) == b"\x1f\x8b"
+    max_block = max_record_bytes + _HEADER_LIMIT  # the block holds the HTTP headers too
+    frames = _gzip_frames(fileobj, max_block, source_name) if gzipped else _plain_frames(fileobj, max_block)
     records_seen = False
-    while True:
-        try:
-            record = next(records)
-        except StopIteration:
-            break
-        except ArchiveLoadFailed as e:
-            if "recompress" in str(e) and _gzip_member_complete(fileobj, record_start):
-                raise SourceFileError(
-                    f"{source_name}: gzip-compressed as one member instead of one member per record. "
-                    "Fix it with `warcio recompress IN OUT` and ingest OUT.") from e
-            stats.skip("truncated")
-            return
-        except (EOFError, zlib.error, OSError, ValueError, AttributeError):
-            # warcio raises these (AttributeError included) when the stream stops mid-record
-            stats.skip("truncated")
-            return
+    for frame in frames:
         stats.records_read += 1
-        if record.rec_type is None or record.rec_headers.get_header("Content-Length") is None:
-            stats.skip("truncated")  # the file ends inside the WARC headers
-            return
-        try:
-            text, reason = _warc_record_text(record, max_record_bytes)
-            record_start = iterator.get_record_offset()  # reads the rest of the record
-            record_end = record_start + iterator.get_record_length()
-            records_seen = True
-        except (EOFError, zlib.error, OSError):
+        if frame.problem == "truncated":
+            stats.records_read -= 1
             stats.skip("truncated")
             return
-        if getattr(record.raw_stream, "limit", 0) > 0:
-            stats.skip("truncated")  # fewer bytes than the WARC Content-Length promised
-            return
+        if frame.problem == "bad_framing":
+            stats.skip("bad_framing")
+            stats.bad_framing_at.append(f"{source_name}@{frame.offset}")
+            continue
+        records_seen = True
+        if frame.problem == "too_large":
+            stats.skip("too_large")
+            continue
+        try:
+            record = next(iter(ArchiveIterator(io.BytesIO(frame.data))))
+            text, reason = _warc_record_text(record, max_record_bytes)
+        except (StopIteration, ArchiveLoadFailed, EOFError, zlib.error, OSError, ValueError,
+                AttributeError, StatusAndHeadersParserException):
+            stats.skip("bad_framing")
+            stats.bad_framing_at.append(f"{source_name}@{frame.offset}")
+            continue
         if reason:
             stats.skip(reason)
             continue
         url = record.rec_headers.get_header("WARC-Target-URI")
-        yield _document(source_name, record_start, url, text, None, max_chars, stats)
-    if not records_seen:
+        yield _document(source_name, frame.offset, url, text, None, max_chars, stats)
+    if not records_seen and not stats.skipped.get("bad_framing"):
         stats.skip("truncated")  # non-empty (see detect_format) yet not one complete record
-    elif fileobj.seekable() and not _ends_cleanly(fileobj, record_start, record_end):
-        stats.skip("truncated")
+
+
+def _bounded_lines(stream, max_line_bytes: int, stats: IngestStats,
+                   chunk_size: int = 1 << 20) -> Iterator[bytes | None]:
+    """Lines of a binary stream (read in ``chunk_size`` pieces), none longer than
+    ``max_line_bytes``: a longer line is read past without being held (its pieces are only
+    searched for the newline) and yielded as None."""
+    buf = bytearray()
+    skipping = False
+    read = getattr(stream, "read1", stream.read)  # gzip: what one step decompressed, so the
+    while True:                                    # lines before a truncation still come out
+        chunk = read(chunk_size)
+        if not chunk:
+            if skipping:
+                yield None
+            elif buf:
+                yield bytes(buf)
+            return
+        if skipping:
+            nl = chunk.find(b"\n")
+            if nl < 0:
+                continue
+            skipping = False
+            yield None
+            chunk = chunk[nl + 1:]
+        buf += chunk
+        start = 0
+        while True:
+            nl = buf.find(b"\n", start)
+            if nl < 0:
+                break
+            yield None if nl + 1 - start > max_line_bytes else bytes(buf[start:nl + 1])
+            start = nl + 1
+        del buf[:start]
+        if len(buf) > max_line_bytes:  # inside an over-long line: drop what is read so far
+            skipping = True
+            buf = bytearray()
 
 
 def iter_jsonl_documents(fileobj: BinaryIO, source_name: str, stats: IngestStats,
-                         max_chars: int = DEFAULT_MAX_CHARS) -> Iterator[dict]:
-    """Documents of a JSONL / JSONL.gz file; ``source_offset`` is the 0-based line index."""
+                         max_chars: int = DEFAULT_MAX_CHARS,
+                         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> Iterator[dict]:
+    """Documents of a JSONL / JSONL.gz file; ``source_offset`` is the 0-based line index.
+    Decompression is streamed and a line over ``max_line_bytes`` is counted ``too_large``
+    without being held in memory."""
     stream = gzip.GzipFile(fileobj=fileobj) if _peek(fileobj, 2) == b"\x1f\x8b" else fileobj
     line_index = -1
-    lines = iter(stream)
+    lines = _bounded_lines(stream, max_line_bytes, stats)
     while True:
         try:
             raw = next(lines)
@@ -418,6 +633,10 @@ def iter_jsonl_documents(fileobj: BinaryIO, source_name: str, stats: IngestStats
             stats.skip("truncated")
             return
         line_index += 1
+        if raw is None:
+            stats.records_read += 1
+            stats.skip("too_large")
+            continue
         if not raw.strip():
             continue
         stats.records_read += 1
@@ -453,11 +672,24 @@ def iter_parquet_documents(fileobj: BinaryIO, source_name: str, stats: IngestSta
         raise SourceFileError(f"{source_name}: Parquet file has no 'text' column (columns: {names}). "
                               "Rename the text column to 'text' or remove the file from --source.")
     columns = [c for c in ("id", "url", "text") if c in names]
+    text_type = parquet.schema_arrow.field("text").type
+    as_binary = pa.types.is_binary(text_type) or pa.types.is_large_binary(text_type)
+    if not (as_binary or pa.types.is_string(text_type) or pa.types.is_large_string(text_type)):
+        raise SourceFileError(f"{source_name}: Parquet column 'text' has type {text_type}, not "
+                              "string (or UTF-8 binary). Cast it to string or remove the file "
+                              "from --source.")
     row_index = 0
     try:
         for batch in parquet.iter_batches(batch_size=batch_size, columns=columns):
             for obj in batch.to_pylist():
                 stats.records_read += 1
+                if as_binary and isinstance(obj.get("text"), bytes):
+                    try:
+                        obj["text"] = obj["text"].decode("utf-8")
+                    except UnicodeDecodeError:
+                        stats.skip("decode_error")
+                        row_index += 1
+                        continue
                 doc = _row_document(obj, source_name, row_index, stats, max_chars)
                 row_index += 1
                 if doc is not None:
@@ -484,7 +716,8 @@ def _row_document(obj: dict, source_name: str, offset: int, stats: IngestStats, 
 
 def iter_documents(fileobj: BinaryIO, source_name: str, stats: IngestStats,
                    max_chars: int = DEFAULT_MAX_CHARS,
-                   max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> Iterator[dict]:
+                   max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+                   max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> Iterator[dict]:
     """Documents (dicts with the ``DOC_SCHEMA`` fields) of one seekable binary source file, in
     file order; ``stats`` is updated as they are read. Raises ``SourceFileError`` for a file of no
     known format; counts an empty file as ``empty_file``."""
@@ -495,7 +728,7 @@ def iter_documents(fileobj: BinaryIO, source_name: str, stats: IngestStats,
     if fmt == "warc":
         return iter_warc_documents(fileobj, source_name, stats, max_chars, max_record_bytes)
     if fmt == "jsonl":
-        return iter_jsonl_documents(fileobj, source_name, stats, max_chars)
+        return iter_jsonl_documents(fileobj, source_name, stats, max_chars, max_line_bytes)
     return iter_parquet_documents(fileobj, source_name, stats, max_chars)
 
 
@@ -508,3 +741,32 @@ def ingest_file(fileobj: BinaryIO, source_name: str, max_chars: int = DEFAULT_MA
     stats = IngestStats()
     rows = list(iter_documents(fileobj, source_name, stats, max_chars, max_record_bytes))
     return pa.Table.from_pylist(rows, schema=DOC_SCHEMA), stats
+
+
+def iter_batches(fileobj: BinaryIO, source_name: str, stats: IngestStats,
+                 max_chars: int = DEFAULT_MAX_CHARS,
+                 max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+                 max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+                 batch_rows: int = BATCH_ROWS, batch_chars: int = BATCH_CHARS) -> Iterator[pa.Table]:
+    """The documents of one seekable source file as ``DOC_SCHEMA`` tables of at most
+    ``batch_rows`` rows / about ``batch_chars`` characters of text, so memory stays bounded
+    by a batch whatever the file's size."""
+    rows, chars = [], 0
+    for doc in iter_documents(fileobj, source_name, stats, max_chars, max_record_bytes, max_line_bytes):
+        rows.append(doc)
+        chars += len(doc["text"])
+        if len(rows) >= batch_rows or chars >= batch_chars:
+            yield pa.Table.from_pylist(rows, schema=DOC_SCHEMA)
+            rows, chars = [], 0
+    if rows:
+        yield pa.Table.from_pylist(rows, schema=DOC_SCHEMA)
+
+
+def describe_skips(per_file: dict[str, dict]) -> str:
+    """'200 missing_text in x.parquet; 1 empty_file in y.jsonl' (largest first, at most 5)."""
+    items = sorted(((n, reason, name) for name, d in per_file.items()
+                    for reason, n in d.items() if reason != "docs_out" and n),
+                   key=lambda t: (-t[0], t[2], t[1]))
+    text = "; ".join(f"{n} {reason} in {name}" for n, reason, name in items[:5])
+    more = len(items) - 5
+    return (text + (f"; and {more} more" if more > 0 else "")) or "no records in any file"

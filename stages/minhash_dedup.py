@@ -345,6 +345,8 @@ def band_bucket_rows(
 def duplicate_pairs(bucket_table: pa.Table) -> pa.Table:
     """Reduce of one band (bucket rows of all shards): every member of a bucket paired with
     the bucket's smallest ``(shard, row)`` (a star, enough for connectivity)."""
+    if bucket_table.num_rows == 0:  # an empty corpus (or shard set) has no pairs
+        return PAIR_SCHEMA.empty_table()
     band = bucket_table.column("band").to_numpy()
     bh = bucket_table.column("band_hash").to_numpy()
     shard = bucket_table.column("shard").to_numpy().astype(np.int32)

@@ -318,3 +318,56 @@ def test_format_detection_and_stats_helpers():
         a.skip("no_such_reason")
     stats = IngestStats()
     assert list(iter_documents(io.BytesIO(b""), "e.jsonl", stats)) == [] and stats.skipped == {"empty_file": 1}
+
+
+# ------------------------------------------------------------------ WARC framing (issue 19)
+
+def _records(n: int = 10) -> list[bytes]:
+    """n uncompressed WARC response records (one article each), as separate byte strings."""
+    out = []
+    for i in range(n):
+        body = ARTICLE_DE.replace("Die Brücke", f"Die Brücke Nummer {i}").encode()
+        out.append(make_warc([(f"http://zeitung.de/{i}", "text/html; charset=utf-8", body)],
+                             gzip_records=False))
+    return out
+
+
+def _with_length_delta(record: bytes, delta: int) -> bytes:
+    head, sep, rest = record.partition(b"\r\n\r\n")
+    lines = [(b"Content-Length: %d" % (int(l.split(b":")[1]) + delta)) if l.lower().startswith(b"content-length")
+             else l for l in head.split(b"\r\n")]
+    return b"\r\n".join(lines) + sep + rest
+
+
+@pytest.mark.parametrize("compress", [False, True], ids=["warc", "warc.gz"])
+@pytest.mark.parametrize("delta", [5000, 40, -300, -1])
+def test_bad_content_length_mid_file_is_counted_and_every_other_record_kept(compress, delta):
+    records = _records(10)
+    good, _ = ingest_file(io.BytesIO(b"".join(records)), "good.warc")
+    assert good.num_rows == 10
+    records[3] = _with_length_delta(records[3], delta)
+    pack = (lambda r: gzip.compress(r, mtime=0)) if compress else (lambda r: r)
+    data = b"".join(pack(r) for r in records)
+    table, stats = ingest_file(io.BytesIO(data), "bad.warc.gz" if compress else "bad.warc")
+    assert stats.skipped == {"bad_framing": 1}, stats
+    assert stats.bad_framing_at == [f"{'bad.warc.gz' if compress else 'bad.warc'}@{len(b''.join(pack(r) for r in records[:3]))}"]
+    texts = table.column("text").to_pylist()
+    assert len(texts) == 9
+    assert [t for t in good.column("text").to_pylist() if "Nummer 3" not in t] == texts
+    assert not any("WARC/1." in t or "WARC-Type" in t for t in texts)
+
+
+def test_bad_content_length_on_the_last_record_of_a_plain_warc():
+    records = _records(4)
+    records[-1] = _with_length_delta(records[-1], -50)
+    table, stats = ingest_file(io.BytesIO(b"".join(records)), "last.warc")
+    assert table.num_rows == 3 and stats.skipped == {"bad_framing": 1}
+
+
+def test_corrupt_gzip_member_mid_file_resumes_at_the_next_member():
+    members = [gzip.compress(r, mtime=0) for r in _records(6)]
+    broken = bytearray(members[2])
+    broken[len(broken) // 2] ^= 0xFF
+    members[2] = bytes(broken)
+    table, stats = ingest_file(io.BytesIO(b"".join(members)), "c.warc.gz")
+    assert table.num_rows == 5 and stats.skipped == {"bad_framing": 1}, stats

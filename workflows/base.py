@@ -44,10 +44,13 @@ def local_dir(ctx, *parts: str) -> Path:
 def local_copy(ctx, artifact, name: str, folder: Path) -> Path:
     """A local path of an upstream file (the file itself on a local store)."""
     if ctx.store.is_local:
-        return Path(artifact.path(name))
+        path = Path(artifact.path(name))
+        artifact.verify(name)
+        return path
     dest = folder / name
     if not dest.exists():
         ctx.fs.get_file(artifact.path(name), str(dest))
+    artifact.verify(name, str(dest))
     return dest
 
 

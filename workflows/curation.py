@@ -43,7 +43,7 @@ def put_local_file(ctx, local: str, name: str) -> None:
 class MinhashDedup(StageTask):
     """Document-level near-duplicates: MinHash LSH over word n-grams, global across shards;
     one survivor per cluster, the smallest (shard, row)."""
-    code_version = "1"
+    code_version = "2"  # 2: a band of no rows has no pairs (was a crash)
     source_objects = (minhash_dedup,)
     threshold = luigi.OptionalFloatParameter(default=None)
     num_perm = luigi.OptionalIntParameter(default=None)

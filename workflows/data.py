@@ -12,7 +12,7 @@ from deeprecipe.pipeline.sources import list_source_files, listing_digest
 from deeprecipe.pipeline.store import open_filesystem
 from deeprecipe.stages import crawl_ingest, synthetic_crawl, url_dedup
 
-from .base import StageTask, StageWork, part_name, sum_phase, work_of
+from .base import StageTask, StageWork, part_name, phase_markers, sum_phase, work_of
 
 
 def source_root(files: list[dict]) -> str:
@@ -57,7 +57,7 @@ class SyntheticCrawl(StageTask):
 # -- crawl_ingest ----------------------------------------------------------------------------
 class CrawlIngest(StageTask):
     """WARC/WET/JSONL/Parquet source files → documents (id, url, domain, lang, text, source)."""
-    code_version = "1"
+    code_version = "2"  # 2: WARC framing checked (bad_framing), rows written in batches
     source_objects = (crawl_ingest,)
     files_per_shard = luigi.OptionalIntParameter(default=None)
     max_chars = luigi.OptionalIntParameter(default=None)
@@ -88,6 +88,16 @@ class CrawlIngest(StageTask):
 
     def build(self, ctx):
         stats = sum_phase(ctx, "shard")
+        per_file = stats.pop("per_file", {})  # in the markers only: a manifest stays small
+        if not stats.get("docs_out"):  # stop the DAG here, once, with what was skipped where
+            raise crawl_ingest.EmptyCorpusError(
+                f"crawl_ingest: 0 documents: {crawl_ingest.describe_skips(per_file)}"
+                f" (source {self.source or 'generated crawl'}). Nothing downstream can run; fix "
+                f"or replace the input files (SKIP_REASONS in stages/crawl_ingest.py says what each "
+                f"reason means).")
+        bad_at = [a for m in phase_markers(ctx, "shard") for a in m["stats"].get("bad_framing_at", [])]
+        if bad_at:
+            stats["bad_framing_at"] = bad_at[:100]
         files = self.source_files
         if not self.source:  # the generated crawl: sizes and digests from its manifest
             recorded = {f["name"]: f for f in ctx.input("crawl").manifest["outputs"]["files"]}
@@ -103,19 +113,36 @@ class CrawlIngestShard(StageWork):
         per = self.params["files_per_shard"]
         files = s.source_files[self.unit * per:(self.unit + 1) * per]
         root = source_root(s.source_files)
-        tables, total = [], crawl_ingest.IngestStats()
-        for f in ctx.progress(files, desc=f"ingest shard {self.unit}"):
-            fs, path = open_filesystem(f["uri"])
-            with fs.open(path, "rb") as fh:
+        total, per_file, seen_ids, duplicates = crawl_ingest.IngestStats(), {}, set(), 0
+        crawl = None if s.source else ctx.input("crawl")
+        # rows go to the part file batch by batch: memory is one batch, whatever the file size
+        with ctx.fs.open(ctx.output_path(part_name(self.unit)), "wb") as out, \
+                pq.ParquetWriter(out, crawl_ingest.DOC_SCHEMA, compression="zstd") as writer:
+            for f in ctx.progress(files, desc=f"ingest shard {self.unit}"):
                 # ids and source_file are relative to the source root, so they stay the same
                 # whichever folder or bucket the files are read from
-                table, stats = crawl_ingest.ingest_file(fh, posixpath.relpath(f["uri"], root),
-                                                        max_chars=self.params["max_chars"])
-            tables.append(table)
-            total = total.merge(stats)
-        table = pa.concat_tables(tables) if tables else crawl_ingest.DOC_SCHEMA.empty_table()
-        ctx.write_table(table, part_name(self.unit))
-        return total.as_dict()
+                name = posixpath.relpath(f["uri"], root)
+                stats = crawl_ingest.IngestStats()
+                with self._open_source(f["uri"], crawl) as fh:
+                    for table in crawl_ingest.iter_batches(fh, name, stats,
+                                                           max_chars=self.params["max_chars"]):
+                        for doc_id in table.column("id").to_pylist():
+                            duplicates += doc_id in seen_ids
+                            seen_ids.add(doc_id)
+                        writer.write_table(table)
+                per_file[name] = {"docs_out": stats.docs_out, **stats.skipped}
+                total = total.merge(stats)
+        return {**total.as_dict(), "duplicate_ids": duplicates, "per_file": per_file}
+
+    @staticmethod
+    def _open_source(uri: str, crawl):
+        """A source file: the generated crawl's files checked against its manifest (size and
+        sha256), a user's files streamed as they are."""
+        if crawl is not None:
+            import io
+            return io.BytesIO(crawl.read_bytes(uri.rsplit("/", 1)[-1]))
+        fs, path = open_filesystem(uri)
+        return fs.open(path, "rb")
 
 
 # -- url_dedup: keys (map) → duplicates per bucket (reduce) → filter each shard -------------

@@ -16,8 +16,7 @@ from .reasoning import ReasoningCorpus
 
 
 def read_tokenizer(artifact) -> Tokenizer:
-    with artifact.store.fs.open(artifact.path(tokenizer_train.TOKENIZER_FILE), "rb") as f:
-        return Tokenizer.from_str(f.read().decode("utf-8"))
+    return Tokenizer.from_str(artifact.read_bytes(tokenizer_train.TOKENIZER_FILE).decode("utf-8"))
 
 
 class TokenizerTrain(StageTask):
@@ -43,7 +42,7 @@ class TokenizerTrain(StageTask):
                     n += 1
                     yield text
         tok = tokenizer_train.train_tokenizer(texts(), p["vocab_size"], p["min_frequency"])
-        written = tokenizer_train.save_tokenizer(tok, ctx.store.uri(self.stage, self.version))
+        written = tokenizer_train.save_tokenizer(tok, ctx.staging_uri())
         for path in written:
             ctx.output_path(path.rsplit("/", 1)[-1])
         return {"vocab_size": tok.get_vocab_size(), "trained_on_docs": min(docs.manifest["outputs"]["rows"] or 0, p["max_docs"])}
