@@ -90,6 +90,7 @@ def training_check(metrics: Mapping) -> dict | None:
 
 
 # ----------------------------------------------------------------------------- metric plots
+# Each plot function writes its PNG and returns the matplotlib Figure (tests read its axes).
 
 
 def _figure(width: float, height: float):
@@ -101,7 +102,7 @@ def _figure(width: float, height: float):
 
 
 def plot_series(rows: Sequence[Mapping], keys: Sequence[str], png_path: str | Path,
-                title: str = "", ncols: int = 3) -> None:
+                title: str = "", ncols: int = 3):
     """One panel per key (x = 'step'), at most `ncols` a row; keys missing from the rows are
     skipped. Up to `ncols` keys draw one row, as before the grid (same bytes)."""
     keys = [k for k in keys if rows and k in rows[0]]
@@ -120,9 +121,10 @@ def plot_series(rows: Sequence[Mapping], keys: Sequence[str], png_path: str | Pa
         ax.set_title(f"{title} {key}".strip())
         ax.set_xlabel("step")
     fig.savefig(str(png_path), dpi=80)
+    return fig
 
 
-def plot_pretrain_metrics(rows: list[dict], png_path: str | Path) -> None:
+def plot_pretrain_metrics(rows: list[dict], png_path: str | Path):
     """2x2 PNG: loss (total, lm), lr, grad norm, expert load max/mean per MoE layer."""
     fig = _figure(11, 7)
     ax = fig.subplots(2, 2)
@@ -144,6 +146,7 @@ def plot_pretrain_metrics(rows: list[dict], png_path: str | Path) -> None:
     for a in ax.flat:
         a.set_xlabel("step")
     fig.savefig(str(png_path), dpi=90)
+    return fig
 
 
 # ----------------------------------------------------------------------------- evaluation report
@@ -273,7 +276,7 @@ def _bars(ax, names, values, untrained, yerr=None):
         t.set_ha("right")
 
 
-def plot_pass_at_1(results: Mapping, png_path: str | Path) -> None:
+def plot_pass_at_1(results: Mapping, png_path: str | Path):
     """pass@1 with ±1 standard error bars and format rate, one bar per model; models that did
     not train hatched grey."""
     names = list(results)
@@ -294,9 +297,10 @@ def plot_pass_at_1(results: Mapping, png_path: str | Path) -> None:
         ax[1].legend(handles=[Patch(fc="#d9d9d9", hatch="//", label="did not train")],
                      loc="upper right", fontsize=8)
     fig.savefig(str(png_path), dpi=80)
+    return fig
 
 
-def plot_response_length(results: Mapping, png_path: str | Path) -> None:
+def plot_response_length(results: Mapping, png_path: str | Path):
     """Mean response tokens per model."""
     names = list(results)
     fig = _figure(6, 4.2)
@@ -306,10 +310,11 @@ def plot_response_length(results: Mapping, png_path: str | Path) -> None:
     ax.set_ylabel("mean response length (tokens)")
     ax.set_title("response length")
     fig.savefig(str(png_path), dpi=80)
+    return fig
 
 
 def plot_rl_curves(curves: Mapping[str, list], png_path: str | Path,
-                   untrained: Mapping[str, str] = {}, keys: Sequence[str] = RL_CURVE_KEYS) -> None:
+                   untrained: Mapping[str, str] = {}, keys: Sequence[str] = RL_CURVE_KEYS):
     """Small multiples: one row per RL model, one column per metric (each panel its own y
     scale: one run's spike does not flatten another's curve), so no model's line hides
     another's; a model that did not train says so in its row's titles."""
@@ -335,3 +340,4 @@ def plot_rl_curves(curves: Mapping[str, list], png_path: str | Path,
             if j == 0:
                 a.set_ylabel(n)
     fig.savefig(str(png_path), dpi=80)
+    return fig
