@@ -263,7 +263,8 @@ def write_report(results: dict, diffs: dict, curves: dict, problems: list, p: di
 
 
 def _bars(ax, names, values, untrained, yerr=None):
-    """Bars of models, hatched where the model did not train."""
+    """Bars of models; a model that did not train has a hatched grey bar and a red name with
+    "(no update)" (its bar may be 0 high)."""
     bars = ax.bar(names, values, yerr=yerr, capsize=4 if yerr else 0, color="#4c78a8",
                   ecolor="#222")
     for b, n in zip(bars, names):
@@ -271,9 +272,13 @@ def _bars(ax, names, values, untrained, yerr=None):
             b.set_facecolor("#d9d9d9")
             b.set_hatch("//")
     ax.set_xlabel("model")
+    ax.set_xticks(range(len(names)),
+                  [f"{n}\n(no update)" if n in untrained else n for n in names])
     ax.tick_params(axis="x", rotation=30)
-    for t in ax.get_xticklabels():
+    for t, n in zip(ax.get_xticklabels(), names):
         t.set_ha("right")
+        if n in untrained:
+            t.set_color("#b00")
 
 
 def plot_pass_at_1(results: Mapping, png_path: str | Path):
@@ -290,12 +295,13 @@ def plot_pass_at_1(results: Mapping, png_path: str | Path):
     _bars(ax[1], names, [results[n]["format_rate"] for n in names], untrained)
     ax[1].set_ylabel("share of samples in the answer format")
     ax[1].set_title("format rate")
-    for a in ax:
-        a.set_ylim(0, 1.05)
+    for a in ax:  # headroom above 1 for the legend
+        a.set_ylim(0, 1.25)
+        a.set_yticks([0, 0.2, 0.4, 0.6, 0.8, 1.0])
     if untrained:
         from matplotlib.patches import Patch
-        ax[1].legend(handles=[Patch(fc="#d9d9d9", hatch="//", label="did not train")],
-                     loc="upper right", fontsize=8)
+        ax[1].legend(handles=[Patch(fc="#d9d9d9", hatch="//", label="did not train (no update)")],
+                     loc="upper left", fontsize=8, frameon=False)
     fig.savefig(str(png_path), dpi=80)
     return fig
 

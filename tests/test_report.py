@@ -119,6 +119,9 @@ def test_pass_at_1_plot_has_error_bars_and_labelled_axes(tmp_path):
     assert [round(s[1][1] - s[0][1], 6) for s in segments] == [0.1] * len(results)  # ±1 s.e.
     grey = [b.get_hatch() for b in bars]
     assert grey[list(results).index("grpo_zero")] == "//" and grey[0] is None
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert labels[list(results).index("grpo_zero")] == "grpo_zero\n(no update)"
+    assert labels[list(results).index("grpo")] == "grpo"
     w, h = png_size(tmp_path / "p.png")
     assert 1.0 <= w / h <= 3.0
 
