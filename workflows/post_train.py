@@ -14,7 +14,6 @@ metrics.jsonl and metrics.png, and hf/: the model as a transformers checkpoint
 `threads` CPU threads (or one GPU with device='cuda'; precision: stages.post_train's docstring)."""
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from pathlib import Path
