@@ -1,4 +1,5 @@
-"""Post-training stages of DeepSeek-R1 (thin Luigi tasks over `stages.post_train`):
+"""Post-training stages of DeepSeek-R1 (thin Luigi tasks over `stages.post_train`; reports,
+plots and metric summaries in `stages.report`):
 
     reasoning_data ─► cold_start_sft ─► grpo ─► rejection_sample ─► final_sft ─► final_rl
                       (pretrain_moe)                              ╰► distill ─► student_grpo
