@@ -62,7 +62,8 @@ import torch  # noqa: E402
 from deeprecipe.pipeline.store import ArtifactStore  # noqa: E402
 from deeprecipe.pipeline.task import Artifact  # noqa: E402
 from deeprecipe.stages import post_train as pt  # noqa: E402
-from deeprecipe.workflows.post_train import format_onset, grpo_summary, rl_problems  # noqa: E402
+from deeprecipe.stages.reasoning_data import rl_problems  # noqa: E402
+from deeprecipe.stages.report import format_onset, grpo_summary  # noqa: E402
 from deeprecipe.workflows.profiles import PROFILES  # noqa: E402
 
 VARIANTS = {  # name -> GRPOConfig overrides of the profile's grpo config (None: no training)

@@ -78,7 +78,7 @@ if str(REPO) not in sys.path:
 
 from deeprecipe.pipeline.store import ArtifactStore  # noqa: E402
 from deeprecipe.pipeline.task import PipelineTask  # noqa: E402
-from deeprecipe.workflows.post_train import format_onset  # noqa: E402
+from deeprecipe.stages.report import format_onset  # noqa: E402
 from deeprecipe.workflows.profiles import PROFILES  # noqa: E402
 
 PHASES = {  # name -> (root task, its targets, workers: None = all cores)

@@ -1,5 +1,5 @@
 """``deeprecipe``: inspect the artifact store and the DAG (ls, path, status, params, lineage,
-graph, diff, verify, gc). status, params and graph build ROOT's DAG (as `luigi` would, without
+graph, diff, compare, verify, gc). status, params and graph build ROOT's DAG (as `luigi` would, without
 running or importing torch); the others read manifests only. `deeprecipe params ROOT` lists
 every stage's parameters with their values, sources and flags."""
 from __future__ import annotations
@@ -190,6 +190,91 @@ def cmd_diff(store, args):
     print("\n".join(lineage.diff_manifests(a, b)))
 
 
+def _scalars(metrics: dict, prefix: str = "") -> dict:
+    """The numeric / bool / short string leaves of a metrics dict, dotted keys; lists skipped."""
+    out = {}
+    for k, v in metrics.items():
+        if isinstance(v, dict):
+            out.update(_scalars(v, f"{prefix}{k}."))
+        elif isinstance(v, (int, float, bool)) or (isinstance(v, str) and len(v) <= 40):
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _cell(v) -> str:
+    return "-" if v is None else _fmt_value(v)
+
+
+def _delta(a, b) -> str:
+    if isinstance(a, bool) or isinstance(b, bool) or not all(isinstance(v, (int, float))
+                                                             for v in (a, b)):
+        return "" if a == b else "differs"
+    return f"{b - a:+.4g}"
+
+
+def _table(rows: list[list[str]]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+
+
+def compare_lines(a: dict, b: dict) -> list[str]:
+    """Two manifests' metrics side by side (as `mlflow`'s run comparison): for evaluate, per
+    model pass@1 ± s.e., format rate, response length and whether it trained; for any other
+    stage every scalar of outputs.metrics; with B - A where both are numbers."""
+    ma, mb = a["outputs"].get("metrics", {}), b["outputs"].get("metrics", {})
+    ref = lambda m: f"{m['stage']}/{m['version']}"  # noqa: E731
+    when = lambda m: (m.get("run") or {}).get("end", "?")[:19]  # noqa: E731
+    lines = [f"A = {ref(a)} (profile {a.get('profile', '?')}, built {when(a)})",
+             f"B = {ref(b)} (profile {b.get('profile', '?')}, built {when(b)})", ""]
+    if "models" in ma and "models" in mb:
+        names = list(ma["models"]) + [n for n in mb["models"] if n not in ma["models"]]
+        rows = [["model", "pass@1 A", "pass@1 B", "B - A", "format A", "format B",
+                 "resp. tokens A", "resp. tokens B", "trained A", "trained B"]]
+
+        def get(m, n, k):
+            return m["models"].get(n, {}).get(k)
+
+        def p1(m, n):
+            v, se = get(m, n, "pass@1"), get(m, n, "pass@1_stderr")
+            return "-" if v is None else f"{v:.3f}" + (f" ± {se:.3f}" if se is not None else "")
+
+        def fmt(v, digits):
+            return "-" if v is None else f"{v:.{digits}f}"
+
+        def trained(m, n):
+            t = get(m, n, "training")
+            return "-" if not t else ("yes" if t["trained"] else "NO")
+
+        for n in names:
+            pa_, pb_ = get(ma, n, "pass@1"), get(mb, n, "pass@1")
+            rows.append([n, p1(ma, n), p1(mb, n),
+                         f"{pb_ - pa_:+.3f}" if None not in (pa_, pb_) else "",
+                         fmt(get(ma, n, "format_rate"), 3), fmt(get(mb, n, "format_rate"), 3),
+                         fmt(get(ma, n, "mean_response_tokens"), 1),
+                         fmt(get(mb, n, "mean_response_tokens"), 1), trained(ma, n), trained(mb, n)])
+        lines += _table(rows)
+        ma = {k: v for k, v in ma.items() if k not in ("models", "paired_differences",
+                                                        "did_not_train")}
+        mb = {k: v for k, v in mb.items() if k not in ("models", "paired_differences",
+                                                        "did_not_train")}
+        lines.append("")
+    sa, sb = _scalars(ma), _scalars(mb)
+    keys = list(sa) + [k for k in sb if k not in sa]
+    if keys:
+        rows = [["metric", "A", "B", "B - A"]]
+        rows += [[k, _cell(sa.get(k)), _cell(sb.get(k)),
+                  _delta(sa[k], sb[k]) if k in sa and k in sb else ""] for k in keys]
+        lines += _table(rows)
+    elif "models" not in ma:
+        lines.append("(no scalar metrics in either manifest)")
+    return lines
+
+
+def cmd_compare(store, args):
+    a, b = lineage.resolve_ref(store, args.a), lineage.resolve_ref(store, args.b)
+    print("\n".join(compare_lines(a, b)))
+
+
 def cmd_verify(store, args):
     checked, problems = lineage.verify_store(store)
     for p in problems:
@@ -371,6 +456,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("a")
     sp.add_argument("b")
     sp.set_defaults(fn=cmd_diff)
+    sp = sub.add_parser("compare", help="two artifacts' metrics side by side (evaluate: pass@1 "
+                        "± s.e., format rate, response length per model; other stages: every "
+                        "scalar metric), with B - A")
+    sp.add_argument("a", help="STAGE, STAGE/VERSION, VERSION or a version folder path")
+    sp.add_argument("b", help="the same, for the other run")
+    sp.set_defaults(fn=cmd_compare)
     sp = sub.add_parser("verify", help="recorded digests still match the files")
     sp.set_defaults(fn=cmd_verify)
     sp = sub.add_parser("export", help="a model stage's artifact as a transformers folder")

@@ -809,6 +809,38 @@ def rule_reward(weights: Mapping[str, float], target_lang: str = "en") -> Reward
     return reward
 
 
+def preference_reward(rm: "RewardModel", tok, weights: dict, start_step: int) -> RewardFn:
+    """Rule rewards for verifiable problems; format + sigmoid(RM score of the answer) for
+    preference prompts from start_step on. Every reward has the same parts."""
+    from .rewards import VERIFIER_OF_TASK
+    rule = rule_reward(weights)
+
+    def reward(text: str, problem, step: int) -> dict:
+        if problem["task"] in VERIFIER_OF_TASK:
+            return {**rule(text, problem, step), "preference": 0.0}
+        fmt = format_reward(text)
+        pref = 0.0
+        if step >= start_step:
+            answer = extract_answer(text) or text
+            pref = float(torch.sigmoid(torch.tensor(
+                rm.score_texts(tok, [problem["prompt"]], [answer])[0])))
+        return {"accuracy": 0.0, "format": fmt, "language": language_consistency_reward(text),
+                "preference": pref, "total": weights.get("format", 1.0) * fmt + pref}
+    return reward
+
+
+def mix_in(pool: list[dict], extra: list[dict], share: float | None) -> list[dict]:
+    """pool + extra, the extra rows repeated (each as often) so they make up about `share` of
+    the result, at least once each; share None: once each. A draw of n rows from the result
+    then holds ~share * n extra rows, however few they are next to the pool."""
+    if share is None or not extra or not pool:
+        return pool + extra
+    if not 0.0 < share < 1.0:
+        raise ValueError(f"mix_in: share must be in (0, 1), got {share}")
+    repeats = max(1, round(share / (1.0 - share) * len(pool) / len(extra)))
+    return pool + extra * repeats
+
+
 # ----------------------------------------------------------------------------- reward model
 
 
@@ -1087,21 +1119,3 @@ def evaluate(model: nn.Module, problems: Sequence[Mapping], tokenizer: ChatToken
 def write_metrics(rows: Sequence[Mapping], path: str | Path) -> None:
     """One JSON object per line."""
     Path(path).write_text("".join(json.dumps(r) + "\n" for r in rows))
-
-
-def plot_series(rows: Sequence[Mapping], keys: Sequence[str], png_path: str | Path,
-                title: str = "") -> None:
-    """One panel per key (x = 'step'); keys missing from the rows are skipped."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    keys = [k for k in keys if rows and k in rows[0]]
-    fig = Figure(figsize=(4 * max(1, len(keys)), 3.2), tight_layout=True)
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(1, max(1, len(keys)), squeeze=False)[0]
-    steps = [r.get("step", i) for i, r in enumerate(rows)]
-    for ax, key in zip(axes, keys):
-        ax.plot(steps, [r[key] for r in rows])
-        ax.set_title(f"{title} {key}".strip())
-        ax.set_xlabel("step")
-    fig.savefig(str(png_path), dpi=80)

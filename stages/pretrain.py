@@ -56,6 +56,7 @@ import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 
 from deeprecipe.stages.moe_model import MoEConfig, MoETransformer, compile_regions, update_router_bias
+from deeprecipe.stages.report import plot_pretrain_metrics
 
 log = logging.getLogger(__name__)
 
@@ -564,34 +565,6 @@ def read_metrics(path: Path, up_to_step: int) -> list[dict]:
     return [r for r in rows if r["step"] <= up_to_step]
 
 
-def plot_metrics(rows: list[dict], png_path: str | Path) -> None:
-    """2x2 PNG: loss (total, lm), lr, grad norm, expert load max/mean per MoE layer."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(11, 7), tight_layout=True)
-    FigureCanvasAgg(fig)
-    ax = fig.subplots(2, 2)
-    steps = [r["step"] for r in rows]
-    ax[0, 0].plot(steps, [r["loss"] for r in rows], label="total")
-    ax[0, 0].plot(steps, [r["lm"] for r in rows], label="lm", alpha=0.7)
-    ax[0, 0].set_title("loss")
-    ax[0, 0].legend()
-    ax[0, 1].plot(steps, [r["lr"] for r in rows])
-    ax[0, 1].set_title("learning rate")
-    ax[1, 0].plot(steps, [r["grad_norm"] for r in rows])
-    ax[1, 0].set_title("grad norm (pre-clip)")
-    layers = [d["layer"] for d in rows[0]["expert_load"]] if rows else []
-    for i, name in enumerate(layers):
-        ax[1, 1].plot(steps, [r["expert_load"][i]["max_over_mean"] for r in rows], label=name)
-    ax[1, 1].set_title("expert load max / mean")
-    if layers:
-        ax[1, 1].legend(fontsize=7)
-    for a in ax.flat:
-        a.set_xlabel("step")
-    fig.savefig(str(png_path), dpi=90)
-
-
 def router_biases(model: torch.nn.Module) -> dict[str, list[float]]:
     """{router module name: expert_bias as a list} for every MoE layer."""
     return {name: m.expert_bias.detach().float().cpu().tolist()
@@ -703,7 +676,7 @@ def _train(model_cfg, cfg, data, out_dir, resume, on_step, ctx: DistContext) -> 
                                    model_cfg, cfg, {"tokens_seen": row["tokens_seen"]})
             last_save = time.time()
             if ctx.rank == 0:
-                plot_metrics(rows, out_dir / "metrics.png")
+                plot_pretrain_metrics(rows, out_dir / "metrics.png")
         if on_step is not None:
             on_step(row)
     final = dict(row or {})

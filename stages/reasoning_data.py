@@ -677,3 +677,12 @@ def preference_pairs_to_table(pairs: Iterable[dict]) -> pa.Table:
     pairs = list(pairs)
     return pa.table({f.name: [p[f.name] for p in pairs] for f in PREFERENCE_SCHEMA},
                     schema=PREFERENCE_SCHEMA)
+
+
+def rl_problems(data) -> list[dict]:
+    """The RL stages' prompts from a reasoning_data artifact (`pipeline.store.Artifact`): its rl
+    split (problems never shown solved), or its train split where the profile sets rl_frac 0
+    (or the artifact predates the split)."""
+    rl_file = "problems-rl.parquet"
+    rows = data.read_table(rl_file).to_pylist() if data.files(rl_file) else []
+    return rows or data.read_table("problems-train.parquet").to_pylist()

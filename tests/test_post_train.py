@@ -499,7 +499,7 @@ def test_evaluate_reports_levels_and_wrong_examples(tok):
 
 
 def test_mix_in_repeats_a_few_rows_up_to_their_share_of_the_pool():
-    from deeprecipe.workflows.post_train import mix_in
+    from deeprecipe.stages.post_train import mix_in
     pool = [{"id": f"p{i}"} for i in range(3584)]
     extra = [{"id": f"x{i}"} for i in range(27)]
     mixed = mix_in(pool, extra, 0.25)

@@ -164,6 +164,14 @@ def test_evaluation_report_names_every_model(r1_store):
         solved = sum(c > 0 for c in models[name]["correct_per_problem"])
         assert ladder[str(k)] == pytest.approx(solved / len(models[name]["correct_per_problem"]))
     assert "## pass@k (unbiased, from the k samples)" in report
+    # every trained model's stage checked for updates; those that made none named, with why
+    idle = man["outputs"]["metrics"]["did_not_train"]
+    for name in MODELS:
+        training = models[name].get("training")
+        assert (training is None) == (name == "base"), (name, training)
+        if training and not training["trained"]:
+            assert idle[name] == training["reason"] and f"- **{name}** (" in report
+    assert set(idle) <= set(MODELS) and ("## Models that did not train" in report) == bool(idle)
 
 
 def test_grpo_ablation_runs_r1_zero_and_grpo_variants_on_the_store(r1_store, tmp_path):

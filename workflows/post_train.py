@@ -1,4 +1,5 @@
-"""Post-training stages of DeepSeek-R1 (thin Luigi tasks over `stages.post_train`):
+"""Post-training stages of DeepSeek-R1 (thin Luigi tasks over `stages.post_train`; reports,
+plots and metric summaries in `stages.report`):
 
     reasoning_data ─► cold_start_sft ─► grpo ─► rejection_sample ─► final_sft ─► final_rl
                       (pretrain_moe)                              ╰► distill ─► student_grpo
@@ -14,7 +15,6 @@ metrics.jsonl and metrics.png, and hf/: the model as a transformers checkpoint
 `threads` CPU threads (or one GPU with device='cuda'; precision: stages.post_train's docstring)."""
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from pathlib import Path
@@ -25,6 +25,7 @@ import pyarrow as pa
 
 from deeprecipe.pipeline.lazy import lazy_module
 from deeprecipe.stages import reasoning_data as rd
+from deeprecipe.stages import report
 from deeprecipe.stages import rewards
 
 from .base import LOCAL_CACHE, StageTask, local_copy, local_dir
@@ -78,15 +79,6 @@ def read_rows(ctx, name: str, file: str) -> list[dict]:
     return ctx.input(name).read_table(file).to_pylist()
 
 
-def rl_problems(data) -> list[dict]:
-    """The RL stages' prompts from a reasoning_data artifact: its rl split (problems never shown
-    solved), or its train split where the profile sets rl_frac 0 (or the artifact predates the
-    split)."""
-    rl_file = "problems-rl.parquet"
-    rows = data.read_table(rl_file).to_pylist() if data.files(rl_file) else []
-    return rows or data.read_table("problems-train.parquet").to_pylist()
-
-
 def put_model(ctx, model, tok_json: Path, rows: list[dict], plot_keys: tuple[str, ...],
               extra: tuple[str, ...] = ()) -> None:
     """Export the model as an HF-style folder plus metrics.jsonl and metrics.png into the
@@ -95,7 +87,7 @@ def put_model(ctx, model, tok_json: Path, rows: list[dict], plot_keys: tuple[str
     pt.save_policy(model.cpu(), tok_json, out)
     put_hf_export(ctx, model, tok_json, out)
     pt.write_metrics(rows, out / "metrics.jsonl")
-    pt.plot_series(rows, plot_keys, out / "metrics.png", ctx.stage)
+    report.plot_series(rows, plot_keys, out / "metrics.png", ctx.stage)
     for name in (*MODEL_FILES, *extra, "metrics.jsonl", "metrics.png"):
         ctx.fs.put_file(str(out / name), ctx.output_path(name))
 
@@ -115,31 +107,8 @@ def sft_examples(tok: pt.ChatTokenizer, rows: list[dict], response_key: str,
     return [p for p in pairs if len(p[1]) <= max_response_tokens]
 
 
-def loss_summary(rows: list[dict]) -> dict:
-    k = max(1, len(rows) // 10)
-    return {"steps": len(rows), "loss_first": sum(r["loss"] for r in rows[:k]) / k,
-            "loss_last": sum(r["loss"] for r in rows[-k:]) / k}
-
-
-def grpo_summary(rows: list[dict]) -> dict:
-    """First/last-quarter means of the per-step GRPO metrics, plus every step's row."""
-    q = max(1, len(rows) // 4)
-    keys = [k for k in rows[0] if isinstance(rows[0][k], float)]
-    mean = lambda rs, k: sum(r[k] for r in rs) / len(rs)  # noqa: E731
-    return {"steps": len(rows), **{f"{k}_first": mean(rows[:q], k) for k in keys},
-            **{f"{k}_last": mean(rows[-q:], k) for k in keys},
-            "reward_distinct_values": len({round(r["reward"], 6) for r in rows}),
-            "ref_resets": sum(bool(r["ref_reset"]) for r in rows), "per_step": rows}
-
-
-def format_onset(rows: list[dict], level: float = 0.5) -> int | None:
-    """The step of the first GRPO step whose format reward reaches `level` (R1-Zero: when the
-    format emerged); None if none did."""
-    return next((r["step"] for r in rows if r["reward_format"] >= level), None)
-
-
 GRPO_PLOT = ("reward", "reward_accuracy", "reward_format", "kl", "clip_fraction", "response_len",
-             "sampler_abs_gap")
+             "sampler_abs_gap", "grad_norm", "informative_groups")
 
 
 # ----------------------------------------------------------------------------- data
@@ -154,7 +123,7 @@ class ColdStartSft(StageTask):
     only the last lines of each reasoning block (tiny models learn the format from short
     renderings)."""
     code_version = "4"  # 4: hf/ (transformers export)
-    source_objects = (pt, grpo_losses, hf_export)
+    source_objects = (pt, grpo_losses, hf_export, report)
     sft = luigi.OptionalDictParameter(default=None, description="stages.post_train.SFTConfig fields")
     max_response_tokens = luigi.OptionalIntParameter(default=None)
     max_think_lines = luigi.OptionalIntParameter(default=None,
@@ -182,7 +151,7 @@ class ColdStartSft(StageTask):
         held_after = pt.response_loss(model, held_examples, tok, cfg.seq_len, dtype=cfg.dtype)
         put_model(ctx, model, folder / "tokenizer.json", rows, ("loss", "lr"))
         finish(ctx)
-        return {**loss_summary(rows), "examples": len(examples),
+        return {**report.loss_summary(rows), "examples": len(examples),
                 "held_out_loss_before": held_before, "held_out_loss_after": held_after}
 
 
@@ -204,7 +173,7 @@ class PretrainStudent(PretrainMoe):
 class FinalSft(StageTask):
     """R1's final SFT: rejection-sampled reasoning + non-reasoning rows, on the pretrained BASE."""
     code_version = "3"  # 3: hf/ (transformers export)
-    source_objects = (pt, grpo_losses, hf_export)
+    source_objects = (pt, grpo_losses, hf_export, report)
     sft = luigi.OptionalDictParameter(default=None)
     max_response_tokens = luigi.OptionalIntParameter(default=None)
     max_seq_len = luigi.OptionalIntParameter(default=None)
@@ -229,7 +198,7 @@ class FinalSft(StageTask):
         rows = pt.sft(model, examples, tok, cfg, on_step=sft_progress(ctx, cfg, len(examples)))
         put_model(ctx, model, folder / "tokenizer.json", rows, ("loss", "lr"))
         finish(ctx)
-        return {**loss_summary(rows), "examples": len(examples),
+        return {**report.loss_summary(rows), "examples": len(examples),
                 "reasoning_examples": len(reasoning), "non_reasoning_examples": len(non_reasoning),
                 "params": model.num_params()}
 
@@ -253,9 +222,10 @@ class GrpoBase(StageTask):
     was killed) continues from it instead of starting over. Not a parameter: how often a run
     saves does not change what it computes."""
     state_every_s: ClassVar[float] = 180.0
-    code_version = "8"  # 4: is_weight / is_truncated; 5: grad_norm, update_rows; 6: the rl split;
-    # 7: metrics kl_max, skipped; 8: hf/ (transformers export)
-    source_objects = (pt, grpo_losses, rewards, sampler, rl_state, hf_export)
+    code_version = "9"  # 4: is_weight / is_truncated; 5: grad_norm, update_rows; 6: the rl split;
+    # 7: metrics kl_max, skipped; 8: hf/ (transformers export); 9: metrics.png a 3-column grid
+    # with grad_norm and informative_groups
+    source_objects = (pt, grpo_losses, rewards, sampler, rl_state, hf_export, report)
     grpo = luigi.OptionalDictParameter(default=None, description="stages.post_train.GRPOConfig fields")
     weights = luigi.OptionalDictParameter(default=None, description="rule reward weights")
     max_seq_len = luigi.OptionalIntParameter(default=None)
@@ -272,7 +242,7 @@ class GrpoBase(StageTask):
         return pt.rule_reward(dict(self.stage_params["weights"]))
 
     def problems(self, ctx) -> list[dict]:
-        return rl_problems(ctx.input("data"))
+        return rd.rl_problems(ctx.input("data"))
 
     def grpo_config(self, ctx) -> pt.GRPOConfig:
         return pt.GRPOConfig(**dict(self.stage_params["grpo"]))
@@ -291,7 +261,7 @@ class GrpoBase(StageTask):
         bar.close()
         put_model(ctx, policy, folder / "tokenizer.json", rows, GRPO_PLOT + ("reward_preference",))
         finish(ctx)
-        return grpo_summary(rows)
+        return report.grpo_summary(rows)
 
 
 def sft_progress(ctx, cfg, n_examples: int):
@@ -351,18 +321,6 @@ class StudentGrpo(GrpoBase):
         return pt.GRPOConfig(**fields, steps=steps)
 
 
-def mix_in(pool: list[dict], extra: list[dict], share: float | None) -> list[dict]:
-    """pool + extra, the extra rows repeated (each as often) so they make up about `share` of
-    the result, at least once each; share None: once each. A draw of n rows from the result
-    then holds ~share * n extra rows, however few they are next to the pool."""
-    if share is None or not extra or not pool:
-        return pool + extra
-    if not 0.0 < share < 1.0:
-        raise ValueError(f"mix_in: share must be in (0, 1), got {share}")
-    repeats = max(1, round(share / (1.0 - share) * len(pool) / len(extra)))
-    return pool + extra * repeats
-
-
 class FinalRl(GrpoBase):
     """Final RL from final_sft: rule rewards on reasoning problems; on the preference prompts
     (safety / helpfulness) the reward model's score (sigmoid) joins the format reward, only in
@@ -383,41 +341,22 @@ class FinalRl(GrpoBase):
     def problems(self, ctx):
         problems = super().problems(ctx)
         prefs = [r for r in read_rows(ctx, "data", "preferences.parquet") if r["split"] == rd.TRAIN]
-        return mix_in(problems, [{"id": r["id"], "task": r["task"], "prompt": r["prompt"],
+        return pt.mix_in(problems, [{"id": r["id"], "task": r["task"], "prompt": r["prompt"],
                                   "answer": "", "meta": "{}"} for r in prefs],
                       self.stage_params["preference_share"])
 
     def reward_fn(self, ctx, cfg, tok):
         rm_folder = model_folder(ctx, "reward_model", ("reward_head.safetensors",))
         rm = pt.RewardModel.load(rm_folder).to(self.stage_params["device"] or "cpu")
-        return preference_reward(rm, tok, dict(self.stage_params["weights"]),
+        return pt.preference_reward(rm, tok, dict(self.stage_params["weights"]),
                                  int(cfg.steps * self.stage_params["preference_from"]))
-
-
-def preference_reward(rm: pt.RewardModel, tok, weights: dict, start_step: int) -> pt.RewardFn:
-    """Rule rewards for verifiable problems; format + sigmoid(RM score of the answer) for
-    preference prompts from start_step on. Every reward has the same parts."""
-    rule = pt.rule_reward(weights)
-
-    def reward(text: str, problem, step: int) -> dict:
-        if problem["task"] in rewards.VERIFIER_OF_TASK:
-            return {**rule(text, problem, step), "preference": 0.0}
-        fmt = rewards.format_reward(text)
-        pref = 0.0
-        if step >= start_step:
-            answer = rewards.extract_answer(text) or text
-            pref = float(torch.sigmoid(torch.tensor(
-                rm.score_texts(tok, [problem["prompt"]], [answer])[0])))
-        return {"accuracy": 0.0, "format": fmt, "language": rewards.language_consistency_reward(text),
-                "preference": pref, "total": weights.get("format", 1.0) * fmt + pref}
-    return reward
 
 
 class RewardModel(StageTask):
     """Pairwise (Bradley-Terry) reward model: a scalar head on the pretrained base, trained on
     the safety / helpfulness preference pairs."""
     code_version = "2"
-    source_objects = (pt, grpo_losses)
+    source_objects = (pt, grpo_losses, report)
     rm = luigi.OptionalDictParameter(default=None, description="stages.post_train.RMConfig fields")
     threads = luigi.OptionalIntParameter(default=None)
     device = luigi.OptionalParameter(default=None)
@@ -439,11 +378,11 @@ class RewardModel(StageTask):
         out = local_dir(ctx, "export")
         rm.cpu().save(folder / "tokenizer.json", out)
         pt.write_metrics(rows, out / "metrics.jsonl")
-        pt.plot_series(rows, ("loss", "accuracy"), out / "metrics.png", ctx.stage)
+        report.plot_series(rows, ("loss", "accuracy"), out / "metrics.png", ctx.stage)
         for name in (*MODEL_FILES, "reward_head.safetensors", "metrics.jsonl", "metrics.png"):
             ctx.fs.put_file(str(out / name), ctx.output_path(name))
         finish(ctx)
-        return {**loss_summary(rows), "pairs": len(train), "train_accuracy_before": acc_before,
+        return {**report.loss_summary(rows), "pairs": len(train), "train_accuracy_before": acc_before,
                 "train_accuracy": pt.preference_accuracy(rm, train, tok),
                 "held_out_pairs": len(held),
                 "held_out_accuracy": pt.preference_accuracy(rm, held, tok) if held else None}
@@ -489,7 +428,7 @@ class RejectionSample(StageTask):
         device = setup_torch(p)
         _, tok, policy = load_chat_model(ctx, "policy", p["max_seq_len"], device)
         policy = pt.inference_model(policy, p["dtype"])
-        problems = pt.subset(rl_problems(ctx.input("data")), p["max_problems"], p["seed"])
+        problems = pt.subset(rd.rl_problems(ctx.input("data")), p["max_problems"], p["seed"])
         kept, stats = pt.rejection_sample(policy, problems, tok, p["n_samples"], p["max_new_tokens"],
                                           p["temperature"], 1.0, p["max_paragraph_chars"], p["seed"],
                                           p["batch_rows"])
@@ -520,9 +459,11 @@ class Evaluate(StageTask):
     """pass@1 over k samples (T=0.6, top-p 0.95) on a seeded subset of `max_problems` held-out
     problems (every task and level) for every model, per task and per level; format rate;
     response length; wrong-answer examples; report.md with PNG plots."""
-    code_version = "6"  # 3: per-level pass@1, wrong examples; 4: standard errors, paired
-                        # diffs; 5: their within_2se flag; 6: pass@k for k = 1, 2, 4, ..., k
-    source_objects = (pt, rewards, sampler)
+    code_version = "7"  # 3: per-level pass@1, wrong examples; 4: standard errors, paired
+                        # diffs; 5: their within_2se flag; 6: pass@k for k = 1, 2, 4, ..., k;
+                        # 7: models that did not train named (report, results, metrics), plots
+                        # with error bars, labelled axes, rl_curves as small multiples
+    source_objects = (pt, rewards, sampler, report)
     batch_rows = luigi.OptionalIntParameter(default=None, description="rows per generate call")
     dtype = luigi.OptionalParameter(default=None, description="'bf16': sample in bf16 on CUDA")
     k = luigi.OptionalIntParameter(default=None)
@@ -565,141 +506,26 @@ class Evaluate(StageTask):
             art = ctx.input(upstream)
             results[name] = {**res, "stage": art.stage, "version": art.version,
                              "prompt_style": style, "params": model.num_params()}
+            if name != "base":  # the pretrained base is the starting point, not a trained model
+                results[name]["training"] = report.training_check(art.manifest["outputs"]["metrics"])
             del model
         bar.close()
         curves = {n: self.curve(ctx, n) for n in ("grpo", "grpo_zero", "final", "student_rl")
                   if n in results}
-        diffs = paired_differences(results, p["k"])
+        diffs = report.paired_differences(results, p["k"])
         out = local_dir(ctx, "report")
-        write_report(results, diffs, curves, problems, p, out)
+        report.write_report(results, diffs, curves, problems, p, out)
         for name in ("report.md", "pass_at_1.png", "response_length.png", "rl_curves.png",
                      "results.json"):
             ctx.fs.put_file(str(out / name), ctx.output_path(name))
         finish(ctx)
-        return {"models": {n: {k: r[k] for k in ("pass@1", "pass@1_stderr", "pass@k",
-                                                 "correct_per_problem",
-                                                 "format_rate", "mean_response_tokens",
-                                                 "finished_rate", "per_task", "stage", "version")}
-                           for n, r in results.items()},
-                "paired_differences": diffs,
+        keep = ("pass@1", "pass@1_stderr", "pass@k", "correct_per_problem", "format_rate",
+                "mean_response_tokens", "finished_rate", "per_task", "stage", "version",
+                "training")
+        return {"models": {n: {k: r[k] for k in keep if k in r} for n, r in results.items()},
+                "paired_differences": diffs, "did_not_train": report.untrained_models(results),
                 "held_out_problems": len(problems), "k": p["k"]}
 
     @staticmethod
     def curve(ctx, name: str) -> list[dict]:
         return ctx.input(name).manifest["outputs"]["metrics"].get("per_step", [])
-
-
-COMPARISONS = (("grpo", "cold_start"), ("final", "cold_start"), ("grpo_zero", "base"),
-               ("student", "student_rl"), ("student", "grpo"))
-"""(a, b) pairs of evaluated models whose pass@1 difference the report gives with its error."""
-
-
-def paired_differences(results: dict, k: int) -> dict:
-    """{'a - b': {'difference', 'stderr', 'within_2se'}} for the COMPARISONS present in
-    results: paired over the same held-out problems (`stages.post_train.paired_pass_difference`);
-    within_2se: |difference| <= 2 stderr, indistinguishable from no difference."""
-    out = {}
-    for a, b in COMPARISONS:
-        if a in results and b in results:
-            d, se = pt.paired_pass_difference(results[a]["correct_per_problem"],
-                                              results[b]["correct_per_problem"], k)
-            out[f"{a} - {b}"] = {"difference": d, "stderr": se, "within_2se": abs(d) <= 2 * se}
-    return out
-
-
-def write_report(results: dict, diffs: dict, curves: dict, problems: list, p: dict,
-                 out: Path) -> None:
-    """report.md + pass_at_1.png + response_length.png + rl_curves.png + results.json;
-    diffs: `paired_differences` of results."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    names = list(results)
-    lines = ["# R1 pipeline evaluation", "",
-             f"{len(problems)} held-out problems, k = {p['k']} samples each at temperature "
-             f"{p['temperature']}, top-p {p['top_p']}, at most {p['max_new_tokens']} new tokens. "
-             "pass@1 = mean over problems of (correct samples / k); s.e. = its standard error "
-             "over problems (sampling of problems and samples, not of training runs).", "",
-             "| model | stage | version | prompt | params | pass@1 | s.e. | format rate | "
-             "mean response tokens | finished |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for n in names:
-        r = results[n]
-        lines.append(f"| {n} | {r['stage']} | {r['version']} | {r['prompt_style']} | "
-                     f"{r['params']:,} | {r['pass@1']:.3f} | {r['pass@1_stderr']:.3f} | "
-                     f"{r['format_rate']:.3f} | {r['mean_response_tokens']:.1f} | "
-                     f"{r['finished_rate']:.3f} |")
-    if diffs:
-        lines += ["", "## Differences, paired over the same problems", "",
-                  "| comparison | pass@1 difference (points) | s.e. | within 2 s.e. of 0 |",
-                  "|---|---:|---:|---|"]
-        for name, d in diffs.items():
-            lines.append(f"| {name} | {100 * d['difference']:+.1f} | {100 * d['stderr']:.1f} | "
-                         f"{'yes' if d['within_2se'] else 'no'} |")
-    ks = list(results[names[0]]["pass@k"]) if names else []
-    lines += ["", "## pass@k (unbiased, from the k samples)", "",
-              "pass@k: the chance that at least one of k samples is right. A model's pass@k at "
-              "the largest k is about as far as RL can sharpen its pass@1 without teaching it "
-              "something new.", "",
-              "| model | " + " | ".join(f"pass@{k}" for k in ks) + " |",
-              "|---|" + "---:|" * len(ks)]
-    for n in names:
-        lines.append(f"| {n} | " + " | ".join(f"{results[n]['pass@k'][k]:.3f}" for k in ks) + " |")
-    tasks = sorted({t for r in results.values() for t in r["per_task"]})
-    lines += ["", "## pass@1 per task", "", "| model | " + " | ".join(tasks) + " |",
-              "|---|" + "---|" * len(tasks)]
-    for n in names:
-        lines.append(f"| {n} | " + " | ".join(f"{results[n]['per_task'].get(t, float('nan')):.3f}"
-                                              for t in tasks) + " |")
-    levels = sorted({t for r in results.values() for t in r.get("per_level", {})})
-    if levels:
-        lines += ["", "## pass@1 per task and level", "",
-                  "| model | " + " | ".join(levels) + " |", "|---|" + "---|" * len(levels)]
-        for n in names:
-            lines.append(f"| {n} | " + " | ".join(
-                f"{results[n].get('per_level', {}).get(t, float('nan')):.3f}" for t in levels)
-                + " |")
-    lines += ["", "## Sample responses", ""]
-    for n in names:
-        lines.append(f"**{n}**: `{(results[n]['examples'] or [''])[0][:300]!r}`")
-        lines.append("")
-    lines += ["## Wrong answers (first sample of the first problems it got wrong)", ""]
-    for n in names:
-        for w in results[n].get("wrong_examples", [])[:2]:
-            lines.append(f"**{n}** (answer {w['answer']}): prompt `{w['prompt'][:200]!r}` "
-                         f"response `{w['response'][:400]!r}`")
-            lines.append("")
-    lines += ["![pass@1 and format rate](pass_at_1.png)", "",
-              "![response length](response_length.png)", "", "![RL curves](rl_curves.png)", ""]
-    (out / "report.md").write_text("\n".join(lines))
-    (out / "results.json").write_text(json.dumps(results, indent=1))
-
-    fig = Figure(figsize=(9, 3.5), tight_layout=True)
-    FigureCanvasAgg(fig)
-    ax = fig.subplots(1, 2)
-    ax[0].bar(names, [results[n]["pass@1"] for n in names])
-    ax[0].set_title("pass@1")
-    ax[1].bar(names, [results[n]["format_rate"] for n in names])
-    ax[1].set_title("format rate")
-    for a in ax:
-        a.tick_params(axis="x", rotation=30)
-    fig.savefig(str(out / "pass_at_1.png"), dpi=80)
-
-    fig = Figure(figsize=(5, 3.5), tight_layout=True)
-    FigureCanvasAgg(fig)
-    a = fig.subplots()
-    a.bar(names, [results[n]["mean_response_tokens"] for n in names])
-    a.set_title("mean response tokens")
-    a.tick_params(axis="x", rotation=30)
-    fig.savefig(str(out / "response_length.png"), dpi=80)
-
-    fig = Figure(figsize=(12, 3.5), tight_layout=True)
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(1, 3)
-    for a, key in zip(axes, ("reward", "kl", "response_len")):
-        for n, rows in curves.items():
-            if rows:
-                a.plot([r["step"] for r in rows], [r[key] for r in rows], label=n)
-        a.set_title(key)
-        a.legend()
-    fig.savefig(str(out / "rl_curves.png"), dpi=80)

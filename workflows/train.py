@@ -30,6 +30,7 @@ torch = lazy_module("torch")
 moe_model = lazy_module("deeprecipe.stages.moe_model")
 pretrain = lazy_module("deeprecipe.stages.pretrain")
 hf_export = lazy_module("deeprecipe.stages.hf_export")
+report = lazy_module("deeprecipe.stages.report")  # metrics.png (stages.pretrain draws it)
 hf_import = lazy_module("deeprecipe.stages.hf_import")
 
 STEP_LINE = re.compile(r"\bstep (\d+) (loss .*)$")
@@ -72,7 +73,7 @@ def put_hf_export(ctx, model, tok_json: Path, scratch: Path) -> None:
 class PretrainMoe(StageTask):
     """DeepSeekMoE pretraining (aux-loss-free routing, DeepSpeed ZeRO, bf16 on GPU)."""
     code_version = "2"  # 2: hf/ (transformers export)
-    source_objects = (pretrain, moe_model, hf_export)
+    source_objects = (pretrain, moe_model, hf_export, report)
     model = luigi.OptionalParameter(default=None, description="MoE config name (stages/moe_model.MOE_CONFIGS)")
     model_overrides = luigi.OptionalDictParameter(default=None, description="MoEConfig fields")
     train = luigi.OptionalDictParameter(default=None, description="TrainConfig fields")
