@@ -8,6 +8,7 @@ import argparse
 import contextlib
 import importlib
 import json
+import os
 import sys
 
 from . import lineage
@@ -493,6 +494,9 @@ def main(argv: list[str] | None = None) -> int:
     except (lineage.RefError, StoreError) as e:
         print(f"deeprecipe: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader went away (`deeprecipe params ... | head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 0
     except ValueError as e:  # a configuration error (unknown profile, unset parameters): no traceback
         if args.command not in ROOT_COMMANDS:
             raise
