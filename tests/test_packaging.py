@@ -108,6 +108,13 @@ def make_impostors(root: Path, names=OUR_PACKAGES) -> Path:
     return root
 
 
+def run_probe(code: str, cwd: Path, *path: Path) -> str:
+    """Run ``code`` in a fresh interpreter with ``path`` as PYTHONPATH; its last output line."""
+    r = user_run([sys.executable, "-c", code], cwd, PYTHONPATH=os.pathsep.join(map(str, path)))
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r.stdout.strip().splitlines()[-1]
+
+
 def test_import_names_resolve_to_our_folders_behind_impostors(tmp_path):
     impostors = make_impostors(tmp_path / "impostors")
     probe = ("import json, deeprecipe\n"
@@ -118,11 +125,7 @@ def test_import_names_resolve_to_our_folders_behind_impostors(tmp_path):
              "print(json.dumps({'ours': [m.__file__ for m in (pipeline, stages, kernels, workflows)],"
              " 'roots': sorted(workflows.ROOTS), 'bare_kernels': bare.__file__}))\n")
     # impostors first on sys.path; REPO after them so this runs in an uninstalled checkout too
-    r = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True,
-                       env=user_env(PYTHONPATH=os.pathsep.join([str(impostors), str(REPO)])),
-                       timeout=300)
-    assert r.returncode == 0, r.stderr[-3000:]
-    out = json.loads(r.stdout.strip().splitlines()[-1])
+    out = json.loads(run_probe(probe, tmp_path, impostors, REPO))
     for name, path in zip(OUR_PACKAGES, out["ours"]):
         assert Path(path).resolve() == (REPO / name / "__init__.py").resolve(), (name, path)
     assert out["roots"] == ["RunDataPipeline", "RunPretrainPipeline", "RunR1Pipeline"]
@@ -139,11 +142,7 @@ def test_luigi_module_workflows_behind_impostors(tmp_path):
              "assert workflows is dw, workflows\n"
              "cls = r.Register.get_task_cls('UrlDedup')\n"
              "print(cls.__module__)\n")
-    r = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True,
-                       env=user_env(PYTHONPATH=os.pathsep.join([str(impostors), str(REPO)])),
-                       timeout=300)
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert r.stdout.strip().splitlines()[-1] == "deeprecipe.workflows.data"
+    assert run_probe(probe, tmp_path, impostors, REPO) == "deeprecipe.workflows.data"
 
 
 def test_bare_names_from_the_checkout_root_belong_to_other_packages(tmp_path):
@@ -163,10 +162,7 @@ def test_bare_names_from_the_checkout_root_belong_to_other_packages(tmp_path):
              " 'pipeline': getattr(pipeline, 'OWNER', None), 'ours': ours.__file__,"
              " 'has_moe': hasattr(ours, 'moe_experts'), 'stages_error': stages_error}))\n")
     # cwd = the checkout's root: python puts it first on sys.path, the impostors after it
-    r = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True,
-                       env=user_env(PYTHONPATH=str(impostors)), timeout=300)
-    assert r.returncode == 0, r.stderr[-3000:]
-    out = json.loads(r.stdout.strip().splitlines()[-1])
+    out = json.loads(run_probe(probe, REPO, impostors))
     assert out["kernels"] == "theirs" and out["pipeline"] == "theirs", out
     assert Path(out["ours"]).resolve() == (REPO / "kernels" / "__init__.py").resolve()
     assert out["has_moe"]
@@ -178,8 +174,7 @@ def test_transformers_loads_its_kernels_from_the_checkout_root():
     probe = ("import kernels, transformers\n"
              "from transformers import AutoConfig\n"
              "print(kernels.__file__)\n")
-    r = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True,
-                       env=user_env(), timeout=300)
+    r = user_run([sys.executable, "-c", probe], REPO)
     if r.returncode != 0 and "No module named 'kernels'" in r.stderr:
         pytest.skip("no `kernels` distribution installed beside transformers")
     assert r.returncode == 0, r.stderr[-3000:]
