@@ -101,7 +101,9 @@ def _permanent_path(task_id: str) -> str:
 class PipelineTask(luigi.Task):
     """The user-facing options every deeprecipe task carries, so a root task passes them
     to all of its upstream tasks through ``clone``."""
-    profile = luigi.Parameter(default="tiny", description="profile: tiny | small | cluster")
+    profile = luigi.Parameter(default="tiny", description="profile: tiny | small | cluster. Every "
+                              "stage's parameters, their values and help: `deeprecipe params ROOT` "
+                              "(set one with --Task-param value)")
     store = luigi.Parameter(default="", description="artifact store URL (default: "
                             "$DEEPRECIPE_STORE, luigi.cfg [deeprecipe] store, ./artifacts)")
     source = luigi.Parameter(default="", description="crawl source: path, glob or s3:// URI "

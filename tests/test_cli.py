@@ -85,3 +85,15 @@ def test_ls_orders_stages_as_the_pipeline_runs(store):
             "outputs": {"files": [], "rows": None, "metrics": {}}})
     out = deeprecipe("--store", store, "ls").stdout.splitlines()
     assert [line for line in out[1:] if not line.startswith(" ")] == ["zeta", "alpha", "beta"]
+
+
+def test_every_task_parameter_has_help_text():
+    """`deeprecipe params` and `luigi --help-all` show each parameter's description: none of
+    the pipeline's task parameters may be without one."""
+    import luigi.task_register
+
+    from deeprecipe import workflows  # noqa: F401  (registers every task class)
+    missing = sorted(f"{name}.{param}" for name, cls in luigi.task_register.Register._get_reg().items()
+                     if isinstance(cls, type) and cls.__module__.startswith("deeprecipe.")
+                     for param, p in cls.get_params() if not (p.description or "").strip())
+    assert not missing, f"parameters without description: {missing}"

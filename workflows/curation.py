@@ -45,15 +45,18 @@ class MinhashDedup(StageTask):
     one survivor per cluster, the smallest (shard, row)."""
     code_version = "2"  # 2: a band of no rows has no pairs (was a crash)
     source_objects = (minhash_dedup,)
-    threshold = luigi.OptionalFloatParameter(default=None)
-    num_perm = luigi.OptionalIntParameter(default=None)
-    ngram = luigi.OptionalIntParameter(default=None)
+    threshold = luigi.OptionalFloatParameter(default=None, description="Jaccard similarity from "
+                                             "which two documents count as near-duplicates")
+    num_perm = luigi.OptionalIntParameter(default=None, description="MinHash permutations "
+                                          "(signature length)")
+    ngram = luigi.OptionalIntParameter(default=None, description="word n-gram size of the shingles")
     bands = luigi.OptionalIntParameter(default=None, description="LSH bands; 0: chosen for the threshold")
     rows_per_band = luigi.OptionalIntParameter(default=None, description="rows per LSH band; 0: "
                                                "chosen for the threshold")
     display_empty: ClassVar[dict] = {"bands": "auto", "rows_per_band": "auto"}
-    seed = luigi.OptionalIntParameter(default=None)
-    verify = luigi.OptionalBoolParameter(default=None)
+    seed = luigi.OptionalIntParameter(default=None, description="seed of the MinHash permutations")
+    verify = luigi.OptionalBoolParameter(default=None, description="check LSH candidate pairs on "
+                                         "the full signature before merging them")
     shingle_hash = luigi.OptionalParameter(
         default=None, description="word_combine (batched, faster) | sha1 (datasketch's default)")
 
@@ -169,9 +172,14 @@ class SimhashDedup(StageTask):
     repeated boilerplate removed after its first occurrence; documents left short dropped."""
     code_version = "1"
     source_objects = (simhash_dedup,)
-    max_distance = luigi.OptionalIntParameter(default=None)
-    min_sentence_words = luigi.OptionalIntParameter(default=None)
-    min_doc_words = luigi.OptionalIntParameter(default=None)
+    max_distance = luigi.OptionalIntParameter(default=None, description="Hamming distance of "
+                                              "64-bit SimHashes from which two sentences are "
+                                              "duplicates")
+    min_sentence_words = luigi.OptionalIntParameter(default=None, description="sentences shorter "
+                                                    "than this (words) are never hashed nor "
+                                                    "removed")
+    min_doc_words = luigi.OptionalIntParameter(default=None, description="documents left with "
+                                               "fewer words after sentence dedup are dropped")
 
     def upstream(self):
         return {"docs": self.clone(MinhashDedup)}
@@ -235,9 +243,11 @@ class ReferenceLm(StageTask):
     """A Kneser–Ney word n-gram LM trained on the trusted seed corpus (KenLM's role in CCNet)."""
     code_version = "2"
     source_objects = (ngram_lm, reference_texts)
-    order = luigi.OptionalIntParameter(default=None)
+    order = luigi.OptionalIntParameter(default=None, description="n-gram order of the Kneser-Ney "
+                                       "reference LM")
     seed_source = luigi.OptionalParameter(default=None, description="'builtin' or a .txt/.jsonl/.parquet path")
-    seed_docs = luigi.OptionalIntParameter(default=None)
+    seed_docs = luigi.OptionalIntParameter(default=None, description="trusted seed documents "
+                                           "used for training")
 
     def build(self, ctx):
         p = self.stage_params
@@ -254,13 +264,22 @@ class QualityClassifier(StageTask):
     iterated DeepSeekMath-style (URL prefixes whose pages score high join the positives)."""
     code_version = "1"
     source_objects = (quality_classifier, reference_texts)
-    seed_source = luigi.OptionalParameter(default=None)
-    seed_docs = luigi.OptionalIntParameter(default=None)
-    rounds = luigi.OptionalIntParameter(default=None)
-    high_score = luigi.OptionalFloatParameter(default=None)
-    min_pages = luigi.OptionalIntParameter(default=None)
-    prefix_hq_frac = luigi.OptionalFloatParameter(default=None)
-    max_crawl_docs = luigi.OptionalIntParameter(default=None)
+    seed_source = luigi.OptionalParameter(default=None, description="positives: 'builtin' or a "
+                                          ".txt/.jsonl/.parquet path")
+    seed_docs = luigi.OptionalIntParameter(default=None, description="trusted seed documents "
+                                           "used for training")
+    rounds = luigi.OptionalIntParameter(default=None, description="DeepSeekMath-style rounds: "
+                                        "each adds high-scoring URL prefixes to the positives")
+    high_score = luigi.OptionalFloatParameter(default=None, description="classifier score from "
+                                              "which a crawl page counts as high quality")
+    min_pages = luigi.OptionalIntParameter(default=None, description="pages a URL prefix needs "
+                                           "before it can join the positives")
+    prefix_hq_frac = luigi.OptionalFloatParameter(default=None, description="share of a prefix's "
+                                                  "pages that must score high for it to join the "
+                                                  "positives")
+    max_crawl_docs = luigi.OptionalIntParameter(default=None, description="crawl documents "
+                                                "scored per round (the negatives are drawn from "
+                                                "them)")
 
     def upstream(self):
         return {"docs": self.clone(SimhashDedup)}
@@ -296,13 +315,17 @@ class QualityFilter(StageTask):
     code_version = "3"
     source_objects = (quality_heuristics, ngram_lm, quality_classifier)
     group_column = luigi.OptionalParameter(default=None, description="perplexity buckets per: domain | lang")
-    ppl_drop_percentile = luigi.OptionalFloatParameter(default=None)
+    ppl_drop_percentile = luigi.OptionalFloatParameter(default=None, description="drop documents "
+                                                       "above this perplexity percentile of "
+                                                       "their group")
     ppl_drop_min_ratio = luigi.OptionalFloatParameter(default=None, description="never drop below this "
                                                       "multiple of the group's median perplexity")
-    min_hq_score = luigi.OptionalFloatParameter(default=None)
+    min_hq_score = luigi.OptionalFloatParameter(default=None, description="drop documents whose "
+                                                "classifier score is below this (0: keep all)")
     langs = luigi.OptionalListParameter(default=None, description="languages kept; empty keeps all")
     display_empty: ClassVar[dict] = {"langs": "all"}
-    heuristics = luigi.OptionalBoolParameter(default=None)
+    heuristics = luigi.OptionalBoolParameter(default=None, description="apply the "
+                                             "Gopher/C4/FineWeb heuristic rules")
     ignore_rules = luigi.OptionalListParameter(default=None, description="heuristic rules not applied "
                                                "to any page (code and math pages are already exempt "
                                                "from curly_bracket)")
@@ -440,7 +463,8 @@ class Decontaminate(ShardMapStage):
     code_version = "1"
     source_objects = (decontaminate, reference_texts)
     input_stage = PiiRedact
-    ngram = luigi.OptionalIntParameter(default=None)
+    ngram = luigi.OptionalIntParameter(default=None, description="word n-gram length shared with "
+                                       "an evaluation item that removes a document")
     eval_sources = luigi.OptionalListParameter(default=None, description="'builtin' and/or eval files")
 
     def key_extras(self):

@@ -35,9 +35,11 @@ class SyntheticCrawl(StageTask):
     cross-site boilerplate, contaminated pages) with its ground truth."""
     code_version = "3"  # 3: output independent of PYTHONHASHSEED
     source_objects = (synthetic_crawl,)
-    seed = luigi.OptionalIntParameter(default=None)
-    num_files = luigi.OptionalIntParameter(default=None)
-    pages_per_file = luigi.OptionalIntParameter(default=None)
+    seed = luigi.OptionalIntParameter(default=None, description="generator seed (pages, sites, "
+                                      "duplicates; same seed = same bytes)")
+    num_files = luigi.OptionalIntParameter(default=None, description="WARC.gz files to generate")
+    pages_per_file = luigi.OptionalIntParameter(default=None, description="HTML pages per "
+                                                "generated WARC file")
 
     def config(self) -> synthetic_crawl.SyntheticCrawlConfig:
         p = self.stage_params
@@ -59,8 +61,10 @@ class CrawlIngest(StageTask):
     """WARC/WET/JSONL/Parquet source files → documents (id, url, domain, lang, text, source)."""
     code_version = "2"  # 2: WARC framing checked (bad_framing), rows written in batches
     source_objects = (crawl_ingest,)
-    files_per_shard = luigi.OptionalIntParameter(default=None)
-    max_chars = luigi.OptionalIntParameter(default=None)
+    files_per_shard = luigi.OptionalIntParameter(default=None, description="source files per "
+                                                 "ingest work unit (a Luigi task each)")
+    max_chars = luigi.OptionalIntParameter(default=None, description="characters kept per "
+                                           "document; longer text is cut there and counted")
 
     def upstream(self):
         return {} if self.source else {"crawl": self.clone(SyntheticCrawl)}
@@ -150,7 +154,9 @@ class UrlDedup(StageTask):
     """Exact dedup on normalised URLs; one deterministic survivor (first by shard, row)."""
     code_version = "1"
     source_objects = (url_dedup,)
-    num_buckets = luigi.OptionalIntParameter(default=None)
+    num_buckets = luigi.OptionalIntParameter(default=None, description="hash buckets of the "
+                                             "URL-key reduce (speed only: the output does not "
+                                             "change)")
 
     def upstream(self):
         return {"docs": self.clone(CrawlIngest)}

@@ -125,12 +125,15 @@ class ColdStartSft(StageTask):
     code_version = "4"  # 4: hf/ (transformers export)
     source_objects = (pt, grpo_losses, hf_export, report)
     sft = luigi.OptionalDictParameter(default=None, description="stages.post_train.SFTConfig fields")
-    max_response_tokens = luigi.OptionalIntParameter(default=None)
+    max_response_tokens = luigi.OptionalIntParameter(default=None, description="SFT examples "
+                                                     "whose response is longer (tokens) are left "
+                                                     "out")
     max_think_lines = luigi.OptionalIntParameter(default=None,
                                                  description="0 = whole reasoning; N = last N lines")
     max_seq_len = luigi.OptionalIntParameter(default=None, description="context of post-training")
-    threads = luigi.OptionalIntParameter(default=None)
-    device = luigi.OptionalParameter(default=None)
+    threads = luigi.OptionalIntParameter(default=None, description="CPU threads for torch (CPU "
+                                         "runs)")
+    device = luigi.OptionalParameter(default=None, description="'cpu' or 'cuda'")
 
     def upstream(self):
         return {"base": self.clone(base_stage(self)), "data": self.clone(ReasoningData)}
@@ -174,11 +177,15 @@ class FinalSft(StageTask):
     """R1's final SFT: rejection-sampled reasoning + non-reasoning rows, on the pretrained BASE."""
     code_version = "3"  # 3: hf/ (transformers export)
     source_objects = (pt, grpo_losses, hf_export, report)
-    sft = luigi.OptionalDictParameter(default=None)
-    max_response_tokens = luigi.OptionalIntParameter(default=None)
-    max_seq_len = luigi.OptionalIntParameter(default=None)
-    threads = luigi.OptionalIntParameter(default=None)
-    device = luigi.OptionalParameter(default=None)
+    sft = luigi.OptionalDictParameter(default=None, description="stages.post_train.SFTConfig "
+                                      "fields")
+    max_response_tokens = luigi.OptionalIntParameter(default=None, description="SFT examples "
+                                                     "whose response is longer (tokens) are left "
+                                                     "out")
+    max_seq_len = luigi.OptionalIntParameter(default=None, description="context of post-training")
+    threads = luigi.OptionalIntParameter(default=None, description="CPU threads for torch (CPU "
+                                         "runs)")
+    device = luigi.OptionalParameter(default=None, description="'cpu' or 'cuda'")
 
     def base_stage(self):
         return base_stage(self)
@@ -228,9 +235,10 @@ class GrpoBase(StageTask):
     source_objects = (pt, grpo_losses, rewards, sampler, rl_state, hf_export, report)
     grpo = luigi.OptionalDictParameter(default=None, description="stages.post_train.GRPOConfig fields")
     weights = luigi.OptionalDictParameter(default=None, description="rule reward weights")
-    max_seq_len = luigi.OptionalIntParameter(default=None)
-    threads = luigi.OptionalIntParameter(default=None)
-    device = luigi.OptionalParameter(default=None)
+    max_seq_len = luigi.OptionalIntParameter(default=None, description="context of post-training")
+    threads = luigi.OptionalIntParameter(default=None, description="CPU threads for torch (CPU "
+                                         "runs)")
+    device = luigi.OptionalParameter(default=None, description="'cpu' or 'cuda'")
 
     def init_stage(self):
         raise NotImplementedError
@@ -358,8 +366,9 @@ class RewardModel(StageTask):
     code_version = "2"
     source_objects = (pt, grpo_losses, report)
     rm = luigi.OptionalDictParameter(default=None, description="stages.post_train.RMConfig fields")
-    threads = luigi.OptionalIntParameter(default=None)
-    device = luigi.OptionalParameter(default=None)
+    threads = luigi.OptionalIntParameter(default=None, description="CPU threads for torch (CPU "
+                                         "runs)")
+    device = luigi.OptionalParameter(default=None, description="'cpu' or 'cuda'")
 
     def upstream(self):
         return {"base": self.clone(base_stage(self)), "data": self.clone(ReasoningData)}
@@ -411,14 +420,18 @@ class RejectionSample(StageTask):
                                               "(seeded subset; 0 = all)")
     batch_rows = luigi.OptionalIntParameter(default=None, description="rows per generate call")
     dtype = luigi.OptionalParameter(default=None, description="'bf16': sample in bf16 on CUDA")
-    n_samples = luigi.OptionalIntParameter(default=None)
-    max_new_tokens = luigi.OptionalIntParameter(default=None)
-    temperature = luigi.OptionalFloatParameter(default=None)
-    max_paragraph_chars = luigi.OptionalIntParameter(default=None)
-    max_seq_len = luigi.OptionalIntParameter(default=None)
-    seed = luigi.OptionalIntParameter(default=None)
-    threads = luigi.OptionalIntParameter(default=None)
-    device = luigi.OptionalParameter(default=None)
+    n_samples = luigi.OptionalIntParameter(default=None, description="samples per prompt")
+    max_new_tokens = luigi.OptionalIntParameter(default=None, description="longest sampled "
+                                                "response (tokens)")
+    temperature = luigi.OptionalFloatParameter(default=None, description="sampling temperature")
+    max_paragraph_chars = luigi.OptionalIntParameter(default=None, description="samples with a "
+                                                     "longer reasoning paragraph are rejected "
+                                                     "(readability)")
+    max_seq_len = luigi.OptionalIntParameter(default=None, description="context of post-training")
+    seed = luigi.OptionalIntParameter(default=None, description="sampling seed")
+    threads = luigi.OptionalIntParameter(default=None, description="CPU threads for torch (CPU "
+                                         "runs)")
+    device = luigi.OptionalParameter(default=None, description="'cpu' or 'cuda'")
 
     def upstream(self):
         return {"policy": self.clone(Grpo), "data": self.clone(ReasoningData)}
@@ -466,15 +479,21 @@ class Evaluate(StageTask):
     source_objects = (pt, rewards, sampler, report)
     batch_rows = luigi.OptionalIntParameter(default=None, description="rows per generate call")
     dtype = luigi.OptionalParameter(default=None, description="'bf16': sample in bf16 on CUDA")
-    k = luigi.OptionalIntParameter(default=None)
-    temperature = luigi.OptionalFloatParameter(default=None)
-    top_p = luigi.OptionalFloatParameter(default=None)
-    max_new_tokens = luigi.OptionalIntParameter(default=None)
-    max_problems = luigi.OptionalIntParameter(default=None)
-    max_seq_len = luigi.OptionalIntParameter(default=None)
-    seed = luigi.OptionalIntParameter(default=None)
-    threads = luigi.OptionalIntParameter(default=None)
-    device = luigi.OptionalParameter(default=None)
+    k = luigi.OptionalIntParameter(default=None, description="samples per problem (pass@1 is "
+                                   "averaged over them)")
+    temperature = luigi.OptionalFloatParameter(default=None, description="sampling temperature "
+                                               "(R1: 0.6)")
+    top_p = luigi.OptionalFloatParameter(default=None, description="nucleus sampling threshold "
+                                         "(R1: 0.95)")
+    max_new_tokens = luigi.OptionalIntParameter(default=None, description="longest sampled "
+                                                "response (tokens)")
+    max_problems = luigi.OptionalIntParameter(default=None, description="held-out problems "
+                                              "evaluated (a seeded sample)")
+    max_seq_len = luigi.OptionalIntParameter(default=None, description="context of post-training")
+    seed = luigi.OptionalIntParameter(default=None, description="sampling seed")
+    threads = luigi.OptionalIntParameter(default=None, description="CPU threads for torch (CPU "
+                                         "runs)")
+    device = luigi.OptionalParameter(default=None, description="'cpu' or 'cuda'")
     models = luigi.ListParameter(default=[], description="models to evaluate, of "
                                  f"{list(EVAL_MODELS)} (default []: all); only their stages run")
 
