@@ -403,7 +403,7 @@ def cmd_graph(store, args):
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="deeprecipe", description=__doc__)
-    p.add_argument("--store", help="store URL (default: $DEEPRECIPE_STORE, luigi.cfg, ./artifacts)")
+    p.add_argument("--store", help="store URL (default: $DEEPRECIPE_STORE, luigi.cfg, the checkout's artifacts/)")
     sub = p.add_subparsers(dest="command", required=True)
 
     def root_args(sp):

@@ -105,7 +105,8 @@ class PipelineTask(luigi.Task):
                               "stage's parameters, their values and help: `deeprecipe params ROOT` "
                               "(set one with --Task-param value)")
     store = luigi.Parameter(default="", description="artifact store URL (default: "
-                            "$DEEPRECIPE_STORE, luigi.cfg [deeprecipe] store, ./artifacts)")
+                            "$DEEPRECIPE_STORE, luigi.cfg [deeprecipe] store, the checkout's "
+                            "artifacts/)")
     source = luigi.Parameter(default="", description="crawl source: path, glob or s3:// URI "
                              "of WARC/WET/JSONL/Parquet files (default: the generated crawl)")
     rerun = luigi.Parameter(default="", description="comma-separated stages to run again "
