@@ -181,9 +181,20 @@ def cmd_lineage(store, args):
         lines = (lineage.downstream_lines(store, m, depth=args.depth) if args.downstream
                  else lineage.upstream_lines(store, m, depth=args.depth))
     else:
-        lines = (lineage.downstream_dag_lines(store, m, args.depth) if args.downstream
-                 else lineage.upstream_dag_lines(store, m, args.depth))
+        baseline = None if args.all_params else profile_baseline()
+        lines = (lineage.downstream_dag_lines(store, m, args.depth, baseline) if args.downstream
+                 else lineage.upstream_dag_lines(store, m, args.depth, baseline))
     print("\n".join(lines))
+
+
+def profile_baseline():
+    """``(profile, stage) -> the profile's params`` of deeprecipe's own profiles (None if they
+    cannot be loaded: lineage then shows every param)."""
+    try:
+        from deeprecipe.workflows.profiles import profile_params
+    except Exception:
+        return None
+    return profile_params
 
 
 def cmd_diff(store, args):
@@ -447,6 +458,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "repeated under every branch that uses it")
     sp.add_argument("--depth", type=int, default=None, metavar="N",
                     help="only artifacts at most N steps away")
+    sp.add_argument("--all-params", action="store_true", help="every param, not only those "
+                    "that differ from the profile")
     sp.set_defaults(fn=cmd_lineage)
     sp = sub.add_parser("graph", help="the stage DAG of ROOT")
     root_args(sp)

@@ -1,6 +1,7 @@
 """Lineage read from manifests only: upstream/downstream trees, diffs, verify, gc, status."""
 from __future__ import annotations
 
+import json
 import posixpath
 from dataclasses import dataclass, field
 
@@ -35,6 +36,23 @@ def resolve_ref(store: ArtifactStore, ref: str) -> dict:
 
 def fmt_params(params: dict) -> str:
     return " ".join(f"{k}={v}" for k, v in sorted(params.items())) or "-"
+
+
+def fmt_params_vs_profile(m: dict, baseline) -> str:
+    """An artifact's params as the ones that differ from its profile's values (``baseline``:
+    ``(profile, stage) -> dict``, or None for every param)."""
+    if baseline is None:
+        return fmt_params(m["params"])
+    try:
+        base = baseline(m.get("profile"), m["stage"])
+    except Exception:  # an unknown profile: show everything
+        return fmt_params(m["params"])
+    if not base:  # a stage the profiles do not set (another module's): show everything
+        return fmt_params(m["params"])
+    canon = lambda v: json.dumps(v, sort_keys=True, default=list)  # noqa: E731  (tuples = lists)
+    differ = {k: v for k, v in m["params"].items() if k not in base or canon(base[k]) != canon(v)}
+    same = f"as profile {m.get('profile')}"
+    return f"{fmt_params(differ)} (others {same})" if differ else same
 
 
 def describe(m: dict) -> str:
@@ -99,14 +117,14 @@ def _walk(store: ArtifactStore, m: dict, neighbours, depth: int | None) -> list[
     return [(longest[k], nodes[k]) for k in order]
 
 
-def _dag_lines(store: ArtifactStore, nodes, link: str, links) -> list[str]:
+def _dag_lines(store: ArtifactStore, nodes, link: str, links, baseline=None) -> list[str]:
     lines = []
     for _, n in nodes:
         if not isinstance(n, dict):
             lines.append(f"{n[0]} {n[1]} (MISSING from store)")
             continue
         lines.append(describe(n))
-        lines.append(f"    params: {fmt_params(n['params'])}")
+        lines.append(f"    params: {fmt_params_vs_profile(n, baseline)}")
         for f in n["outputs"].get("metrics", {}).get("source_files", []):
             lines.append(f"    source: {f['uri']} ({f.get('bytes', '?')} B)")
         found = links(n)
@@ -115,10 +133,12 @@ def _dag_lines(store: ArtifactStore, nodes, link: str, links) -> list[str]:
     return lines
 
 
-def upstream_dag_lines(store: ArtifactStore, m: dict, depth: int | None = None) -> list[str]:
+def upstream_dag_lines(store: ArtifactStore, m: dict, depth: int | None = None,
+                       baseline=None) -> list[str]:
     """The upstream DAG of an artifact, each artifact once (as ``dvc dag`` does), the artifact
-    first and every other after all that were built from it: a header line, its params, its
-    source files and the upstream artifacts it was built from."""
+    first and every other after all that were built from it: a header line, its params (those
+    that differ from ``baseline(profile, stage)`` when given), its source files and the
+    upstream artifacts it was built from."""
     def ups(n):
         out = []
         for _, u in sorted(n["upstream"].items()):
@@ -130,7 +150,7 @@ def upstream_dag_lines(store: ArtifactStore, m: dict, depth: int | None = None) 
     nodes = _walk(store, m, ups, depth)
     lines = _dag_lines(store, nodes, "from", lambda n: [
         f"{'' if name == u['stage'] else name + '='}{u['stage']} {u['version']}"
-        for name, u in sorted(n["upstream"].items())])
+        for name, u in sorted(n["upstream"].items())], baseline)
     shown = {(n["stage"], n["version"]) if isinstance(n, dict) else n for _, n in nodes}
     hidden = {(u["stage"], u["version"]) for _, n in nodes if isinstance(n, dict)
               for u in n["upstream"].values()} - shown
@@ -139,13 +159,15 @@ def upstream_dag_lines(store: ArtifactStore, m: dict, depth: int | None = None) 
     return lines
 
 
-def downstream_dag_lines(store: ArtifactStore, m: dict, depth: int | None = None) -> list[str]:
+def downstream_dag_lines(store: ArtifactStore, m: dict, depth: int | None = None,
+                         baseline=None) -> list[str]:
     """What was built from an artifact, each artifact once, in build order."""
     index = downstream_index(store)
     kids = lambda n: sorted(index.get((n["stage"], n["version"]), []),  # noqa: E731
                             key=lambda k: (k["stage"], k["version"]))
     nodes = _walk(store, m, kids, depth)
-    return _dag_lines(store, nodes, "used by", lambda n: [f"{k['stage']} {k['version']}" for k in kids(n)])
+    return _dag_lines(store, nodes, "used by", lambda n: [f"{k['stage']} {k['version']}" for k in kids(n)],
+                      baseline)
 
 
 def downstream_index(store: ArtifactStore) -> dict[tuple[str, str], list[dict]]:

@@ -45,6 +45,14 @@ def check_data_flow(store: str, env: dict | None = None, workers: str = "2", ext
     for stage in DOWNSTREAM_OF_URL_DEDUP[1:]:
         assert f"{stage} {next(iter(first[stage]))}: already committed" in r.stderr, stage
         assert ArtifactStore(store).versions(stage) == sorted(first[stage])  # no attempt folder
+    # lineage names the parameter that differs from the profile, and only that one
+    (new_dedup,) = after["url_dedup"] - first["url_dedup"]
+    lin = deeprecipe("--store", store, "lineage", f"url_dedup/{new_dedup}", env=env).stdout.splitlines()
+    assert lin[1].strip() == "params: num_buckets=3 (others as profile tiny)", lin[:3]
+    assert lin[4].strip() == "params: as profile tiny", lin[:6]  # crawl_ingest
+    full = deeprecipe("--store", store, "lineage", f"url_dedup/{new_dedup}", "--all-params",
+                      env=env).stdout.splitlines()
+    assert full[1].strip() == "params: num_buckets=3"
     # a fresh attempt of crawl_ingest writes the same bytes: cut off at url_dedup again
     run(luigi_cmd(*DATA, "--store", store, "--rerun", "crawl_ingest", *extra), env=env)
     again = versions(store)
