@@ -146,6 +146,9 @@ def test_stage_hf_folder_and_cli_export(tmp_path, tok_json):
         ctx.fs.put_file(str(scratch / name), ctx.output_path(name))
     put_hf_export(ctx, ours, tok_json, scratch)
     assert {f"hf/{n}" for n in hf_export.HF_FILES} <= set(ctx.outputs)
+    for name, staged in ctx.staged.items():  # publish the attempt's files, as a stage's commit does
+        if staged != name:
+            store.publish(store.path("grpo", ctx.version, staged), store.path("grpo", ctx.version, name))
     store.commit_manifest("grpo", ctx.version, {
         "stage": "grpo", "version": ctx.version, "run": {"end": "2026-12-04T00:00:00"},
         "outputs": {"files": [{"name": n} for n in ctx.outputs]}})
