@@ -156,7 +156,7 @@ class PipelineTask(luigi.Task):
 
 # what a retry cannot fix: logged as one line, without a traceback
 PERMANENT_ERRORS = {"StoreError", "IntegrityError", "ParameterError", "SourceError",
-                    "SourceFileError", "EmptyCorpusError", "PermanentFailure"}
+                    "SourceFileError", "EmptyCorpusError", "PermanentFailure", "ProfileError"}
 
 
 def _redact_log_records() -> None:

@@ -201,6 +201,7 @@ def test_profiles_rekey_and_unknown_profile_is_clear(store):
     assert st.splitlines()[-1] == f"{len(DATA_STAGES)} stages would run, 0 fresh"
     r = run(luigi_cmd(*DATA, "--store", store, "--profile", "huge"), check=False)
     assert r.returncode != 0 and "unknown profile 'huge'" in r.stderr
+    assert "Traceback" not in r.stderr  # one line, not a traceback before the message
 
 
 def test_rerun_and_rekey_local(store):
