@@ -314,12 +314,16 @@ def stage_tasks(root) -> list:
     from luigi.task import flatten
     from .task import VersionedTask
     seen: dict[str, object] = {}
+    entered: set[str] = set()
 
     def visit(t):
+        if t.task_id in entered:  # a shared upstream: its subtree is walked once
+            return
+        entered.add(t.task_id)
         deps = t.upstream().values() if isinstance(t, VersionedTask) else flatten(t.requires())
         for d in deps:
             visit(d)
-        if isinstance(t, VersionedTask) and t.task_id not in seen:
+        if isinstance(t, VersionedTask):
             seen[t.task_id] = t
     visit(root)
     return list(seen.values())
