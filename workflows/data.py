@@ -59,7 +59,7 @@ class SyntheticCrawl(StageTask):
 # -- crawl_ingest ----------------------------------------------------------------------------
 class CrawlIngest(StageTask):
     """WARC/WET/JSONL/Parquet source files → documents (id, url, domain, lang, text, source)."""
-    code_version = "3"  # 2: WARC framing checked (bad_framing), rows written in batches; 3: post meta dropped
+    code_version = "2"  # 2: WARC framing checked (bad_framing), rows written in batches
     source_objects = (crawl_ingest,)
     files_per_shard = luigi.OptionalIntParameter(default=None, description="source files per "
                                                  "ingest work unit (a Luigi task each)")
