@@ -9,6 +9,7 @@ hosts sharing ``luigid`` split a stage; the stage task then commits the manifest
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -23,6 +24,7 @@ from typing import Any, ClassVar, Iterable
 import luigi
 import luigi.util
 
+from . import config as cfg
 from . import manifest as mf
 from .luigi_config import install_defaults
 from .progress import Progress
@@ -77,7 +79,7 @@ def snake_case(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
-class ParameterError(ValueError):
+class ParameterError(cfg.ConfigError):
     """An option no stage can use; the message names it."""
     permanent = True
 
@@ -156,7 +158,8 @@ class PipelineTask(luigi.Task):
 
 # what a retry cannot fix: logged as one line, without a traceback
 PERMANENT_ERRORS = {"StoreError", "IntegrityError", "ParameterError", "SourceError",
-                    "SourceFileError", "EmptyCorpusError", "PermanentFailure", "ProfileError"}
+                    "SourceFileError", "EmptyCorpusError", "PermanentFailure", "ProfileError",
+                    "ConfigError"}
 
 
 def _redact_log_records() -> None:
@@ -385,17 +388,27 @@ class StageContext:
 
 
 class VersionedTask(PipelineTask):
-    """One stage. Subclasses set ``code_version``, declare tunable parameters (default None:
-    the profile's value is used), and implement ``upstream()``, optionally ``work()``
-    (the stage's shard tasks) and ``build(ctx) -> metrics``."""
+    """One stage. Subclasses set ``code_version`` and ``config_cls`` (a frozen dataclass of the
+    stage's parameters: each field becomes a Luigi option ``--Task-field`` whose default None
+    means the profile's value), and implement ``upstream()``, optionally ``work()`` (the
+    stage's shard tasks) and ``build(ctx) -> metrics``. A task without ``config_cls``
+    declares Luigi parameters itself (their values form the key)."""
     stage: ClassVar[str] = ""
     code_version: ClassVar[str] = "1"
+    config_cls: ClassVar[type | None] = None
     source_objects: ClassVar[tuple] = ()  # stage modules whose source the manifest hashes
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         if not cls.__dict__.get("stage"):
             cls.stage = snake_case(cls.__name__)
+        config_cls = cls.__dict__.get("config_cls")
+        if config_cls is not None:
+            for f in dataclasses.fields(config_cls):
+                if not isinstance(getattr(cls, f.name, None), luigi.Parameter):
+                    setattr(cls, f.name, cfg.luigi_parameter(config_cls, f.name))
+            if "display_empty" not in cls.__dict__:
+                cls.display_empty = cfg.display_empty(config_cls)
 
     # -- what a stage declares ---------------------------------------------------------
     def upstream(self) -> dict[str, "VersionedTask"]:
@@ -407,9 +420,14 @@ class VersionedTask(PipelineTask):
     def build(self, ctx: StageContext) -> dict:
         return {}
 
+    def profile_config(self):
+        """This stage's config in the chosen profile (None: the profile has none)."""
+        return None
+
     def profile_defaults(self) -> dict:
-        """This stage's parameter values in the chosen profile."""
-        return {}
+        """This stage's parameter values in the chosen profile, as plain values."""
+        base = self.profile_config()
+        return {} if base is None else cfg.plain(base)
 
     def key_extras(self) -> dict:
         """Facts besides parameters that identify the inputs (e.g. a source listing digest)."""
@@ -420,27 +438,62 @@ class VersionedTask(PipelineTask):
 
     # -- version -----------------------------------------------------------------------
     def tunable_param_names(self) -> list[str]:
+        if self.config_cls is not None:
+            return [f.name for f in dataclasses.fields(self.config_cls)]
         return [name for name, p in self.get_params()
                 if name not in GLOBAL_PARAMS and p.significant]
 
+    def command_line_values(self) -> dict:
+        """The config fields given on the command line or in luigi.cfg (not None)."""
+        return {name: getattr(self, name) for name in self.tunable_param_names()
+                if getattr(self, name) is not None}
+
+    @cached_property
+    def config(self):
+        """The stage's typed config: the profile's, with the command line's fields merged in
+        field by field (a dict option changes only the nested fields it names). A field that
+        nothing sets is a configuration error, raised here with the option names."""
+        if self.config_cls is None:
+            raise TypeError(f"{type(self).__name__} has no config_cls")
+        given = self.command_line_values()
+        base = self.profile_config()
+        if base is not None and not isinstance(base, self.config_cls):
+            raise ParameterError(f"{self.stage}: profile {self.profile!r} holds a "
+                                 f"{type(base).__name__}, the stage takes {self.config_cls.__name__}")
+        try:
+            if base is not None:
+                return cfg.merge(base, given, self.stage)
+            unset = [f.name for f in dataclasses.fields(self.config_cls)
+                     if f.name not in given and f.default is dataclasses.MISSING
+                     and f.default_factory is dataclasses.MISSING]
+            if unset:
+                raise self.unset_error(unset)
+            return cfg.build(self.config_cls, given, self.stage)
+        except ParameterError:
+            raise
+        except (cfg.ConfigError, ValueError) as e:
+            raise ParameterError(f"{self.stage}: {e}") from None
+
+    def unset_error(self, unset: list[str]) -> ParameterError:
+        return ParameterError(
+            f"{self.stage}: parameters {unset} are unset: profile "
+            f"{getattr(self, 'profile', None)!r} has no value for them; pass "
+            f"--{type(self).__name__}-{unset[0].replace('_', '-')} (and the rest) or use a "
+            "profile that sets them")
+
     @cached_property
     def stage_params(self) -> dict:
-        """Each tunable parameter: the command line's value, else the profile's. One that has
-        neither (None) is a configuration error, raised here with the names, never a None
-        handed to the stage's code."""
-        defaults = self.profile_defaults()
-        out = {}
-        for name in self.tunable_param_names():
-            value = getattr(self, name)
-            out[name] = defaults.get(name) if value is None else value
+        """Each tunable parameter's resolved value as plain JSON values (what the key and the
+        manifest hold): the typed config's fields, or for a task without ``config_cls`` its
+        Luigi parameters."""
+        if self.config_cls is not None:
+            out = cfg.plain(self.config)
+            self.check_params(out)
+            return out
+        out = {name: getattr(self, name) for name in self.tunable_param_names()}
         unset = [name for name, value in out.items() if value is None]
         if unset:
-            cls = type(self).__name__
-            raise ParameterError(
-                f"{self.stage}: parameters {unset} are unset: profile "
-                f"{getattr(self, 'profile', None)!r} has no value for them; pass "
-                f"--{cls}-{unset[0].replace('_', '-')} (and the rest) or use a profile that "
-                f"sets them")
+            raise self.unset_error(unset)
         self.check_params(out)
         return out
 

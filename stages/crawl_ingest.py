@@ -42,6 +42,8 @@ from warcio.archiveiterator import ArchiveIterator
 from warcio.exceptions import ArchiveLoadFailed
 from warcio.statusandheaders import StatusAndHeadersParser, StatusAndHeadersParserException
 
+from deeprecipe.pipeline.config import option
+
 DOC_SCHEMA = pa.schema([
     ("id", pa.string()),             # from the input when present, else sha1(source_name:offset)[:16]
     ("url", pa.string()),            # null when the input has none
@@ -77,6 +79,12 @@ _JUNK_CHARS = re.compile("[\x00-\x08\x0b\x0e-\x1f\ufffd]")  # C0 controls but ta
 _WARC_EXTENSIONS = (".warc", ".warc.gz", ".wet", ".wet.gz", ".warc.wet", ".warc.wet.gz")
 _JSONL_EXTENSIONS = (".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz", ".json.gz")
 _PARQUET_EXTENSIONS = (".parquet", ".pq")
+
+
+@dataclass(frozen=True)
+class CrawlIngestConfig:
+    files_per_shard: int = option("source files per ingest work unit (a Luigi task each)")
+    max_chars: int = option("characters kept per document; longer text is cut there and counted")
 
 
 class SourceFileError(ValueError):

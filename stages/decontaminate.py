@@ -17,7 +17,16 @@ import pyarrow as pa
 
 from deeprecipe.stages.minhash_dedup import combine_ngram_hashes, normalise_words, word_hash64
 
+from deeprecipe.pipeline.config import option
+
 NGRAM = 13
+
+
+@dataclass(frozen=True)
+class DecontaminateConfig:
+    ngram: int = option("word n-gram length shared with an evaluation item that removes a "
+                        "document")
+    eval_sources: list = option("'builtin' and/or eval files")
 
 
 def ngram_hashes(text: str, n: int = NGRAM) -> np.ndarray:

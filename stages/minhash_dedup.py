@@ -39,6 +39,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
+from deeprecipe.pipeline.config import option
+
 SEED = 1
 NUM_PERM = 112
 NGRAM = 5
@@ -51,6 +53,21 @@ _M64 = (1 << 64) - 1
 # ---------------------------------------------------------------------------------------------
 
 _NON_WORD = re.compile(r"[^\w\s]|_", re.UNICODE)
+
+
+@dataclass(frozen=True)
+class MinhashConfig:
+    """minhash_dedup's parameters, shared by its work tasks."""
+    threshold: float = option("Jaccard similarity from which two documents count as "
+                              "near-duplicates")
+    num_perm: int = option("MinHash permutations (signature length)")
+    ngram: int = option("word n-gram size of the shingles")
+    bands: int = option("LSH bands; 0: chosen for the threshold", display_empty="auto")
+    rows_per_band: int = option("rows per LSH band; 0: chosen for the threshold",
+                                display_empty="auto")
+    seed: int = option("seed of the MinHash permutations")
+    verify: bool = option("check LSH candidate pairs on the full signature before merging them")
+    shingle_hash: str = option("word_combine (batched, faster) | sha1 (datasketch's default)")
 
 
 def normalise_words(text: str) -> list[str]:

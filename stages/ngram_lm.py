@@ -26,8 +26,16 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from deeprecipe.stages.minhash_dedup import normalise_words
+from deeprecipe.pipeline.config import option
 
 BOS, EOS = "<s>", "</s>"
+
+
+@dataclass(frozen=True)
+class ReferenceLmConfig:
+    order: int = option("n-gram order of the Kneser-Ney reference LM")
+    seed_source: str = option("'builtin' or a .txt/.jsonl/.parquet path")
+    seed_docs: int = option("trusted seed documents used for training")
 
 
 _DIGIT = re.compile(r"\d")

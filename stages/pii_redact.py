@@ -42,6 +42,8 @@ import pyarrow as pa
 
 from deeprecipe.stages import pii_contact
 
+from deeprecipe.pipeline.config import option
+
 PLACEHOLDERS = {t: f"<{t}>" for t in ("EMAIL", "PHONE", "IP_ADDRESS", "CARD", "SSN", "IBAN", "PERSON", "ADDRESS")}
 NerHook = Callable[[str], Iterable[tuple[int, int]]]
 NAME_SCOPES = ("contact", "all", "off")
@@ -49,6 +51,15 @@ NAME_SCOPES = ("contact", "all", "off")
 # ---------------------------------------------------------------------------------------------
 # validators
 # ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PiiRedactConfig:
+    types: list = option("PII types; empty = all", display_empty="all")
+    keep_public_names: bool = option(
+        "true (default): names only in contact contexts (contact blocks, signatures, comment "
+        "authors, 'Contact: ...') become <PERSON>, names in running prose and bylines stay; "
+        "false: also bylines, honorific + name and gazetteer-confirmed names in prose", True)
 
 
 def luhn_valid(digits: str) -> bool:

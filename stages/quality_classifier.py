@@ -31,10 +31,26 @@ import fasttext
 import numpy as np
 import pyarrow as pa
 
+from deeprecipe.pipeline.config import option
+
 HQ, LQ = "__label__hq", "__label__lq"
 _PUNCT = re.compile(r"([^\w\s])", re.UNICODE)
 _SPACE = re.compile(r"\s+")
 _M_PERTURB = -6  # mallopt parameter, glibc malloc.h
+
+
+@dataclass(frozen=True)
+class QualityClassifierConfig:
+    seed_source: str = option("positives: 'builtin' or a .txt/.jsonl/.parquet path")
+    seed_docs: int = option("trusted seed documents used for training")
+    rounds: int = option("DeepSeekMath-style rounds: each adds high-scoring URL prefixes to the "
+                         "positives")
+    high_score: float = option("classifier score from which a crawl page counts as high quality")
+    min_pages: int = option("pages a URL prefix needs before it can join the positives")
+    prefix_hq_frac: float = option("share of a prefix's pages that must score high for it to "
+                                   "join the positives")
+    max_crawl_docs: int = option("crawl documents scored per round (the negatives are drawn "
+                                 "from them)")
 
 
 def fasttext_line(text: str, max_chars: int = 20000) -> str:

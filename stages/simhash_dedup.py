@@ -44,12 +44,23 @@ import numpy as np
 import pyarrow as pa
 
 from deeprecipe.stages.minhash_dedup import combine_ngram_hashes, normalise_words, word_hash64
+from deeprecipe.pipeline.config import option
 
 MAX_DISTANCE = 3
 MIN_SENTENCE_WORDS = 5
 MIN_DOC_WORDS = 50
 
 _SENTENCE_END = re.compile(r"(?<=[.!?…])\s+")
+
+
+@dataclass(frozen=True)
+class SimhashConfig:
+    max_distance: int = option("Hamming distance of 64-bit SimHashes from which two sentences "
+                               "are duplicates")
+    min_sentence_words: int = option("sentences shorter than this (words) are never hashed nor "
+                                     "removed")
+    min_doc_words: int = option("documents left with fewer words after sentence dedup are "
+                                "dropped")
 
 
 def sentence_spans(text: str) -> list[tuple[int, int]]:

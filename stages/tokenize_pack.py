@@ -45,6 +45,8 @@ from tokenizers import Tokenizer
 
 from deeprecipe.stages.tokenizer_train import EOS, FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX
 
+from deeprecipe.pipeline.config import option
+
 TOKEN_DTYPE = np.uint32
 SOURCE_DTYPE = np.int32
 _HASH_SCALE = float(1 << 53)
@@ -52,6 +54,18 @@ _HASH_SCALE = float(1 << 53)
 # ---------------------------------------------------------------------------------------------
 # deterministic per-document randomness
 # ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TokenizePackConfig:
+    seq_len: int = option("tokens per packed row (rows hold seq_len + 1 for the shifted target)")
+    val_fraction: float = option("share of documents (by content hash) held out for validation")
+    temperature: float = option("mixture temperature over sources: 1 = natural shares, higher "
+                                "flattens")
+    fim_rate: float = option("share of documents turned into fill-in-the-middle (PSM) examples")
+    source_column: str = option("document column that names the mixture source (e.g. domain)")
+    seed: int = option("seed of the mixture sampling and FIM")
+    reasoning_share: float = option("share of training tokens from reasoning_corpus (0: none)")
 
 
 def document_key(text: str) -> bytes:

@@ -23,10 +23,13 @@ page that contains ``"<|eos|>"`` gets ordinary tokens, never a control id.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from collections.abc import Iterable, Iterator
 
 import fsspec
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+
+from deeprecipe.pipeline.config import option
 
 BOS = "<|bos|>"
 EOS = "<|eos|>"
@@ -48,6 +51,13 @@ MIN_VOCAB_SIZE = BYTE_ALPHABET_SIZE + len(SPECIAL_TOKENS)
 
 LINE_BREAK_PATTERN = r"\r\n|\r|\n"
 PUNCTUATION_PATTERN = r" ?[\p{P}\p{S}]+"
+
+
+@dataclass(frozen=True)
+class TokenizerTrainConfig:
+    vocab_size: int = option("BPE vocabulary size, special tokens included")
+    min_frequency: int = option("a merge needs a pair seen at least this often")
+    max_docs: int = option("documents to train on (first N by shard order)")
 
 
 def build_pre_tokenizer() -> pre_tokenizers.PreTokenizer:

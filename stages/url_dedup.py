@@ -16,11 +16,14 @@ Documents without a URL (null or empty) get no key and always survive.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from collections.abc import Iterable
 from urllib.parse import parse_qsl, quote, unquote_to_bytes, urlencode, urlsplit, urlunsplit
 
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from deeprecipe.pipeline.config import option
 
 # Query parameters that only track the visitor and never select content.
 TRACKING_PARAMS: frozenset[str] = frozenset({
@@ -37,6 +40,12 @@ _PATH_SAFE = "/:@!$&'()*+,;=~"
 KEYS_SCHEMA = pa.schema([("url_key", pa.string()), ("bucket", pa.int32()),
                          ("shard", pa.int32()), ("row", pa.int64())])
 DROPS_SCHEMA = pa.schema([("shard", pa.int32()), ("row", pa.int64())])
+
+
+@dataclass(frozen=True)
+class UrlDedupConfig:
+    num_buckets: int = option("hash buckets of the URL-key reduce (speed only: the output does "
+                              "not change)")
 
 
 def _is_tracking(name: str, params: frozenset[str], prefixes: tuple[str, ...]) -> bool:

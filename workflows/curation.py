@@ -45,20 +45,7 @@ class MinhashDedup(StageTask):
     one survivor per cluster, the smallest (shard, row)."""
     code_version = "2"  # 2: a band of no rows has no pairs (was a crash)
     source_objects = (minhash_dedup,)
-    threshold = luigi.OptionalFloatParameter(default=None, description="Jaccard similarity from "
-                                             "which two documents count as near-duplicates")
-    num_perm = luigi.OptionalIntParameter(default=None, description="MinHash permutations "
-                                          "(signature length)")
-    ngram = luigi.OptionalIntParameter(default=None, description="word n-gram size of the shingles")
-    bands = luigi.OptionalIntParameter(default=None, description="LSH bands; 0: chosen for the threshold")
-    rows_per_band = luigi.OptionalIntParameter(default=None, description="rows per LSH band; 0: "
-                                               "chosen for the threshold")
-    display_empty: ClassVar[dict] = {"bands": "auto", "rows_per_band": "auto"}
-    seed = luigi.OptionalIntParameter(default=None, description="seed of the MinHash permutations")
-    verify = luigi.OptionalBoolParameter(default=None, description="check LSH candidate pairs on "
-                                         "the full signature before merging them")
-    shingle_hash = luigi.OptionalParameter(
-        default=None, description="word_combine (batched, faster) | sha1 (datasketch's default)")
+    config_cls = minhash_dedup.MinhashConfig
 
     def upstream(self):
         return {"docs": self.clone(UrlDedup)}
@@ -172,14 +159,7 @@ class SimhashDedup(StageTask):
     repeated boilerplate removed after its first occurrence; documents left short dropped."""
     code_version = "1"
     source_objects = (simhash_dedup,)
-    max_distance = luigi.OptionalIntParameter(default=None, description="Hamming distance of "
-                                              "64-bit SimHashes from which two sentences are "
-                                              "duplicates")
-    min_sentence_words = luigi.OptionalIntParameter(default=None, description="sentences shorter "
-                                                    "than this (words) are never hashed nor "
-                                                    "removed")
-    min_doc_words = luigi.OptionalIntParameter(default=None, description="documents left with "
-                                               "fewer words after sentence dedup are dropped")
+    config_cls = simhash_dedup.SimhashConfig
 
     def upstream(self):
         return {"docs": self.clone(MinhashDedup)}
@@ -243,11 +223,7 @@ class ReferenceLm(StageTask):
     """A Kneser–Ney word n-gram LM trained on the trusted seed corpus (KenLM's role in CCNet)."""
     code_version = "2"
     source_objects = (ngram_lm, reference_texts)
-    order = luigi.OptionalIntParameter(default=None, description="n-gram order of the Kneser-Ney "
-                                       "reference LM")
-    seed_source = luigi.OptionalParameter(default=None, description="'builtin' or a .txt/.jsonl/.parquet path")
-    seed_docs = luigi.OptionalIntParameter(default=None, description="trusted seed documents "
-                                           "used for training")
+    config_cls = ngram_lm.ReferenceLmConfig
 
     def build(self, ctx):
         p = self.stage_params
@@ -264,22 +240,7 @@ class QualityClassifier(StageTask):
     iterated DeepSeekMath-style (URL prefixes whose pages score high join the positives)."""
     code_version = "1"
     source_objects = (quality_classifier, reference_texts)
-    seed_source = luigi.OptionalParameter(default=None, description="positives: 'builtin' or a "
-                                          ".txt/.jsonl/.parquet path")
-    seed_docs = luigi.OptionalIntParameter(default=None, description="trusted seed documents "
-                                           "used for training")
-    rounds = luigi.OptionalIntParameter(default=None, description="DeepSeekMath-style rounds: "
-                                        "each adds high-scoring URL prefixes to the positives")
-    high_score = luigi.OptionalFloatParameter(default=None, description="classifier score from "
-                                              "which a crawl page counts as high quality")
-    min_pages = luigi.OptionalIntParameter(default=None, description="pages a URL prefix needs "
-                                           "before it can join the positives")
-    prefix_hq_frac = luigi.OptionalFloatParameter(default=None, description="share of a prefix's "
-                                                  "pages that must score high for it to join the "
-                                                  "positives")
-    max_crawl_docs = luigi.OptionalIntParameter(default=None, description="crawl documents "
-                                                "scored per round (the negatives are drawn from "
-                                                "them)")
+    config_cls = quality_classifier.QualityClassifierConfig
 
     def upstream(self):
         return {"docs": self.clone(SimhashDedup)}
@@ -314,21 +275,7 @@ class QualityFilter(StageTask):
     exempt from the heuristics that are wrong for them (``quality_heuristics.KIND_EXEMPT_RULES``)."""
     code_version = "3"
     source_objects = (quality_heuristics, ngram_lm, quality_classifier)
-    group_column = luigi.OptionalParameter(default=None, description="perplexity buckets per: domain | lang")
-    ppl_drop_percentile = luigi.OptionalFloatParameter(default=None, description="drop documents "
-                                                       "above this perplexity percentile of "
-                                                       "their group")
-    ppl_drop_min_ratio = luigi.OptionalFloatParameter(default=None, description="never drop below this "
-                                                      "multiple of the group's median perplexity")
-    min_hq_score = luigi.OptionalFloatParameter(default=None, description="drop documents whose "
-                                                "classifier score is below this (0: keep all)")
-    langs = luigi.OptionalListParameter(default=None, description="languages kept; empty keeps all")
-    display_empty: ClassVar[dict] = {"langs": "all"}
-    heuristics = luigi.OptionalBoolParameter(default=None, description="apply the "
-                                             "Gopher/C4/FineWeb heuristic rules")
-    ignore_rules = luigi.OptionalListParameter(default=None, description="heuristic rules not applied "
-                                               "to any page (code and math pages are already exempt "
-                                               "from curly_bracket)")
+    config_cls = quality_heuristics.QualityFilterConfig
 
     def upstream(self):
         return {"docs": self.clone(SimhashDedup), "lm": self.clone(ReferenceLm),
@@ -443,14 +390,8 @@ class PiiRedact(ShardMapStage):
     blocks and person names → typed placeholders."""
     code_version = "2"
     source_objects = (pii_redact, pii_contact)
+    config_cls = pii_redact.PiiRedactConfig
     input_stage = QualityFilter
-    types = luigi.OptionalListParameter(default=None, description="PII types; empty = all")
-    display_empty: ClassVar[dict] = {"types": "all"}
-    keep_public_names = luigi.BoolParameter(
-        default=True, parsing=luigi.BoolParameter.EXPLICIT_PARSING,
-        description="true (default): names only in contact contexts (contact blocks, signatures, comment "
-                    "authors, 'Contact: ...') become <PERSON>, names in running prose and bylines stay; "
-                    "false: also bylines, honorific + name and gazetteer-confirmed names in prose")
 
     def map_shard(self, table, ctx, shard):
         redactor = pii_redact.PiiRedactor(types=tuple(self.stage_params["types"]) or None,
@@ -462,10 +403,8 @@ class Decontaminate(ShardMapStage):
     """Drop documents sharing a long word n-gram with any evaluation item."""
     code_version = "1"
     source_objects = (decontaminate, reference_texts)
+    config_cls = decontaminate.DecontaminateConfig
     input_stage = PiiRedact
-    ngram = luigi.OptionalIntParameter(default=None, description="word n-gram length shared with "
-                                       "an evaluation item that removes a document")
-    eval_sources = luigi.OptionalListParameter(default=None, description="'builtin' and/or eval files")
 
     def key_extras(self):
         # the built-in eval set follows the generated crawl's seed (it plants those items)

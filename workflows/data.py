@@ -61,10 +61,7 @@ class CrawlIngest(StageTask):
     """WARC/WET/JSONL/Parquet source files → documents (id, url, domain, lang, text, source)."""
     code_version = "2"  # 2: WARC framing checked (bad_framing), rows written in batches
     source_objects = (crawl_ingest,)
-    files_per_shard = luigi.OptionalIntParameter(default=None, description="source files per "
-                                                 "ingest work unit (a Luigi task each)")
-    max_chars = luigi.OptionalIntParameter(default=None, description="characters kept per "
-                                           "document; longer text is cut there and counted")
+    config_cls = crawl_ingest.CrawlIngestConfig
 
     def upstream(self):
         return {} if self.source else {"crawl": self.clone(SyntheticCrawl)}
@@ -154,9 +151,7 @@ class UrlDedup(StageTask):
     """Exact dedup on normalised URLs; one deterministic survivor (first by shard, row)."""
     code_version = "1"
     source_objects = (url_dedup,)
-    num_buckets = luigi.OptionalIntParameter(default=None, description="hash buckets of the "
-                                             "URL-key reduce (speed only: the output does not "
-                                             "change)")
+    config_cls = url_dedup.UrlDedupConfig
 
     def upstream(self):
         return {"docs": self.clone(CrawlIngest)}

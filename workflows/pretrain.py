@@ -23,11 +23,7 @@ class TokenizerTrain(StageTask):
     """Byte-level BPE trained on (a sample of) the curated corpus; tokenizer.json + HF configs."""
     code_version = "1"
     source_objects = (tokenizer_train,)
-    vocab_size = luigi.OptionalIntParameter(default=None, description="BPE vocabulary size, "
-                                            "special tokens included")
-    min_frequency = luigi.OptionalIntParameter(default=None, description="a merge needs a pair "
-                                               "seen at least this often")
-    max_docs = luigi.OptionalIntParameter(default=None, description="documents to train on (first N by shard order)")
+    config_cls = tokenizer_train.TokenizerTrainConfig
 
     def upstream(self):
         return {"docs": self.clone(CuratedDocs)}
@@ -59,20 +55,7 @@ class TokenizePack(StageTask):
     tokens; the web sources split the rest by temperature."""
     code_version = "2"  # 2: reasoning_corpus unit (special ids, no FIM)
     source_objects = (tokenize_pack,)
-    seq_len = luigi.OptionalIntParameter(default=None, description="tokens per packed row (rows "
-                                         "hold seq_len + 1 for the shifted target)")
-    val_fraction = luigi.OptionalFloatParameter(default=None, description="share of documents "
-                                                "(by content hash) held out for validation")
-    temperature = luigi.OptionalFloatParameter(default=None, description="mixture temperature "
-                                               "over sources: 1 = natural shares, higher "
-                                               "flattens")
-    fim_rate = luigi.OptionalFloatParameter(default=None, description="share of documents turned "
-                                            "into fill-in-the-middle (PSM) examples")
-    source_column = luigi.OptionalParameter(default=None, description="document column that "
-                                            "names the mixture source (e.g. domain)")
-    seed = luigi.OptionalIntParameter(default=None, description="seed of the mixture sampling "
-                                      "and FIM")
-    reasoning_share = luigi.OptionalFloatParameter(default=None, description="share of training tokens from reasoning_corpus (0: none)")
+    config_cls = tokenize_pack.TokenizePackConfig
 
     def upstream(self):
         reasoning = {"reasoning": self.clone(ReasoningCorpus)} if self.mixes_reasoning() else {}
