@@ -39,7 +39,8 @@ import torch.nn.functional as F  # noqa: E402
 from deeprecipe.kernels.moe_grouped import moe_experts  # noqa: E402
 from deeprecipe.stages.moe_model import (MOE_CONFIGS, MoETransformer, compile_regions,  # noqa: E402
                               router_load_ratios, update_router_bias)
-from deeprecipe.stages.pretrain import TrainConfig, lr_multiplier, scheduled_gamma  # noqa: E402
+from deeprecipe.stages.pretrain import scheduled_gamma  # noqa: E402
+from deeprecipe.stages.train_config import TrainConfig, lr_multiplier  # noqa: E402
 
 PEAKS = {"989": 989e12, "790": 790e12}
 T_START = time.time()

@@ -143,7 +143,7 @@ def test_reward_model_ranks_chosen_over_rejected(tok):
     pairs = safety_preference_pairs()
     rm = pt.RewardModel(tiny_model(tok.vocab_size, seed=2))
     assert pt.preference_accuracy(rm, pairs, tok) == 0.0  # zero head: all scores equal
-    rows = pt.train_reward_model(rm, pairs, tok, pt.RMConfig(epochs=6, batch_pairs=8, lr=3e-3))
+    rows = pt.train_reward_model(rm, pairs, tok, pt.RewardModelConfig(epochs=6, batch_pairs=8, lr=3e-3))
     assert pt.preference_accuracy(rm, pairs, tok) == 1.0
     assert rows[-1]["loss"] < rows[0]["loss"]
 

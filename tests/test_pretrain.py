@@ -23,9 +23,9 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from deeprecipe.stages.moe_model import MOE_CONFIGS, MoETransformer
-from deeprecipe.stages.pretrain import (TokenSource, TrainConfig, checkpoint_dirs, export_hf_folder,
-                             load_model, lr_multiplier, scheduled_gamma, train,
-                             tree_from_tensors, tree_to_tensors)
+from deeprecipe.stages.pretrain import (TokenSource, checkpoint_dirs, export_hf_folder, load_model,
+                                        scheduled_gamma, train, tree_from_tensors, tree_to_tensors)
+from deeprecipe.stages.train_config import TrainConfig, lr_multiplier
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

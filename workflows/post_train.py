@@ -365,7 +365,7 @@ class RewardModel(StageTask):
     the safety / helpfulness preference pairs."""
     code_version = "2"
     source_objects = (pt, grpo_losses, report)
-    rm = luigi.OptionalDictParameter(default=None, description="stages.post_train.RMConfig fields")
+    rm = luigi.OptionalDictParameter(default=None, description="stages.r1.config.RewardModelConfig fields")
     threads = luigi.OptionalIntParameter(default=None, description="CPU threads for torch (CPU "
                                          "runs)")
     device = luigi.OptionalParameter(default=None, description="'cpu' or 'cuda'")
@@ -383,7 +383,7 @@ class RewardModel(StageTask):
         train = [r for r in pairs if r["split"] == rd.TRAIN]
         held = [r for r in pairs if r["split"] == rd.HELD_OUT]
         acc_before = pt.preference_accuracy(rm, train, tok)
-        rows = pt.train_reward_model(rm, train, tok, pt.RMConfig(**dict(p["rm"])))
+        rows = pt.train_reward_model(rm, train, tok, pt.RewardModelConfig(**dict(p["rm"])))
         out = local_dir(ctx, "export")
         rm.cpu().save(folder / "tokenizer.json", out)
         pt.write_metrics(rows, out / "metrics.jsonl")
