@@ -17,11 +17,11 @@ import pyarrow.compute as pc
 import pytest
 from warcio.archiveiterator import ArchiveIterator
 
-from deeprecipe.stages import synthetic_crawl
+from deeprecipe.stages.generators import synthetic_crawl
 from deeprecipe.stages.crawl_ingest import ingest_file
-from deeprecipe.stages.labelled_corpus import SPAM_GENERATORS, eval_items, shingle_jaccard
+from deeprecipe.stages.generators.labelled_corpus import SPAM_GENERATORS, eval_items, shingle_jaccard
 from deeprecipe.stages.quality_classifier import url_prefix
-from deeprecipe.stages.synthetic_crawl import (CODE_SITES, GROUND_TRUTH_SCHEMA, LANGUAGE_PACKS, MATH_SITES,
+from deeprecipe.stages.generators.synthetic_crawl import (CODE_SITES, GROUND_TRUTH_SCHEMA, LANGUAGE_PACKS, MATH_SITES,
                                     NON_DOCUMENT_KINDS, SITES, SPAM_SITES, URL_VARIANT_KINDS,
                                     SyntheticCrawlConfig, ground_truth, ground_truth_table, render_natural_page,
                                     render_page, url_variant, warc_file_name, write_warc_file)
@@ -126,7 +126,7 @@ def test_pages_are_distinct_deterministic_and_in_their_site_language():
 
 WARC_DIGEST_SCRIPT = """
 import hashlib, io
-from deeprecipe.stages.synthetic_crawl import SyntheticCrawlConfig, write_warc_file
+from deeprecipe.stages.generators.synthetic_crawl import SyntheticCrawlConfig, write_warc_file
 buf = io.BytesIO()
 write_warc_file(buf, SyntheticCrawlConfig(seed=3, pages_per_file=120), 0)
 print(hashlib.sha256(buf.getvalue()).hexdigest())

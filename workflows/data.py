@@ -10,7 +10,8 @@ import luigi
 
 from deeprecipe.pipeline.sources import list_source_files, listing_digest
 from deeprecipe.pipeline.store import open_filesystem
-from deeprecipe.stages import crawl_ingest, synthetic_crawl, url_dedup
+from deeprecipe.stages import crawl_ingest, url_dedup
+from deeprecipe.stages.generators import synthetic_crawl
 
 from .base import StageTask, StageWork, part_name, phase_markers, sum_phase, work_of
 

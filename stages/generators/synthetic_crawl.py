@@ -11,7 +11,7 @@ image and a CSS stylesheet. Output is byte-identical for the same config (no wal
 random UUIDs: dates and record ids derive from the seed).
 
 Labelled pages. A share of the original page slots of every file carries a labelled document
-from ``stages.labelled_corpus`` as its article body (counts per file = ``rate * pages_per_file``,
+from ``stages.generators.labelled_corpus`` as its article body (counts per file = ``rate * pages_per_file``,
 rounded; see ``SyntheticCrawlConfig``):
 
 * ``near_dup`` / ``far_pair``: pairs of pages at a measured word-5-gram Jaccard of their article
@@ -57,7 +57,7 @@ import pyarrow as pa
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
-from deeprecipe.stages import labelled_corpus
+from deeprecipe.stages.generators import labelled_corpus
 
 # ---------------------------------------------------------------------------------------------
 # Per-language text material. Sentences are templates over subject / verb / object / place slots;
@@ -1269,6 +1269,7 @@ def write_warc_file(fileobj: BinaryIO, config: SyntheticCrawlConfig, file_index:
         return StatusAndHeaders(status, [("Content-Type", content_type), ("Content-Length", str(len(body))),
                                          ("Date", date), ("Server", "nginx"), *extra], protocol="HTTP/1.1")
 
+    # the module's name before it moved into stages/generators/: kept, so the files keep their bytes
     info = (f"software: deeprecipe.stages.synthetic_crawl\r\nformat: WARC File Format 1.1\r\n"
             f"seed: {config.seed}\r\nfile_index: {file_index}\r\n").encode()
     emit(writer.create_warc_record("", "warcinfo", payload=BytesIO(info), length=len(info),
