@@ -21,7 +21,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from deeprecipe.stages.crawl_ingest import html_main_text  # noqa: E402
-from deeprecipe.stages.generators.synthetic_crawl import Page, SyntheticCrawlConfig, render_page  # noqa: E402
+from deeprecipe.stages.generators.crawl_pages import render_page  # noqa: E402
+from deeprecipe.stages.generators.crawl_spec import Page, SyntheticCrawlConfig  # noqa: E402
 
 _SPACE = re.compile(r"\s+")
 

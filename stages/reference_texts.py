@@ -22,7 +22,8 @@ SEED_OFFSET = 1_000_003  # a seed far from the crawl's, so trusted pages never r
 def builtin_trusted_texts(n: int, seed: int = 0) -> list[str]:
     """Clean article bodies from the crawl generator's own languages and vocabulary, drawn
     under a different seed: what a trusted encyclopedia is to Common Crawl, at our scale."""
-    from deeprecipe.stages.generators.synthetic_crawl import SyntheticCrawlConfig, render_natural_page
+    from deeprecipe.stages.generators.crawl_pages import render_natural_page
+    from deeprecipe.stages.generators.crawl_spec import SyntheticCrawlConfig
     config = SyntheticCrawlConfig(seed=seed + SEED_OFFSET)
     return [" ".join(render_natural_page(config, i).article_sentences) for i in range(n)]
 
