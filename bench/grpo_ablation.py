@@ -62,7 +62,7 @@ import torch  # noqa: E402
 from deeprecipe.pipeline.store import ArtifactStore  # noqa: E402
 from deeprecipe.pipeline.task import Artifact  # noqa: E402
 from deeprecipe.stages import post_train as pt  # noqa: E402
-from deeprecipe.stages.reasoning_data import rl_problems  # noqa: E402
+from deeprecipe.stages.generators.reasoning_data import rl_problems  # noqa: E402
 from deeprecipe.stages.report import format_onset, grpo_summary  # noqa: E402
 from deeprecipe.workflows.profiles import PROFILES  # noqa: E402
 

@@ -259,7 +259,8 @@ def bench_names(docs, warc: str | None = None) -> None:
 
 
 def crawl_texts(n_pages: int) -> list[str]:
-    from deeprecipe.stages.synthetic_crawl import SyntheticCrawlConfig, render_page
+    from deeprecipe.stages.generators.crawl_pages import render_page
+    from deeprecipe.stages.generators.crawl_spec import SyntheticCrawlConfig
     config = SyntheticCrawlConfig(seed=0)
     return [render_page(config, i).article_text() for i in range(n_pages)]
 

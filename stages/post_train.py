@@ -6,7 +6,7 @@ Chat format (one turn; every tag is a single special token of `stages.tokenizer_
     <|user|>{prompt}<|assistant|><think>\\n{reasoning}\\n</think>\\n<answer>{answer}</answer><|eos|>
 
 The prompt part is `<|user|>{prompt}<|assistant|>` (`chat_prompt`); the response is the
-`solution` text of a `stages.reasoning_data` row followed by `<|eos|>`. R1-Zero skips the chat
+`solution` text of a `stages.generators.reasoning_data` row followed by `<|eos|>`. R1-Zero skips the chat
 tokens and uses the plain-text template `reasoning_data.r1_zero_prompt` (`prompt_style='r1_zero'`)
 on the base model. A response ends at `<|eos|>` or a token of `PROMPT_STOPS[style]` (none by
 default: R1-Zero rollouts are not cut at `</answer>` as vLLM-based setups often do, see the
@@ -42,7 +42,7 @@ from safetensors.torch import load_file, save_file
 from . import grpo as G
 from .moe_model import MoE, MoEConfig, MoETransformer, Router
 from .pretrain import export_hf_folder
-from .reasoning_data import r1_zero_prompt
+from .generators.reasoning_data import r1_zero_prompt
 from .rewards import (extract_answer, extract_think, format_reward, language_consistency_reward,
                       verify_answer)
 from .r1.config import LOSS_NORMS, SAMPLERS, SPIKE_HISTORY, GRPOConfig, RewardModelConfig, SFTConfig  # noqa: F401

@@ -22,7 +22,8 @@ SEED_OFFSET = 1_000_003  # a seed far from the crawl's, so trusted pages never r
 def builtin_trusted_texts(n: int, seed: int = 0) -> list[str]:
     """Clean article bodies from the crawl generator's own languages and vocabulary, drawn
     under a different seed: what a trusted encyclopedia is to Common Crawl, at our scale."""
-    from deeprecipe.stages.synthetic_crawl import SyntheticCrawlConfig, render_natural_page
+    from deeprecipe.stages.generators.crawl_pages import render_natural_page
+    from deeprecipe.stages.generators.crawl_spec import SyntheticCrawlConfig
     config = SyntheticCrawlConfig(seed=seed + SEED_OFFSET)
     return [" ".join(render_natural_page(config, i).article_sentences) for i in range(n)]
 
@@ -30,7 +31,7 @@ def builtin_trusted_texts(n: int, seed: int = 0) -> list[str]:
 def builtin_eval_texts(seed: int = 0, crawl_eval_items: int = 50) -> list[str]:
     """The evaluation items the pipeline itself uses: held-out reasoning problems (prompt and
     reference solution) and the evaluation items the generated crawl (of this seed) plants."""
-    from deeprecipe.stages import labelled_corpus, reasoning_data
+    from deeprecipe.stages.generators import labelled_corpus, reasoning_data
     rows = reasoning_data.generate_problems(20, seed=seed)
     texts = [f"{r['prompt']} {r['solution']}" for r in rows if r["split"] != "train"]
     return texts + list(labelled_corpus.eval_items(seed, crawl_eval_items))

@@ -1,6 +1,6 @@
 """Rule rewards of DeepSeek-R1: format, accuracy, language consistency, and their weighted sum.
 
-A response is scored as text; a problem is a row of `stages.reasoning_data` (a dict with at least
+A response is scored as text; a problem is a row of `stages.generators.reasoning_data` (a dict with at least
 `task` and `answer`; countdown rows also carry `meta` = {"numbers": [...], "target": n}, as a
 dict or a JSON string). No neural reward model: every reward here is a rule you can read.
 

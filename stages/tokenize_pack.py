@@ -386,7 +386,7 @@ def pack_table(tok: Tokenizer, table: pa.Table, *, seq_len: int,
                parse_special: bool = False) -> PackedShard:
     """Rows of one split of one input shard (steps 1-6 of the module doc).
 
-    ``parse_special=True`` (trusted, generated text only, e.g. ``stages.reasoning_corpus``):
+    ``parse_special=True`` (trusted, generated text only, e.g. ``stages.generators.reasoning_corpus``):
     special-token strings such as ``"<think>"`` in the text become their special ids.
 
     ``source_rates`` (train only) from ``sampling_rates``; None: every document once.

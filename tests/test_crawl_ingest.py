@@ -14,7 +14,9 @@ from warcio.warcwriter import WARCWriter
 
 from deeprecipe.stages.crawl_ingest import (DOC_SCHEMA, IngestStats, SourceFileError, cap_text, detect_format,
                                  document_id, ingest_file, iter_documents, url_domain)
-from deeprecipe.stages.synthetic_crawl import SyntheticCrawlConfig, render_page, warc_file_name, write_warc_file
+from deeprecipe.stages.generators.crawl_pages import render_page
+from deeprecipe.stages.generators.crawl_spec import SyntheticCrawlConfig
+from deeprecipe.stages.generators.synthetic_crawl import warc_file_name, write_warc_file
 
 CONFIG = SyntheticCrawlConfig(seed=11, num_files=3, pages_per_file=120)
 

@@ -132,7 +132,8 @@ def test_data_pipeline_on_s3(moto_server, s3_bucket, monkeypatch):
 
 
 def write_bad_inputs(folder):
-    from deeprecipe.stages.synthetic_crawl import SyntheticCrawlConfig, write_warc_file
+    from deeprecipe.stages.generators.crawl_spec import SyntheticCrawlConfig
+    from deeprecipe.stages.generators.synthetic_crawl import write_warc_file
     import io
     buf = io.BytesIO()
     write_warc_file(buf, SyntheticCrawlConfig(seed=3, num_files=1, pages_per_file=40), 0)

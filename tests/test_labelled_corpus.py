@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from deeprecipe.stages.labelled_corpus import (EVAL_NGRAM, LOOKALIKE_KINDS, eval_items, far_pair, lookalike, math_page,
+from deeprecipe.stages.generators.labelled_corpus import (EVAL_NGRAM, LOOKALIKE_KINDS, eval_items, far_pair, lookalike, math_page,
                                     natural_page, near_duplicate, pii_page, pii_sentences, shingle_jaccard)
 from deeprecipe.stages.minhash_dedup import normalise_words
 

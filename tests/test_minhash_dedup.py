@@ -8,7 +8,7 @@ import pytest
 from datasketch import MinHash
 
 from deeprecipe.stages import minhash_dedup as md
-from deeprecipe.stages.labelled_corpus import make_corpus
+from deeprecipe.stages.generators.labelled_corpus import make_corpus
 
 
 @functools.lru_cache(maxsize=1)

@@ -6,7 +6,7 @@ import pyarrow as pa
 import pytest
 
 from deeprecipe.stages import pii_redact as pr
-from deeprecipe.stages.labelled_corpus import make_corpus
+from deeprecipe.stages.generators.labelled_corpus import make_corpus
 
 
 @functools.lru_cache(maxsize=1)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from deeprecipe.stages import quality_heuristics as qh
-from deeprecipe.stages.labelled_corpus import make_corpus, seed_corpus
+from deeprecipe.stages.generators.labelled_corpus import make_corpus, seed_corpus
 from deeprecipe.stages.ngram_lm import KneserNeyLM, perplexity_buckets
 from deeprecipe.stages.quality_classifier import FastTextClassifier, glibc, iterate_seed, url_prefix
 

@@ -2,8 +2,8 @@
 solution, tag style by hash share."""
 import pytest
 
-from deeprecipe.stages import reasoning_corpus as rc
-from deeprecipe.stages import reasoning_data as rd
+from deeprecipe.stages.generators import reasoning_corpus as rc
+from deeprecipe.stages.generators import reasoning_data as rd
 
 TASKS, LEVELS = ["arithmetic", "word_problem", "counting"], [1, 2]
 

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from deeprecipe.stages import reasoning_data as rd
+from deeprecipe.stages.generators import reasoning_data as rd
 from deeprecipe.stages.rewards import accuracy_reward, format_reward
 
 

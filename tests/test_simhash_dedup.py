@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from deeprecipe.stages import simhash_dedup as sd
-from deeprecipe.stages.labelled_corpus import lexicon, make_corpus
+from deeprecipe.stages.generators.labelled_corpus import lexicon, make_corpus
 
 
 @functools.lru_cache(maxsize=1)

@@ -17,14 +17,16 @@ import pyarrow.compute as pc
 import pytest
 from warcio.archiveiterator import ArchiveIterator
 
-from deeprecipe.stages import synthetic_crawl
+from deeprecipe.stages.generators import crawl_pages
 from deeprecipe.stages.crawl_ingest import ingest_file
-from deeprecipe.stages.labelled_corpus import SPAM_GENERATORS, eval_items, shingle_jaccard
+from deeprecipe.stages.generators.labelled_corpus import SPAM_GENERATORS, eval_items, shingle_jaccard
 from deeprecipe.stages.quality_classifier import url_prefix
-from deeprecipe.stages.synthetic_crawl import (CODE_SITES, GROUND_TRUTH_SCHEMA, LANGUAGE_PACKS, MATH_SITES,
-                                    NON_DOCUMENT_KINDS, SITES, SPAM_SITES, URL_VARIANT_KINDS,
-                                    SyntheticCrawlConfig, ground_truth, ground_truth_table, render_natural_page,
-                                    render_page, url_variant, warc_file_name, write_warc_file)
+from deeprecipe.stages.generators.crawl_languages import LANGUAGE_PACKS
+from deeprecipe.stages.generators.crawl_pages import render_natural_page, render_page
+from deeprecipe.stages.generators.crawl_spec import (CODE_SITES, MATH_SITES, NON_DOCUMENT_KINDS, SITES, SPAM_SITES,
+                                                     URL_VARIANT_KINDS, SyntheticCrawlConfig)
+from deeprecipe.stages.generators.synthetic_crawl import (GROUND_TRUTH_SCHEMA, ground_truth, ground_truth_table,
+                                                          url_variant, warc_file_name, write_warc_file)
 
 SMALL = SyntheticCrawlConfig(seed=3, num_files=2, pages_per_file=120)
 
@@ -126,7 +128,8 @@ def test_pages_are_distinct_deterministic_and_in_their_site_language():
 
 WARC_DIGEST_SCRIPT = """
 import hashlib, io
-from deeprecipe.stages.synthetic_crawl import SyntheticCrawlConfig, write_warc_file
+from deeprecipe.stages.generators.crawl_spec import SyntheticCrawlConfig
+from deeprecipe.stages.generators.synthetic_crawl import write_warc_file
 buf = io.BytesIO()
 write_warc_file(buf, SyntheticCrawlConfig(seed=3, pages_per_file=120), 0)
 print(hashlib.sha256(buf.getvalue()).hexdigest())
@@ -174,8 +177,8 @@ TINY = SyntheticCrawlConfig(seed=0, num_files=4, pages_per_file=400)  # the `tin
 
 
 def clear_generator_caches():
-    for cached in (synthetic_crawl.file_roles, synthetic_crawl.pair_contents, synthetic_crawl.boilerplate_pool,
-                   synthetic_crawl.crawl_eval_items, synthetic_crawl.pack_vocabulary):
+    for cached in (crawl_pages.file_roles, crawl_pages.pair_contents, crawl_pages.boilerplate_pool,
+                   crawl_pages.crawl_eval_items, crawl_pages.pack_vocabulary):
         cached.cache_clear()
 
 
@@ -250,7 +253,7 @@ def test_ingested_pages_keep_every_planted_item(tiny_docs):
         label, text = truth["label"], doc["text"]
         if label == "pii":
             planted = json.loads(truth["pii_items"]) + json.loads(truth["lookalikes"])
-            assert len(planted) == synthetic_crawl.PII_PER_PAGE + synthetic_crawl.LOOKALIKES_PER_PAGE
+            assert len(planted) == crawl_pages.PII_PER_PAGE + crawl_pages.LOOKALIKES_PER_PAGE
             assert all(value in text for _, value in planted), truth["url"]
         elif label == "contaminated":
             assert items[truth["eval_item"]] in text

@@ -8,7 +8,8 @@ import pyarrow as pa
 import pytest
 
 from deeprecipe.stages.crawl_ingest import ingest_file
-from deeprecipe.stages.synthetic_crawl import SyntheticCrawlConfig, ground_truth, warc_file_name, write_warc_file
+from deeprecipe.stages.generators.crawl_spec import SyntheticCrawlConfig
+from deeprecipe.stages.generators.synthetic_crawl import ground_truth, warc_file_name, write_warc_file
 from deeprecipe.stages.url_dedup import (DROPS_SCHEMA, KEYS_SCHEMA, dedup_shards, dedup_stats, drop_rows,
                               duplicate_rows, merge_stats, normalize_url, split_by_bucket, url_keys)
 

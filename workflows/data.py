@@ -10,7 +10,9 @@ import luigi
 
 from deeprecipe.pipeline.sources import list_source_files, listing_digest
 from deeprecipe.pipeline.store import open_filesystem
-from deeprecipe.stages import crawl_ingest, synthetic_crawl, url_dedup
+from deeprecipe.stages import crawl_ingest, url_dedup
+from deeprecipe.stages.generators import (crawl_languages, crawl_page_parts, crawl_pages, crawl_spec,
+                                          synthetic_crawl)
 
 from .base import StageTask, StageWork, part_name, phase_markers, sum_phase, work_of
 
@@ -34,7 +36,7 @@ class SyntheticCrawl(StageTask):
     benchmark (near-duplicates at known Jaccard, spam, PII and look-alikes, code, math,
     cross-site boilerplate, contaminated pages) with its ground truth."""
     code_version = "3"  # 3: output independent of PYTHONHASHSEED
-    source_objects = (synthetic_crawl,)
+    source_objects = (synthetic_crawl, crawl_pages, crawl_page_parts, crawl_spec, crawl_languages)
     seed = luigi.OptionalIntParameter(default=None, description="generator seed (pages, sites, "
                                       "duplicates; same seed = same bytes)")
     num_files = luigi.OptionalIntParameter(default=None, description="WARC.gz files to generate")

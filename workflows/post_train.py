@@ -24,7 +24,7 @@ import luigi
 import pyarrow as pa
 
 from deeprecipe.pipeline.lazy import lazy_module
-from deeprecipe.stages import reasoning_data as rd
+from deeprecipe.stages.generators import reasoning_data as rd
 from deeprecipe.stages import report
 from deeprecipe.stages import rewards
 

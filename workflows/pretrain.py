@@ -8,7 +8,8 @@ import luigi
 import pyarrow as pa
 from tokenizers import Tokenizer
 
-from deeprecipe.stages import reasoning_corpus, tokenize_pack, tokenizer_train
+from deeprecipe.stages import tokenize_pack, tokenizer_train
+from deeprecipe.stages.generators import reasoning_corpus
 
 from .base import StageTask, StageWork, part_name, phase_markers, sum_phase, work_of
 from .curation import Decontaminate as CuratedDocs
@@ -51,8 +52,8 @@ class TokenizePack(StageTask):
     temperature mixture over sources and FIM; count (per shard) → pack (per shard).
 
     `reasoning_share` > 0 mixes in reasoning_corpus (worked train-split problems) as one more
-    unit and source (`stages.reasoning_corpus.SOURCE`) pinned at that share of the training
-    tokens; the web sources split the rest by temperature."""
+    unit and source (`stages.generators.reasoning_corpus.SOURCE`) pinned at that share of the
+    training tokens; the web sources split the rest by temperature."""
     code_version = "2"  # 2: reasoning_corpus unit (special ids, no FIM)
     source_objects = (tokenize_pack,)
     config_cls = tokenize_pack.TokenizePackConfig

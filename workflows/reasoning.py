@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import luigi
 
-from deeprecipe.stages import reasoning_corpus as rc
-from deeprecipe.stages import reasoning_data as rd
+from deeprecipe.stages.generators import reasoning_corpus as rc
+from deeprecipe.stages.generators import reasoning_data as rd
 
 from .base import StageTask, part_name
 from .curation import Decontaminate
@@ -94,9 +94,10 @@ class ReasoningData(StageTask):
 
 
 class ReasoningCorpus(StageTask):
-    """Worked train-split problems as pretraining documents (`stages.reasoning_corpus`): those
-    of reasoning_data plus `extra_per_task_level` more generated ones per (task, level), held-out
-    and RL problems excluded; one Parquet part (id, task, level, style, text)."""
+    """Worked train-split problems as pretraining documents
+    (`stages.generators.reasoning_corpus`): those of reasoning_data plus `extra_per_task_level`
+    more generated ones per (task, level), held-out and RL problems excluded; one Parquet part
+    (id, task, level, style, text)."""
     code_version = "3"  # 2: tagged documents as Q/A threads; 3: rl-split problems excluded
     source_objects = (rc, rd)
     seed = luigi.OptionalIntParameter(default=None, description="seed of the extra generated "

@@ -34,7 +34,7 @@ from typing import Iterable, Sequence
 
 import pyarrow as pa
 
-from deeprecipe.stages import reasoning_data as rd
+from deeprecipe.stages.generators import reasoning_data as rd
 from deeprecipe.stages.tokenize_pack import hash_uniform
 
 STYLES = ("solution", "tagged")

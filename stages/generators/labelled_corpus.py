@@ -16,7 +16,7 @@ them into ``(docs, truth)``:
 Text is synthetic: a small grammar over real stop words and generated content words per
 language (en, de, fr, es), so n-gram statistics are learnable and unrelated documents share no
 5-grams by accident. Prose generators take an optional ``sentence`` source (``SentenceFn``) and
-``near_duplicate`` an optional ``vocabulary``, so ``stages.synthetic_crawl`` fills the same
+``near_duplicate`` an optional ``vocabulary``, so ``stages.generators.synthetic_crawl`` fills the same
 labelled structures with its news-site language packs; the defaults leave ``make_corpus`` as is.
 
 ``eval_items(seed, n)``: held-out evaluation items (generated arithmetic word problems) that the
