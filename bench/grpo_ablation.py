@@ -64,7 +64,7 @@ from deeprecipe.pipeline.task import Artifact  # noqa: E402
 from deeprecipe.stages import post_train as pt  # noqa: E402
 from deeprecipe.stages.generators.reasoning_data import rl_problems  # noqa: E402
 from deeprecipe.stages.report import format_onset, grpo_summary  # noqa: E402
-from deeprecipe.workflows.profiles import PROFILES  # noqa: E402
+from deeprecipe.profiles import PROFILES, profile_params  # noqa: E402
 
 VARIANTS = {  # name -> GRPOConfig overrides of the profile's grpo config (None: no training)
     "cold_start": None,
@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     t0 = time.time()
     store = ArtifactStore(args.store)
-    prof = PROFILES[args.profile]
+    prof = {stage: profile_params(args.profile, stage) for stage in ("grpo", "grpo_zero", "evaluate")}
     start_stage, rl_stage, style = STARTS[args.start]
     rl_prof = prof[rl_stage]
     start = Artifact(store, store.newest(start_stage))

@@ -58,7 +58,6 @@ Logic check on a CPU (tiny profile, a temp store, all phases, ~6 min on 2 cores)
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import math
 import os
@@ -79,7 +78,8 @@ if str(REPO) not in sys.path:
 from deeprecipe.pipeline.store import ArtifactStore  # noqa: E402
 from deeprecipe.pipeline.task import PipelineTask  # noqa: E402
 from deeprecipe.stages.report import format_onset  # noqa: E402
-from deeprecipe.workflows.profiles import PROFILES  # noqa: E402
+from deeprecipe.pipeline.config import merge  # noqa: E402
+from deeprecipe.profiles import profile, profile_params, register  # noqa: E402
 
 PHASES = {  # name -> (root task, its targets, workers: None = all cores)
     "data": ("R1Phase", ["TokenizePack", "ReasoningData"], None),
@@ -91,7 +91,7 @@ PHASES = {  # name -> (root task, its targets, workers: None = all cores)
     "rl": ("R1Phase", ["Grpo", "RejectionSample"], 1),
     "post": ("RunR1Pipeline", None, 1),
 }
-PROFILE_ENV = "R1_BENCH_PROFILE"  # JSON {"name": ..., "stages": {stage: params}}
+PROFILE_ENV = "R1_BENCH_PROFILE"  # JSON {"name", "base": profile, "stages": {stage: params}}
 STAGES = ["synthetic_crawl", "crawl_ingest", "url_dedup", "minhash_dedup", "simhash_dedup",
           "reference_lm", "quality_classifier", "quality_filter", "pii_redact", "decontaminate",
           "tokenizer_train", "reasoning_data", "reasoning_corpus", "tokenize_pack", "pretrain_moe",
@@ -107,7 +107,7 @@ REPORT_FILES = ("report.md", "results.json", "pass_at_1.png", "response_length.p
 
 if os.environ.get(PROFILE_ENV):  # inside the luigi processes this script starts
     _spec = json.loads(os.environ[PROFILE_ENV])
-    PROFILES[_spec["name"]] = _spec["stages"]
+    register(_spec["name"], lambda: merge(profile(_spec["base"]), _spec["stages"], _spec["name"]))
 
 
 class R1Phase(PipelineTask, luigi.WrapperTask):
@@ -130,7 +130,7 @@ def short_train(train: dict, steps: int) -> dict:
 
 def r1_profile(args) -> dict[str, dict]:
     """The profile's stage parameters with this run's R1-path changes (plain values)."""
-    stages = copy.deepcopy(PROFILES[args.profile])
+    stages = {stage: profile_params(args.profile, stage) for stage in STAGES}
     if args.crawl_files:
         stages["synthetic_crawl"]["num_files"] = args.crawl_files
     for stage, steps in (("pretrain_moe", args.base_steps),
@@ -174,6 +174,7 @@ def run_phase(name: str, args, deadline: float) -> int | None:
     if targets:
         cmd += ["--targets", json.dumps(targets)]
     env = {**os.environ, PROFILE_ENV: json.dumps({"name": f"{args.profile}-r1",
+                                                  "base": args.profile,
                                                   "stages": r1_profile(args)}),
            "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", ""))
                                          if p)}

@@ -191,7 +191,7 @@ def profile_baseline():
     """``(profile, stage) -> the profile's params`` of deeprecipe's own profiles (None if they
     cannot be loaded: lineage then shows every param)."""
     try:
-        from deeprecipe.workflows.profiles import profile_params
+        from deeprecipe.profiles import profile_params
     except Exception:
         return None
     return profile_params
@@ -358,18 +358,23 @@ def param_rows(task) -> list[dict]:
     family = task.get_task_family()
     params = dict(task.get_params())
     empty_means = getattr(task, "display_empty", {}) or {}
+    try:
+        resolved = task.stage_params
+    except ValueError:  # some parameter unset: shown as such
+        resolved = {}
     rows = []
     for name in task.tunable_param_names():
         p, raw = params[name], getattr(task, name)
-        if parser is not None and getattr(parser.known_args, f"{family}_{name}", None) is not None:
+        given = getattr(parser.known_args, f"{family}_{name}", None) if parser else None
+        if raw is None:
+            source = f"profile {task.profile}" if name in defaults else "unset"
+        elif given not in (None, False):  # False: a boolean flag's argparse default
             source = "command line"
         elif p._get_value_from_config(family, name) is not _no_value:
             source = "luigi.cfg"
-        elif raw is None:
-            source = f"profile {task.profile}" if name in defaults else "unset"
         else:
             source = "default"
-        value = defaults.get(name) if raw is None else raw
+        value = resolved.get(name)  # a dict option merged into the profile's
         shown = empty_means[name] if name in empty_means and value in (0, [], (), "") else value
         rows.append({"name": name, "flag": f"--{family}-{name.replace('_', '-')}",
                      "value": shown if isinstance(shown, str) else json.dumps(shown, default=dict),

@@ -17,8 +17,6 @@ import types
 import typing
 from typing import Any, Mapping
 
-import luigi
-
 
 class ConfigError(ValueError):
     """A configuration no stage can use (unknown field, wrong type)."""
@@ -42,7 +40,7 @@ def field_types(config_cls: type) -> dict[str, Any]:
     return typing.get_type_hints(config_cls)
 
 
-def _strip_optional(tp: Any) -> Any:
+def strip_optional(tp: Any) -> Any:
     """``X | None`` -> X; other types unchanged."""
     if typing.get_origin(tp) in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
@@ -51,7 +49,7 @@ def _strip_optional(tp: Any) -> Any:
     return tp
 
 
-def _is_config(tp: Any) -> bool:
+def is_config(tp: Any) -> bool:
     return isinstance(tp, type) and dataclasses.is_dataclass(tp)
 
 
@@ -61,9 +59,9 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     A value of the wrong kind is a ConfigError naming the field."""
     if value is None:
         return None
-    tp = _strip_optional(tp)
+    tp = strip_optional(tp)
     origin = typing.get_origin(tp) or tp
-    if _is_config(tp):
+    if is_config(tp):
         if dataclasses.is_dataclass(value):
             return value
         if isinstance(value, Mapping):
@@ -141,26 +139,3 @@ def display_empty(config_cls: type) -> dict[str, str]:
     """Fields whose empty value means something ('auto', 'all'), for display."""
     return {f.name: f.metadata["display_empty"] for f in dataclasses.fields(config_cls)
             if "display_empty" in f.metadata}
-
-
-def luigi_parameter(config_cls: type, name: str) -> luigi.Parameter:
-    """The Luigi option of one config field: default None (= the profile's value); a nested
-    config or a dict takes JSON and is merged field by field into the profile's."""
-    f = {f.name: f for f in dataclasses.fields(config_cls)}[name]
-    tp = _strip_optional(field_types(config_cls)[name])
-    origin = typing.get_origin(tp) or tp
-    help_text = f.metadata.get("help", "")
-    if _is_config(tp) or origin in (dict, Mapping):
-        kind = luigi.OptionalDictParameter
-        help_text += " (JSON; merged field by field into the profile's)"
-    elif origin in (list, tuple):
-        kind = luigi.OptionalListParameter
-    elif origin is bool:
-        kind = luigi.OptionalBoolParameter
-    elif origin is int:
-        kind = luigi.OptionalIntParameter
-    elif origin is float:
-        kind = luigi.OptionalFloatParameter
-    else:
-        kind = luigi.OptionalParameter
-    return kind(default=None, description=help_text)

@@ -3,7 +3,9 @@ used by pretraining and post-training; no torch, so reading the DAG can build th
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from deeprecipe.pipeline.config import option
 
 
 @dataclass(frozen=True)
@@ -69,3 +71,13 @@ def lr_multiplier(step: int, cfg: TrainConfig) -> float:
     then cosine from 1 down to min_lr/lr at step cfg.steps."""
     floor = cfg.min_lr / cfg.lr if cfg.lr > 0 else 0.0
     return warmup_cosine(step, cfg.steps, 1.0, floor, cfg.warmup_steps)
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """pretrain_moe's (and pretrain_student's) parameters."""
+    model: str = option("MoE config name (stages/moe_model.MOE_CONFIGS)")
+    model_overrides: dict = option("MoEConfig fields changed from the named config")
+    gpus: int = option("0: CPU; N > 1: torchrun with N ranks")
+    train: TrainConfig = option("TrainConfig fields")
+

@@ -1,5 +1,7 @@
 """Every stage of each profile's pipelines gets a value for every parameter; where a profile
 has none, the stage says which, before any work."""
+import dataclasses
+
 import pytest
 
 from deeprecipe import workflows
@@ -15,13 +17,17 @@ def test_profiles_set_every_stage_parameter(profile, root, tmp_path):
         assert None not in t.stage_params.values(), t.stage
 
 
-def test_a_stage_without_profile_values_names_its_unset_parameters(tmp_path, monkeypatch):
-    from deeprecipe.workflows.profiles import PROFILES
-    monkeypatch.setitem(PROFILES, "no-grpo",
-                        {k: v for k, v in PROFILES["tiny"].items() if k != "grpo"})
-    task = workflows.Grpo(profile="no-grpo", store=str(tmp_path))
-    with pytest.raises(ValueError, match=r"grpo: parameters \['grpo', 'weights'.*--Grpo-grpo"):
-        task.stage_params
+def test_a_stage_without_profile_values_names_its_unset_parameters(tmp_path):
+    from deeprecipe import profiles
+    profiles.register("no-grpo", lambda: dataclasses.replace(profiles.tiny(), grpo=None))
+    try:
+        task = workflows.Grpo(profile="no-grpo", store=str(tmp_path))
+        with pytest.raises(ValueError, match=r"grpo: parameters \[.*'grpo', 'weights'\] are unset"
+                                             r".*--Grpo-"):
+            task.stage_params
+    finally:
+        del profiles.PROFILES["no-grpo"]
+        profiles.profile.cache_clear()
 
 
 def test_bench_phases_name_stages_of_the_r1_pipeline(tmp_path):

@@ -10,7 +10,7 @@ import pyarrow as pa
 
 from deeprecipe.pipeline.task import StageContext, StageWork, VersionedTask, read_markers, sum_stats, work_of
 
-from .profiles import profile_params
+from deeprecipe.profiles import stage_config
 
 
 def part_name(shard: int) -> str:
@@ -55,8 +55,8 @@ def local_copy(ctx, artifact, name: str, folder: Path) -> Path:
 
 
 class StageTask(VersionedTask):
-    def profile_defaults(self) -> dict:
-        return profile_params(self.profile, self.stage)
+    def profile_config(self):
+        return stage_config(self.profile, self.stage)
 
 
 class ShardMapStage(StageTask):

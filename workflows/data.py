@@ -37,19 +37,10 @@ class SyntheticCrawl(StageTask):
     cross-site boilerplate, contaminated pages) with its ground truth."""
     code_version = "3"  # 3: output independent of PYTHONHASHSEED
     source_objects = (synthetic_crawl, crawl_pages, crawl_page_parts, crawl_spec, crawl_languages)
-    seed = luigi.OptionalIntParameter(default=None, description="generator seed (pages, sites, "
-                                      "duplicates; same seed = same bytes)")
-    num_files = luigi.OptionalIntParameter(default=None, description="WARC.gz files to generate")
-    pages_per_file = luigi.OptionalIntParameter(default=None, description="HTML pages per "
-                                                "generated WARC file")
-
-    def config(self) -> synthetic_crawl.SyntheticCrawlConfig:
-        p = self.stage_params
-        return synthetic_crawl.SyntheticCrawlConfig(seed=p["seed"], num_files=p["num_files"],
-                                                    pages_per_file=p["pages_per_file"])
+    config_cls = crawl_spec.SyntheticCrawlConfig
 
     def build(self, ctx):
-        config, truth = self.config(), []
+        config, truth = self.config, []
         for i in ctx.progress(range(config.num_files), desc="synthetic_crawl"):
             with ctx.fs.open(ctx.output_path(warc_name(i)), "wb") as f:
                 truth.extend(synthetic_crawl.write_warc_file(f, config, i))

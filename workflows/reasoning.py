@@ -17,27 +17,7 @@ class ReasoningData(StageTask):
     preference pairs, as Parquet."""
     code_version = "2"  # 2: the rl split
     source_objects = (rd,)
-    seed = luigi.OptionalIntParameter(default=None, description="generator seed of the problems "
-                                      "and rows")
-    n_per_task_level = luigi.OptionalIntParameter(default=None, description="generated problems "
-                                                  "per (task, level)")
-    tasks = luigi.OptionalListParameter(default=None, description="problem tasks to generate "
-                                        "(empty: all)")
-    levels = luigi.OptionalListParameter(default=None, description="difficulty levels to "
-                                         "generate (empty: all)")
-    held_out_frac = luigi.OptionalFloatParameter(default=None, description="share of problems "
-                                                 "(by id hash) held out for evaluation")
-    rl_frac = luigi.OptionalFloatParameter(default=None, description="share of problems (by id "
-                                           "hash) kept for the RL stages and rejection sampling, "
-                                           "never solved in SFT or pretraining; 0: RL uses train")
-    n_factual_qa = luigi.OptionalIntParameter(default=None, description="corpus sentences to blank")
-    max_sentence_words = luigi.OptionalIntParameter(default=None, description="longest corpus "
-                                                    "sentence (words) turned into a factual-QA "
-                                                    "row")
-    problem_files = luigi.OptionalListParameter(default=None, description="your GSM8K-style JSONL "
-                                                "files (question, answer with '#### N')")
-    sft_files = luigi.OptionalListParameter(default=None, description="your SFT JSONL files "
-                                            "(prompt/response or chat messages)")
+    config_cls = rd.ReasoningDataConfig
 
     def upstream(self):
         return {"docs": self.clone(Decontaminate)}
@@ -100,10 +80,7 @@ class ReasoningCorpus(StageTask):
     (id, task, level, style, text)."""
     code_version = "3"  # 2: tagged documents as Q/A threads; 3: rl-split problems excluded
     source_objects = (rc, rd)
-    seed = luigi.OptionalIntParameter(default=None, description="seed of the extra generated "
-                                      "problems")
-    extra_per_task_level = luigi.OptionalIntParameter(default=None, description="generated problems per (task, level) beyond reasoning_data's")
-    tagged_frac = luigi.OptionalFloatParameter(default=None, description="share of documents with <think>/<answer> tags")
+    config_cls = rc.ReasoningCorpusConfig
 
     def upstream(self):
         return {"data": self.clone(ReasoningData)}

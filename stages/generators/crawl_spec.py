@@ -7,6 +7,8 @@ import random
 import unicodedata
 from dataclasses import dataclass, field
 
+from deeprecipe.pipeline.config import option
+
 # Sites: host, language, scheme and URL style (which URL variants make sense depends on it).
 
 @dataclass(frozen=True)
@@ -80,32 +82,41 @@ MAX_NON_NATURAL_SHARE = 0.4  # labelled + duplicate + URL-variant slots; natural
 class SyntheticCrawlConfig:
     """Shape of the generated crawl. ``pages_per_file`` counts HTML page responses (originals,
     exact duplicates and URL variants) per WARC file; non-document records come on top."""
-    seed: int = 0
-    num_files: int = 4
-    pages_per_file: int = 250
-    num_sites: int = 10                 # first ``num_sites`` of ``SITES`` (1..12)
-    exact_dup_rate: float = 0.05        # share of page slots that copy another page's bytes
-    url_variant_rate: float = 0.10      # share of page slots that re-crawl a page under a URL variant
-    request_record_rate: float = 0.05   # share of pages preceded by their HTTP request record
-    non_document_records: tuple[str, ...] = ("request", "metadata", "http_404", "redirect",
-                                             "image", "stylesheet")  # per file, besides warcinfo
-    paragraphs: tuple[int, int] = (3, 7)            # min, max paragraphs per article
-    sentences_per_paragraph: tuple[int, int] = (3, 6)
-    legacy_charset_rate: float = 0.15   # share of pages served as windows-1252 instead of UTF-8
+    seed: int = option("generator seed (pages, sites, duplicates; same seed = same bytes)", 0)
+    num_files: int = option("WARC.gz files to generate", 4)
+    pages_per_file: int = option("HTML pages per generated WARC file (originals, exact "
+                                 "duplicates and URL variants; other records on top)", 250)
+    num_sites: int = option("sites generated: the first num_sites of SITES (1..12)", 10)
+    exact_dup_rate: float = option("share of page slots that copy another page's bytes", 0.05)
+    url_variant_rate: float = option("share of page slots that re-crawl a page under a URL "
+                                     "variant", 0.10)
+    request_record_rate: float = option("share of pages preceded by their HTTP request record",
+                                        0.05)
+    non_document_records: tuple[str, ...] = option(
+        "non-document records per file, besides warcinfo",
+        ("request", "metadata", "http_404", "redirect", "image", "stylesheet"))
+    paragraphs: tuple[int, int] = option("min, max paragraphs per article", (3, 7))
+    sentences_per_paragraph: tuple[int, int] = option("min, max sentences per paragraph", (3, 6))
+    legacy_charset_rate: float = option("share of pages served as windows-1252 instead of UTF-8",
+                                        0.15)
     # Labelled pages, per page slot of a file (count per file = round(rate * pages_per_file)).
     # A pair rate counts pairs: each pair puts one page into this file and one into the next.
-    near_dup_high_rate: float = 0.015   # near-duplicate pairs at Jaccard >= 0.9
-    near_dup_mid_rate: float = 0.01     # near-duplicate pairs at Jaccard 0.6-0.9
-    far_pair_rate: float = 0.015        # pairs sharing one text block, Jaccard <= 0.5
-    spam_rate: float = 0.02             # spam / low-quality pages (SPAM_GENERATORS kinds in turn)
-    pii_rate: float = 0.02              # pages with planted PII and look-alikes
-    code_rate: float = 0.01             # code pages (code sites)
-    math_rate: float = 0.02             # math pages (math sites)
-    boilerplate_rate: float = 0.05      # pages with shared cross-site boilerplate sentences
-    contamination_rate: float = 0.005   # pages embedding an evaluation item verbatim
-    math_domains: int = 3               # first ``math_domains`` of MATH_SITES
-    boilerplate_pool: int = 12          # distinct shared boilerplate sentences
-    eval_pool: int = 50                 # contaminated pages use eval_items(seed, eval_pool)
+    near_dup_high_rate: float = option("near-duplicate pairs at Jaccard >= 0.9, per page slot",
+                                       0.015)
+    near_dup_mid_rate: float = option("near-duplicate pairs at Jaccard 0.6-0.9, per page slot",
+                                      0.01)
+    far_pair_rate: float = option("pairs sharing one text block (Jaccard <= 0.5), per page slot",
+                                  0.015)
+    spam_rate: float = option("spam / low-quality pages (SPAM_GENERATORS kinds in turn)", 0.02)
+    pii_rate: float = option("pages with planted PII and look-alikes", 0.02)
+    code_rate: float = option("code pages (code sites)", 0.01)
+    math_rate: float = option("math pages (math sites)", 0.02)
+    boilerplate_rate: float = option("pages with shared cross-site boilerplate sentences", 0.05)
+    contamination_rate: float = option("pages embedding an evaluation item verbatim", 0.005)
+    math_domains: int = option("math sites: the first math_domains of MATH_SITES", 3)
+    boilerplate_pool: int = option("distinct shared boilerplate sentences", 12)
+    eval_pool: int = option("evaluation items contaminated pages draw from "
+                            "(eval_items(seed, eval_pool))", 50)
 
     def __post_init__(self):
         if not 1 <= self.num_sites <= len(SITES):

@@ -30,18 +30,28 @@ from __future__ import annotations
 import random
 import re
 from collections import Counter
+from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 import pyarrow as pa
 
 from deeprecipe.stages.generators import reasoning_data as rd
 from deeprecipe.stages.tokenize_pack import hash_uniform
+from deeprecipe.pipeline.config import option
 
 STYLES = ("solution", "tagged")
 SOURCE = "<reasoning>"   # the source name in tokenize_pack's mixture: cannot be a web domain
 DOC_SCHEMA = pa.schema([("id", pa.string()), ("task", pa.string()), ("level", pa.int32()),
                         ("style", pa.string()), ("text", pa.string())])
 _SOLUTION_RE = re.compile(r"<think>\n?(.*?)\n?</think>\s*<answer>(.*?)</answer>\s*\Z", re.S)
+
+
+@dataclass(frozen=True)
+class ReasoningCorpusConfig:
+    seed: int = option("seed of the extra generated problems")
+    extra_per_task_level: int = option("generated problems per (task, level) beyond "
+                                       "reasoning_data's")
+    tagged_frac: float = option("share of documents with <think>/<answer> tags")
 
 
 def solution_steps(solution: str) -> tuple[list[str], str] | None:

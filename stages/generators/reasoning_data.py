@@ -24,10 +24,13 @@ import hashlib
 import json
 import random
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import pyarrow as pa
+
+from deeprecipe.pipeline.config import option
 
 ROW_FIELDS = ("id", "task", "level", "split", "prompt", "answer", "solution", "meta")
 ROW_SCHEMA = pa.schema([("id", pa.string()), ("task", pa.string()), ("level", pa.int32()),
@@ -46,6 +49,22 @@ R1_ZERO_TEMPLATE = (
     "provides the user with the answer. The reasoning process and answer are enclosed within "
     "<think> </think> and <answer> </answer> tags, respectively, i.e., <think> reasoning process "
     "here </think> <answer> answer here </answer>. User: {prompt}. Assistant:")
+
+
+@dataclass(frozen=True)
+class ReasoningDataConfig:
+    seed: int = option("generator seed of the problems and rows")
+    n_per_task_level: int = option("generated problems per (task, level)")
+    tasks: list = option("problem tasks to generate (empty: all)", display_empty="all")
+    levels: list = option("difficulty levels to generate (empty: all)", display_empty="all")
+    held_out_frac: float = option("share of problems (by id hash) held out for evaluation")
+    rl_frac: float = option("share of problems (by id hash) kept for the RL stages and rejection "
+                            "sampling, never solved in SFT or pretraining; 0: RL uses train")
+    n_factual_qa: int = option("corpus sentences to blank")
+    max_sentence_words: int = option("longest corpus sentence (words) turned into a factual-QA "
+                                     "row")
+    problem_files: list = option("your GSM8K-style JSONL files (question, answer with '#### N')")
+    sft_files: list = option("your SFT JSONL files (prompt/response or chat messages)")
 
 
 def r1_zero_prompt(prompt: str) -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from deeprecipe.pipeline.config import option
+
 
 @dataclass(frozen=True)
 class SFTConfig:
@@ -88,3 +90,87 @@ class RewardModelConfig:
     batch_pairs: int = 8
     lr: float = 1e-4
     seed: int = 0
+
+
+# ----------------------------------------------------------------------------- stage configs
+
+
+@dataclass(frozen=True)
+class TorchRunConfig:
+    """Where a torch stage runs."""
+    threads: int = option("CPU threads for torch (CPU runs)")
+    device: str = option("'cpu' or 'cuda'")
+
+
+@dataclass(frozen=True)
+class PostTrainRunConfig(TorchRunConfig):
+    max_seq_len: int = option("context of post-training (prompt + response tokens)")
+
+
+@dataclass(frozen=True)
+class RewardWeights:
+    """Weights of the rule rewards (`rule_reward`)."""
+    accuracy: float = 1.0
+    format: float = 1.0
+    language: float = 1.0
+
+
+@dataclass(frozen=True)
+class ColdStartSftConfig(PostTrainRunConfig):
+    sft: SFTConfig = option("SFTConfig fields (seq_len: max_seq_len)")
+    max_response_tokens: int = option("SFT examples whose response is longer (tokens) are left "
+                                      "out")
+    max_think_lines: int = option("0 = whole reasoning; N = last N lines")
+
+
+@dataclass(frozen=True)
+class FinalSftConfig(PostTrainRunConfig):
+    """final_sft and distill."""
+    sft: SFTConfig = option("SFTConfig fields (seq_len: max_seq_len)")
+    max_response_tokens: int = option("SFT examples whose response is longer (tokens) are left "
+                                      "out")
+
+
+@dataclass(frozen=True)
+class GrpoStageConfig(PostTrainRunConfig):
+    """grpo, grpo_zero and student_grpo (whose `grpo.steps` is 0: distill's step count)."""
+    grpo: GRPOConfig = option("GRPOConfig fields")
+    weights: RewardWeights = option("rule reward weights (accuracy, format, language)")
+
+
+@dataclass(frozen=True)
+class FinalRlConfig(GrpoStageConfig):
+    preference_from: float = option("share of steps before the RM reward")
+    preference_share: float = option("share of the prompt pool the preference prompts make up")
+
+
+@dataclass(frozen=True)
+class RewardModelStageConfig(TorchRunConfig):
+    rm: RewardModelConfig = option("RewardModelConfig fields")
+
+
+@dataclass(frozen=True)
+class SamplingConfig(PostTrainRunConfig):
+    """What rejection sampling and evaluation share: batched sampling of one model."""
+    batch_rows: int = option("rows per generate call")
+    dtype: str = option("'bf16': sample in bf16 on CUDA")
+    max_new_tokens: int = option("longest sampled response (tokens)")
+    temperature: float = option("sampling temperature")
+    seed: int = option("sampling seed")
+
+
+@dataclass(frozen=True)
+class RejectionSampleConfig(SamplingConfig):
+    n_samples: int = option("samples per prompt")
+    max_problems: int = option("RL problems to sample (seeded subset; 0 = all)",
+                               display_empty="all")
+    max_paragraph_chars: int = option("samples with a longer reasoning paragraph are rejected "
+                                      "(readability)")
+
+
+@dataclass(frozen=True)
+class EvaluateConfig(SamplingConfig):
+    k: int = option("samples per problem (pass@1 is averaged over them)")
+    top_p: float = option("nucleus sampling threshold (R1: 0.95)")
+    max_problems: int = option("held-out problems evaluated (a seeded sample)")
+
