@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 
 from deeprecipe.stages import (decontaminate, minhash_dedup, ngram_lm, pii_contact, pii_redact,
                                quality_classifier, quality_heuristics, reference_texts,
-                               simhash_dedup)
+                               simhash_dedup, text)
 
 from .base import ShardMapStage, StageTask, StageWork, local_copy, part_name, sum_phase, work_of
 from .data import SyntheticCrawl, UrlDedup
@@ -44,7 +44,7 @@ class MinhashDedup(StageTask):
     """Document-level near-duplicates: MinHash LSH over word n-grams, global across shards;
     one survivor per cluster, the smallest (shard, row)."""
     code_version = "2"  # 2: a band of no rows has no pairs (was a crash)
-    source_objects = (minhash_dedup,)
+    source_objects = (minhash_dedup, text)
     threshold = luigi.OptionalFloatParameter(default=None, description="Jaccard similarity from "
                                              "which two documents count as near-duplicates")
     num_perm = luigi.OptionalIntParameter(default=None, description="MinHash permutations "
@@ -171,7 +171,7 @@ class SimhashDedup(StageTask):
     """Sentence-level near-duplicates (64-bit SimHash, Hamming distance ≤ max_distance):
     repeated boilerplate removed after its first occurrence; documents left short dropped."""
     code_version = "1"
-    source_objects = (simhash_dedup,)
+    source_objects = (simhash_dedup, text)
     max_distance = luigi.OptionalIntParameter(default=None, description="Hamming distance of "
                                               "64-bit SimHashes from which two sentences are "
                                               "duplicates")
@@ -242,7 +242,7 @@ class SimhashApply(StageWork):
 class ReferenceLm(StageTask):
     """A Kneser–Ney word n-gram LM trained on the trusted seed corpus (KenLM's role in CCNet)."""
     code_version = "2"
-    source_objects = (ngram_lm, reference_texts)
+    source_objects = (ngram_lm, reference_texts, text)
     order = luigi.OptionalIntParameter(default=None, description="n-gram order of the Kneser-Ney "
                                        "reference LM")
     seed_source = luigi.OptionalParameter(default=None, description="'builtin' or a .txt/.jsonl/.parquet path")
@@ -461,7 +461,7 @@ class PiiRedact(ShardMapStage):
 class Decontaminate(ShardMapStage):
     """Drop documents sharing a long word n-gram with any evaluation item."""
     code_version = "1"
-    source_objects = (decontaminate, reference_texts)
+    source_objects = (decontaminate, reference_texts, text)
     input_stage = PiiRedact
     ngram = luigi.OptionalIntParameter(default=None, description="word n-gram length shared with "
                                        "an evaluation item that removes a document")
