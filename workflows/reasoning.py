@@ -50,17 +50,10 @@ class ReasoningData(StageTask):
 
     def corpus_sentences(self, ctx, n: int, max_words: int) -> list[str]:
         """Up to n sentences of 6..max_words words from the curated documents, in order."""
-        import re
         docs = ctx.input("docs")
-        out: list[str] = []
-        for part in docs.parts():
-            for text in docs.read_table(part, columns=["text"]).column("text").to_pylist():
-                for s in re.split(r"(?<=[.!?])\s+", text):
-                    if 6 <= len(s.split()) <= max_words and s.endswith("."):
-                        out.append(s)
-                        if len(out) >= n:
-                            return out
-        return out
+        texts = (text for part in docs.parts()
+                 for text in docs.read_table(part, columns=["text"]).column("text").to_pylist())
+        return rd.qa_sentences(texts, n, max_words)
 
     def build(self, ctx):
         p = self.stage_params

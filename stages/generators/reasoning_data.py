@@ -577,6 +577,22 @@ _STOPWORDS = {"the", "and", "that", "this", "with", "from", "have", "were", "whi
               "there", "about", "would", "these", "other", "into", "than", "been", "also"}
 
 
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def qa_sentences(texts: Iterable[str], n: int, max_words: int) -> list[str]:
+    """Up to ``n`` sentences of 6..``max_words`` words ending in '.', in order, from ``texts``
+    (split after '.', '!' or '?' and whitespace); reads ``texts`` only until ``n`` are found."""
+    out: list[str] = []
+    for text in texts:
+        for s in _SENTENCE_END.split(text):
+            if 6 <= len(s.split()) <= max_words and s.endswith("."):
+                out.append(s)
+                if len(out) >= n:
+                    return out
+    return out
+
+
 def factual_qa_from_sentences(sentences: Sequence[str], seed: int = 0,
                               held_out_frac: float = 0.1) -> list[dict]:
     """Short fill-in-the-blank QA from the given corpus sentences (one per usable sentence).
