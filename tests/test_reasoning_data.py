@@ -180,3 +180,18 @@ def test_r1_zero_prompt_template():
     text = rd.r1_zero_prompt("Compute 2 + 2.")
     assert text.endswith("User: Compute 2 + 2. Assistant:")
     assert "<think> </think>" in text and "<answer> </answer>" in text
+
+
+def test_qa_sentences_keep_order_length_and_stop_reading_at_n():
+    texts = ["Short one. This sentence has exactly seven words here. Does this question count at all?",
+             "Another sentence of the right length ends with a period. Tail"]
+    read = []
+
+    def lazy():
+        for t in texts + ["never read: this text would add one more sentence of words."]:
+            read.append(t)
+            yield t
+    assert rd.qa_sentences(texts, 5, 30) == ["This sentence has exactly seven words here.",
+                                             "Another sentence of the right length ends with a period."]
+    assert rd.qa_sentences(texts, 5, 6) == []  # both are longer than 6 words
+    assert rd.qa_sentences(lazy(), 2, 30)[-1].startswith("Another") and len(read) == 2
