@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from deeprecipe.stages.minhash_dedup import normalise_words
+from deeprecipe.stages.text import normalise_words
 from deeprecipe.stages.pii_redact import PLACEHOLDERS
 from deeprecipe.stages.simhash_dedup import sentence_spans
 from deeprecipe.stages.url_dedup import normalize_url

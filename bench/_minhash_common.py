@@ -33,7 +33,7 @@ import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
 from deeprecipe.stages import minhash_dedup as md  # noqa: E402
-from deeprecipe.stages.generators.labelled_corpus import LANGS, far_pair, natural_page, near_duplicate  # noqa: E402
+from deeprecipe.stages.generators.labelled_prose import LANGS, far_pair, natural_page, near_duplicate  # noqa: E402
 
 TRUTH_SCHEMA = pa.schema([("kind", pa.string()), ("shard_a", pa.int32()), ("row_a", pa.int64()),
                           ("shard_b", pa.int32()), ("row_b", pa.int64()), ("jaccard", pa.float64())])

@@ -24,7 +24,7 @@ from deeprecipe.stages.minhash_dedup import MinhashConfig
 from deeprecipe.stages.ngram_lm import ReferenceLmConfig
 from deeprecipe.stages.pii_redact import PiiRedactConfig
 from deeprecipe.stages.quality_classifier import QualityClassifierConfig
-from deeprecipe.stages.quality_heuristics import QualityFilterConfig
+from deeprecipe.stages.quality_filter import QualityFilterConfig
 from deeprecipe.stages.r1.config import (ColdStartSftConfig, EvaluateConfig, FinalRlConfig,
                                          FinalSftConfig, GRPOConfig, GrpoStageConfig,
                                          RejectionSampleConfig, RewardModelConfig,

@@ -1,7 +1,7 @@
 """Decontamination: drop training documents sharing a long word n-gram with any evaluation item.
 
 The index holds the 64-bit hashes of every word n-gram (default 13, the GPT-3 / Llama choice;
-words normalised like ``minhash_dedup.normalise_words``) of every eval item as a sorted uint64
+words normalised like ``text.normalise_words``) of every eval item as a sorted uint64
 array with the owning item per hash; a document is looked up with one ``np.searchsorted`` over
 all its n-gram hashes.  Eval items shorter than n words are indexed by their whole word sequence
 (an n-gram of their length), matched against document n-grams of that length.
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from deeprecipe.stages.minhash_dedup import combine_ngram_hashes, normalise_words, word_hash64
+from deeprecipe.stages.text import combine_ngram_hashes, normalise_words, word_hash64
 
 from deeprecipe.pipeline.config import option
 

@@ -2,7 +2,7 @@
 
 KenLM itself ships only as a source distribution (needs a C++ toolchain, and training needs its
 ``lmplz`` binary), so this is a small pure-Python model with counts in dicts, meant for seed
-corpora of up to a few million words.  Tokens are ``minhash_dedup.normalise_words`` of each
+corpora of up to a few million words.  Tokens are ``text.normalise_words`` of each
 line, padded with ``<s>`` (order - 1 times) and closed with ``</s>``; unknown words share the
 uniform floor ``1 / (|V| + 1)`` of the unigram level.
 
@@ -25,8 +25,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from deeprecipe.stages.minhash_dedup import normalise_words
 from deeprecipe.pipeline.config import option
+from deeprecipe.stages.text import normalise_words
 
 BOS, EOS = "<s>", "</s>"
 

@@ -23,7 +23,7 @@ import re
 from collections import Counter, defaultdict
 from typing import Callable, Iterable
 
-from deeprecipe.stages.generators import labelled_corpus as lc
+from deeprecipe.stages.generators import labelled_pii as lc
 
 FIRST = ("Anna", "James", "Sarah", "Michael", "Emily", "David", "Laura", "Daniel", "Jessica", "Thomas", "Lukas",
          "Julia", "Felix", "Katharina", "Jürgen", "Sabine", "Marie", "Camille", "Hugo", "Léa", "François", "Élodie",

@@ -56,8 +56,6 @@ from itertools import count
 import numpy as np
 import pyarrow as pa
 
-from deeprecipe.pipeline.config import option
-
 STOP_WORDS = {
     "en": {"the", "be", "to", "of", "and", "that", "have", "with", "a", "in", "is", "for", "this", "it"},
     "de": {"der", "die", "das", "und", "ist", "zu", "von", "mit", "ein", "eine", "in", "nicht", "es"},
@@ -95,21 +93,6 @@ KIND_EXEMPT_RULES: dict[str, tuple[str, ...]] = {
            *_DUP_NGRAM_RULES),
     MATH: ("alpha_words", "curly_bracket", *_DUP_NGRAM_RULES),
 }
-
-
-@dataclass(frozen=True)
-class QualityFilterConfig:
-    group_column: str = option("perplexity buckets per: domain | lang")
-    ppl_drop_percentile: float = option("drop documents above this perplexity percentile of "
-                                        "their group")
-    ppl_drop_min_ratio: float = option("never drop below this multiple of the group's median "
-                                       "perplexity")
-    min_hq_score: float = option("drop documents whose classifier score is below this (0: keep "
-                                 "all)")
-    langs: list = option("languages kept; empty keeps all", display_empty="all")
-    heuristics: bool = option("apply the Gopher/C4/FineWeb heuristic rules")
-    ignore_rules: list = option("heuristic rules not applied to any page (code and math pages "
-                                "are already exempt from curly_bracket)")
 
 
 def code_lines(lines: list[str]) -> int:

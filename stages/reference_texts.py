@@ -31,10 +31,10 @@ def builtin_trusted_texts(n: int, seed: int = 0) -> list[str]:
 def builtin_eval_texts(seed: int = 0, crawl_eval_items: int = 50) -> list[str]:
     """The evaluation items the pipeline itself uses: held-out reasoning problems (prompt and
     reference solution) and the evaluation items the generated crawl (of this seed) plants."""
-    from deeprecipe.stages.generators import labelled_corpus, reasoning_data
+    from deeprecipe.stages.generators import eval_items, reasoning_data
     rows = reasoning_data.generate_problems(20, seed=seed)
     texts = [f"{r['prompt']} {r['solution']}" for r in rows if r["split"] != "train"]
-    return texts + list(labelled_corpus.eval_items(seed, crawl_eval_items))
+    return texts + list(eval_items.eval_items(seed, crawl_eval_items))
 
 
 def read_texts(uri: str, limit: int | None = None) -> list[str]:

@@ -43,8 +43,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from deeprecipe.stages.minhash_dedup import combine_ngram_hashes, normalise_words, word_hash64
 from deeprecipe.pipeline.config import option
+from deeprecipe.stages.text import combine_ngram_hashes, normalise_words, word_hash64
 
 MAX_DISTANCE = 3
 MIN_SENTENCE_WORDS = 5

@@ -5,7 +5,8 @@ import random
 import pyarrow as pa
 
 from deeprecipe.stages.decontaminate import Decontaminator, EvalIndex
-from deeprecipe.stages.generators.labelled_corpus import make_corpus, natural_sentence
+from deeprecipe.stages.generators.labelled_corpus import make_corpus
+from deeprecipe.stages.generators.labelled_prose import natural_sentence
 
 
 def _setup(seed=4):

@@ -7,9 +7,11 @@ import re
 
 import pytest
 
-from deeprecipe.stages.generators.labelled_corpus import (EVAL_NGRAM, LOOKALIKE_KINDS, eval_items, far_pair, lookalike, math_page,
-                                    natural_page, near_duplicate, pii_page, pii_sentences, shingle_jaccard)
-from deeprecipe.stages.minhash_dedup import normalise_words
+from deeprecipe.stages.generators.eval_items import EVAL_NGRAM, eval_items
+from deeprecipe.stages.generators.labelled_pages import math_page
+from deeprecipe.stages.generators.labelled_pii import LOOKALIKE_KINDS, lookalike, pii_page, pii_sentences
+from deeprecipe.stages.generators.labelled_prose import far_pair, natural_page, near_duplicate, shingle_jaccard
+from deeprecipe.stages.text import normalise_words
 
 
 def ngrams(text: str, n: int) -> set[tuple[str, ...]]:

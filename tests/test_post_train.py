@@ -14,7 +14,8 @@ import torch.nn as nn
 from deeprecipe.stages import post_train as pt
 from deeprecipe.stages.moe_model import MoEConfig, MoETransformer
 from deeprecipe.stages.pretrain import checkpoint_dirs
-from deeprecipe.stages.generators.reasoning_data import generate_problems, safety_preference_pairs
+from deeprecipe.stages.generators.non_reasoning import safety_preference_pairs
+from deeprecipe.stages.generators.reasoning_data import generate_problems
 from deeprecipe.stages.tokenizer_train import train_tokenizer
 
 torch.set_num_threads(1)

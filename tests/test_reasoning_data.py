@@ -3,6 +3,7 @@ import json
 
 import pytest
 
+from deeprecipe.stages.generators import non_reasoning as nr
 from deeprecipe.stages.generators import reasoning_data as rd
 from deeprecipe.stages.rewards import accuracy_reward, format_reward
 
@@ -154,21 +155,21 @@ def test_sft_loader_prompt_response_and_messages(tmp_path):
 def test_factual_qa_greetings_and_safety():
     sentences = ["Paris is the capital of France.", "Water boils at 100 degrees Celsius.",
                  "a an to", "The Nile flows through Egypt and Sudan."]
-    qa = rd.factual_qa_from_sentences(sentences, seed=0)
+    qa = nr.factual_qa_from_sentences(sentences, seed=0)
     assert len(qa) == 3
     for r in qa:
         assert "____" in r["prompt"] and r["answer"] not in r["prompt"]
         assert r["answer"] in " ".join(sentences)
         assert accuracy_reward(r["solution"], r) == 1.0 and format_reward(r["solution"]) == 1.0
         assert r["solution"].startswith("<think>\n\n</think>")   # no CoT for trivial prompts
-    assert rd.factual_qa_from_sentences(sentences, seed=0) == qa
+    assert nr.factual_qa_from_sentences(sentences, seed=0) == qa
 
-    greetings = rd.greeting_rows()
+    greetings = nr.greeting_rows()
     assert greetings and all(format_reward(r["solution"]) == 1.0 for r in greetings)
 
-    pairs = rd.safety_preference_pairs(held_out_frac=0.3)
-    table = rd.preference_pairs_to_table(pairs)
-    assert table.schema == rd.PREFERENCE_SCHEMA
+    pairs = nr.safety_preference_pairs(held_out_frac=0.3)
+    table = nr.preference_pairs_to_table(pairs)
+    assert table.schema == nr.PREFERENCE_SCHEMA
     assert len({p["id"] for p in pairs}) == len(pairs)
     refusals = [p for p in pairs if "can't help" in p["chosen"]]
     over_refusals = [p for p in pairs if "can't help" in p["rejected"]]
@@ -180,3 +181,18 @@ def test_r1_zero_prompt_template():
     text = rd.r1_zero_prompt("Compute 2 + 2.")
     assert text.endswith("User: Compute 2 + 2. Assistant:")
     assert "<think> </think>" in text and "<answer> </answer>" in text
+
+
+def test_qa_sentences_keep_order_length_and_stop_reading_at_n():
+    texts = ["Short one. This sentence has exactly seven words here. Does this question count at all?",
+             "Another sentence of the right length ends with a period. Tail"]
+    read = []
+
+    def lazy():
+        for t in texts + ["never read: this text would add one more sentence of words."]:
+            read.append(t)
+            yield t
+    assert nr.qa_sentences(texts, 5, 30) == ["This sentence has exactly seven words here.",
+                                             "Another sentence of the right length ends with a period."]
+    assert nr.qa_sentences(texts, 5, 6) == []  # both are longer than 6 words
+    assert nr.qa_sentences(lazy(), 2, 30)[-1].startswith("Another") and len(read) == 2

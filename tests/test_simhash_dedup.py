@@ -8,7 +8,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from deeprecipe.stages import simhash_dedup as sd
-from deeprecipe.stages.generators.labelled_corpus import lexicon, make_corpus
+from deeprecipe.stages.generators.labelled_corpus import make_corpus
+from deeprecipe.stages.generators.labelled_prose import lexicon
 
 
 @functools.lru_cache(maxsize=1)

@@ -19,7 +19,9 @@ from warcio.archiveiterator import ArchiveIterator
 
 from deeprecipe.stages.generators import crawl_pages
 from deeprecipe.stages.crawl_ingest import ingest_file
-from deeprecipe.stages.generators.labelled_corpus import SPAM_GENERATORS, eval_items, shingle_jaccard
+from deeprecipe.stages.generators.eval_items import eval_items
+from deeprecipe.stages.generators.labelled_pages import SPAM_GENERATORS
+from deeprecipe.stages.generators.labelled_prose import shingle_jaccard
 from deeprecipe.stages.quality_classifier import url_prefix
 from deeprecipe.stages.generators.crawl_languages import LANGUAGE_PACKS
 from deeprecipe.stages.generators.crawl_pages import render_natural_page, render_page
@@ -322,7 +324,7 @@ def test_natural_rendering_of_a_labelled_slot_is_a_news_article():
 def test_labelled_news_pages_read_like_the_natural_pages_of_their_language(tiny_docs):
     """PII pages and both pages of near / far pairs use only the words natural pages of their
     language use, apart from the planted strings (no generator vocabulary of their own)."""
-    from deeprecipe.stages.minhash_dedup import normalise_words
+    from deeprecipe.stages.text import normalise_words
     vocabulary: dict[str, set] = {}
     for doc, truth in tiny_docs:
         if truth["label"] == "natural":

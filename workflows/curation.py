@@ -13,12 +13,11 @@ from typing import ClassVar
 import luigi
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from deeprecipe.stages import (decontaminate, minhash_dedup, ngram_lm, pii_contact, pii_redact,
-                               quality_classifier, quality_heuristics, reference_texts,
-                               simhash_dedup)
+                               quality_classifier, quality_filter, quality_heuristics,
+                               reference_texts, simhash_dedup, text)
 
 from .base import ShardMapStage, StageTask, StageWork, local_copy, part_name, sum_phase, work_of
 from .data import SyntheticCrawl, UrlDedup
@@ -44,7 +43,7 @@ class MinhashDedup(StageTask):
     """Document-level near-duplicates: MinHash LSH over word n-grams, global across shards;
     one survivor per cluster, the smallest (shard, row)."""
     code_version = "2"  # 2: a band of no rows has no pairs (was a crash)
-    source_objects = (minhash_dedup,)
+    source_objects = (minhash_dedup, text)
     config_cls = minhash_dedup.MinhashConfig
 
     def upstream(self):
@@ -158,7 +157,7 @@ class SimhashDedup(StageTask):
     """Sentence-level near-duplicates (64-bit SimHash, Hamming distance ≤ max_distance):
     repeated boilerplate removed after its first occurrence; documents left short dropped."""
     code_version = "1"
-    source_objects = (simhash_dedup,)
+    source_objects = (simhash_dedup, text)
     config_cls = simhash_dedup.SimhashConfig
 
     def upstream(self):
@@ -222,7 +221,7 @@ class SimhashApply(StageWork):
 class ReferenceLm(StageTask):
     """A Kneser–Ney word n-gram LM trained on the trusted seed corpus (KenLM's role in CCNet)."""
     code_version = "2"
-    source_objects = (ngram_lm, reference_texts)
+    source_objects = (ngram_lm, reference_texts, text)
     config_cls = ngram_lm.ReferenceLmConfig
 
     def build(self, ctx):
@@ -274,8 +273,8 @@ class QualityFilter(StageTask):
     reasons, so users can re-threshold without recomputing. Code and math pages (``q_kind``) are
     exempt from the heuristics that are wrong for them (``quality_heuristics.KIND_EXEMPT_RULES``)."""
     code_version = "3"
-    source_objects = (quality_heuristics, ngram_lm, quality_classifier)
-    config_cls = quality_heuristics.QualityFilterConfig
+    source_objects = (quality_filter, quality_heuristics, ngram_lm, quality_classifier)
+    config_cls = quality_filter.QualityFilterConfig
 
     def upstream(self):
         return {"docs": self.clone(SimhashDedup), "lm": self.clone(ReferenceLm),
@@ -306,10 +305,7 @@ class QualityScore(StageWork):
             lm = ngram_lm.KneserNeyLM.load(local_copy(ctx, ctx.input("lm"), "model.json", Path(tmp)))
             clf = quality_classifier.FastTextClassifier.load(
                 local_copy(ctx, ctx.input("classifier"), "model.bin", Path(tmp)))
-        texts = table.column("text").to_pylist()
-        scored = quality_heuristics.HeuristicFilter()(table)
-        scored = scored.append_column("ppl", pa.array(lm.perplexities(texts), pa.float64()))
-        scored = scored.append_column("hq_score", pa.array(clf.score(texts), pa.float64()))
+        scored = quality_filter.score_table(table, lm, clf)
         write_parquet(ctx, ctx.scratch_path("scored", f"s{self.unit:06d}.parquet"), scored)
         return {"docs": table.num_rows}
 
@@ -326,19 +322,11 @@ class QualityThresholds(StageWork):
         col = self.params["group_column"]
         t = pa.concat_tables([read_parquet(ctx, ctx.scratch_path("scored", f"s{i:06d}.parquet"), columns=[col, "ppl"])
                               for i in range(self.stage_task.num_shards())])
-        groups = [g or "unknown" for g in t.column(col).to_pylist()]
-        ppl = t.column("ppl").to_numpy()
-        _, ccnet = ngram_lm.perplexity_buckets(ppl, groups)
-        groups_N = np.array(groups)
-        drop = {}
-        for g in sorted(set(groups)):
-            ppl_g = ppl[groups_N == g]
-            # the tail of a uniform domain is not junk: drop only what is also far from its median
-            drop[g] = max(float(np.percentile(ppl_g, self.params["ppl_drop_percentile"])),
-                          self.params["ppl_drop_min_ratio"] * float(np.median(ppl_g)))
-        ctx.fs.pipe_file(ctx.scratch_path("thresholds.json"), json.dumps(
-            {"group_column": col, "ccnet_head_middle": ccnet, "ppl_drop_above": drop}).encode())
-        return {"groups": len(drop)}
+        thresholds = quality_filter.group_thresholds(
+            quality_filter.group_names(t.column(col)), t.column("ppl").to_numpy(), col,
+            self.params["ppl_drop_percentile"], self.params["ppl_drop_min_ratio"])
+        ctx.fs.pipe_file(ctx.scratch_path("thresholds.json"), json.dumps(thresholds).encode())
+        return {"groups": len(thresholds["ppl_drop_above"])}
 
 
 @work_of(QualityFilter)
@@ -352,36 +340,12 @@ class QualityFilterShard(StageWork):
         p = self.params
         th = json.loads(ctx.fs.cat_file(ctx.scratch_path("thresholds.json")))
         t = read_parquet(ctx, ctx.scratch_path("scored", f"s{self.unit:06d}.parquet"))
-        groups = [g or "unknown" for g in t.column(p["group_column"]).to_pylist()]
-        ppl, hq = t.column("ppl").to_numpy(), t.column("hq_score").to_numpy()
-        langs = t.column("lang").to_pylist()
-        bucket, reasons = [], []
-        for i, g in enumerate(groups):
-            lo, hi = th["ccnet_head_middle"][g]
-            bucket.append("head" if ppl[i] <= lo else "middle" if ppl[i] <= hi else "tail")
-            r = [x for x in t.column("q_reasons")[i].as_py() if x not in p["ignore_rules"]] if p["heuristics"] else []
-            if ppl[i] > th["ppl_drop_above"][g]:
-                r.append("perplexity")
-            if hq[i] < p["min_hq_score"]:
-                r.append("hq_score")
-            if p["langs"] and langs[i] not in p["langs"]:
-                r.append("lang")
-            reasons.append(r)
-        t = t.append_column("ppl_bucket", pa.array(bucket, pa.string()))
-        t = t.set_column(t.schema.get_field_index("q_reasons"), "q_reasons", pa.array(reasons, pa.list_(pa.string())))
-        keep = pa.array([not r for r in reasons], pa.bool_())
-        kept, rejected = t.filter(keep), t.filter(pc.invert(keep))
+        kept, rejected, stats = quality_filter.apply_thresholds(
+            t, th, p["group_column"], heuristics=p["heuristics"], ignore_rules=p["ignore_rules"],
+            min_hq_score=p["min_hq_score"], langs=p["langs"])
         ctx.write_table(kept, part_name(self.unit))
         ctx.write_table(rejected, f"rejected-{self.unit:05d}.parquet")
-        removed: dict[str, int] = {}
-        for r in reasons:
-            for x in set(r):
-                removed[x] = removed.get(x, 0) + 1
-        kinds_in, kinds_out = t.column("q_kind").to_pylist(), kept.column("q_kind").to_pylist()
-        return {"docs_in": t.num_rows, "docs_out": kept.num_rows, "removed_by_reason": removed,
-                "docs_in_by_kind": {k: kinds_in.count(k) for k in set(kinds_in)},
-                "docs_out_by_kind": {k: kinds_out.count(k) for k in set(kinds_out)},
-                "tokens_removed_approx": int(sum(len((x or "").split()) for x in rejected.column("text").to_pylist()))}
+        return stats
 
 
 # -- pii_redact and decontaminate: one task per shard -----------------------------------------
@@ -402,7 +366,7 @@ class PiiRedact(ShardMapStage):
 class Decontaminate(ShardMapStage):
     """Drop documents sharing a long word n-gram with any evaluation item."""
     code_version = "1"
-    source_objects = (decontaminate, reference_texts)
+    source_objects = (decontaminate, reference_texts, text)
     config_cls = decontaminate.DecontaminateConfig
     input_stage = PiiRedact
 

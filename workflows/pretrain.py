@@ -5,7 +5,6 @@ import json
 from functools import cached_property
 
 import luigi
-import pyarrow as pa
 from tokenizers import Tokenizer
 
 from deeprecipe.stages import tokenize_pack, tokenizer_train
@@ -81,8 +80,7 @@ class TokenizePack(StageTask):
         if unit < self.num_web_shards():
             return ctx.input("docs").read_table(part_name(unit), columns=["text", column]), False
         texts = ctx.input("reasoning").read_table(part_name(0), columns=["text"]).column("text")
-        source = pa.array([reasoning_corpus.SOURCE] * len(texts), pa.string())
-        return pa.table({"text": texts, column: source}), True
+        return reasoning_corpus.mixture_table(texts, column), True
 
     def work(self):
         return [self.clone(TokenizePackShard, unit=i) for i in range(self.num_shards())]

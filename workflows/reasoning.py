@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import luigi
 
+from deeprecipe.stages.generators import non_reasoning as nr
 from deeprecipe.stages.generators import reasoning_corpus as rc
 from deeprecipe.stages.generators import reasoning_data as rd
 
@@ -16,7 +17,7 @@ class ReasoningData(StageTask):
     non-reasoning rows (factual QA from curated corpus sentences, greetings) and safety
     preference pairs, as Parquet."""
     code_version = "2"  # 2: the rl split
-    source_objects = (rd,)
+    source_objects = (rd, nr)
     config_cls = rd.ReasoningDataConfig
 
     def upstream(self):
@@ -30,17 +31,10 @@ class ReasoningData(StageTask):
 
     def corpus_sentences(self, ctx, n: int, max_words: int) -> list[str]:
         """Up to n sentences of 6..max_words words from the curated documents, in order."""
-        import re
         docs = ctx.input("docs")
-        out: list[str] = []
-        for part in docs.parts():
-            for text in docs.read_table(part, columns=["text"]).column("text").to_pylist():
-                for s in re.split(r"(?<=[.!?])\s+", text):
-                    if 6 <= len(s.split()) <= max_words and s.endswith("."):
-                        out.append(s)
-                        if len(out) >= n:
-                            return out
-        return out
+        texts = (text for part in docs.parts()
+                 for text in docs.read_table(part, columns=["text"]).column("text").to_pylist())
+        return nr.qa_sentences(texts, n, max_words)
 
     def build(self, ctx):
         p = self.stage_params
@@ -55,15 +49,15 @@ class ReasoningData(StageTask):
             ctx.write_table(rd.rows_to_table(r for r in problems if r["split"] == split),
                             f"problems-{split}.parquet")
         sentences = self.corpus_sentences(ctx, p["n_factual_qa"], p["max_sentence_words"])
-        non_reasoning = (rd.factual_qa_from_sentences(sentences, seed=p["seed"],
+        non_reasoning = (nr.factual_qa_from_sentences(sentences, seed=p["seed"],
                                                       held_out_frac=p["held_out_frac"])
-                         + rd.greeting_rows())
+                         + nr.greeting_rows())
         for path in p["sft_files"]:
             rows, bad = rd.load_sft_jsonl(path)
             non_reasoning, skipped = non_reasoning + rows, skipped + bad
         ctx.write_table(rd.rows_to_table(non_reasoning), "non_reasoning.parquet")
-        pairs = rd.safety_preference_pairs(held_out_frac=p["held_out_frac"])
-        ctx.write_table(rd.preference_pairs_to_table(pairs), "preferences.parquet")
+        pairs = nr.safety_preference_pairs(held_out_frac=p["held_out_frac"])
+        ctx.write_table(nr.preference_pairs_to_table(pairs), "preferences.parquet")
         count = lambda rows, s: sum(r["split"] == s for r in rows)  # noqa: E731
         return {"rows": len(problems), "train_problems": count(problems, rd.TRAIN),
                 "rl_problems": count(problems, rd.RL),

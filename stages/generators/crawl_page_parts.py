@@ -7,7 +7,7 @@ import html
 import random
 from urllib.parse import quote
 
-from deeprecipe.stages.generators import labelled_corpus
+from deeprecipe.stages.generators import labelled_prose
 from deeprecipe.stages.generators.crawl_languages import LanguagePack
 from deeprecipe.stages.generators.crawl_spec import (Block, Site, SyntheticCrawlConfig, block_text, capitalised,
                                                      slugify)
@@ -43,7 +43,7 @@ def make_sentence(rng: random.Random, pack: LanguagePack, templates: Deck | None
     return capitalised(template.format(**slots))
 
 
-def article_sentences(rng: random.Random, pack: LanguagePack) -> labelled_corpus.SentenceFn:
+def article_sentences(rng: random.Random, pack: LanguagePack) -> labelled_prose.SentenceFn:
     """A sentence source for one article: ``make_sentence`` with the article's own decks."""
     templates, places = Deck(rng, pack.sentence_templates), Deck(rng, pack.places)
     return lambda r: make_sentence(r, pack, templates, places)

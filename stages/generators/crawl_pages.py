@@ -9,7 +9,7 @@ import random
 from dataclasses import dataclass
 from functools import lru_cache
 
-from deeprecipe.stages.generators import labelled_corpus
+from deeprecipe.stages.generators import eval_items, labelled_pages, labelled_pii, labelled_prose
 from deeprecipe.stages.generators.crawl_languages import LANGUAGE_PACKS
 from deeprecipe.stages.generators.crawl_page_parts import (
     article_sentences, canonical_url, make_article, make_blocks_html, make_cookie_banner, make_date,
@@ -31,10 +31,10 @@ class Role:
 
 
 NATURAL = Role("natural")
-SPAM_KINDS: tuple[str, ...] = tuple(sorted(labelled_corpus.SPAM_GENERATORS))
+SPAM_KINDS: tuple[str, ...] = tuple(sorted(labelled_pages.SPAM_GENERATORS))
 # Look-alikes planted on PII pages: all but code snippets (their curly brackets would make a
 # C4-style filter drop the PII page before redaction could be measured; code has its own pages).
-CRAWL_LOOKALIKE_KINDS = tuple(k for k in labelled_corpus.LOOKALIKE_KINDS if k != "code")
+CRAWL_LOOKALIKE_KINDS = tuple(k for k in labelled_pii.LOOKALIKE_KINDS if k != "code")
 PAIR_LABELS = {"near_high": "near_dup", "near_mid": "near_dup", "far": "far_pair"}
 
 
@@ -173,16 +173,16 @@ def pair_contents(config: SyntheticCrawlConfig, pair_id: int) -> tuple[PageConte
     body_a = "\n".join(block_text(b) for b in blocks_a)
     target = rng.uniform(*PAIR_JACCARD[kind])
     if kind == "far":
-        body_b, _ = labelled_corpus.far_pair(rng, body_a, target, site_a.lang,
+        body_b, _ = labelled_prose.far_pair(rng, body_a, target, site_a.lang,
                                              sentence=article_sentences(rng, pack))
         title_b, date_b, byline_b = _news_header(rng, site_b)
     else:
-        paragraphs_b, _ = labelled_corpus.near_duplicate_sentences(
+        paragraphs_b, _ = labelled_prose.near_duplicate_sentences(
             rng, [items for _, items in blocks_a], target, article_sentences(rng, pack), pack_phrase_groups(site_a.lang))
         title_b, date_b, byline_b = title, date, byline
         body_b = "\n".join(" ".join(p) for p in paragraphs_b if p)
     blocks_b = _line_blocks(body_b)
-    jaccard = labelled_corpus.shingle_jaccard(article_text(title, byline, blocks_a),
+    jaccard = labelled_prose.shingle_jaccard(article_text(title, byline, blocks_a),
                                               article_text(title_b, byline_b, blocks_b))
     label = PAIR_LABELS[kind]
     return (PageContent(site_a, title, date, byline, blocks_a,
@@ -199,9 +199,9 @@ def spam_content(config: SyntheticCrawlConfig, role: Role, rng: random.Random) -
     """A spam page of kind ``SPAM_KINDS[role.index]`` on a spam site: one paragraph per line."""
     kind = SPAM_KINDS[role.index]
     site = rng.choice(SPAM_SITES)
-    title = " ".join(rng.choice(labelled_corpus.SPAM_WORDS) for _ in range(rng.randint(3, 6))).title()
+    title = " ".join(rng.choice(labelled_pages.SPAM_WORDS) for _ in range(rng.randint(3, 6))).title()
     date = make_date(rng, LANGUAGE_PACKS[site.lang])
-    text = labelled_corpus.SPAM_GENERATORS[kind](rng, site.lang)
+    text = labelled_pages.SPAM_GENERATORS[kind](rng, site.lang)
     return PageContent(site, title, date, "", _line_blocks(text),
                        page_labels(f"spam:{kind.removeprefix('spam_')}"))
 
@@ -220,10 +220,10 @@ def pii_content(config: SyntheticCrawlConfig, role: Role, rng: random.Random) ->
     title, date, byline = _news_header(rng, site)
     sentence = article_sentences(rng, pack)
     n = sum(rng.randint(*config.sentences_per_paragraph) for _ in range(rng.randint(*config.paragraphs)))
-    sentences, planted, looks = labelled_corpus.pii_sentences(
+    sentences, planted, looks = labelled_pii.pii_sentences(
         rng, site.lang, PII_PER_PAGE, LOOKALIKES_PER_PAGE, sentence=sentence,
         lookalike_kinds=CRAWL_LOOKALIKE_KINDS, n_sentences=max(1, n - PII_PER_PAGE - LOOKALIKES_PER_PAGE),
-        frame=labelled_corpus.parenthetical_frame(sentence))
+        frame=labelled_pii.parenthetical_frame(sentence))
     return PageContent(site, title, date, byline, _paragraph_blocks(rng, sentences),
                        page_labels("pii", pii_items=json.dumps([list(p) for p in planted]),
                                    lookalikes=json.dumps([list(x) for x in looks])))
@@ -252,7 +252,7 @@ def code_content(config: SyntheticCrawlConfig, role: Role, rng: random.Random) -
     title = rng.choice(CODE_TITLES).format(n=rng.randint(2, 12))
     date = make_date(rng, pack)
     byline = pack.byline.format(name=rng.choice(pack.names), date=date[3])
-    code = labelled_corpus.code_page(rng).rstrip("\n").split("\n")
+    code = labelled_pages.code_page(rng).rstrip("\n").split("\n")
     blocks = [("p", _code_prose(rng, rng.randint(2, 3))), ("code", code), ("p", _code_prose(rng, rng.randint(1, 2)))]
     return PageContent(site, title, date, byline, blocks, page_labels("code"))
 
@@ -270,7 +270,7 @@ def math_content(config: SyntheticCrawlConfig, role: Role, rng: random.Random) -
     title = rng.choice(MATH_TITLES).format(a=a, b=b, c=a * a)
     date = make_date(rng, pack)
     byline = pack.byline.format(name=rng.choice(pack.names), date=date[3])
-    text = labelled_corpus.math_page(rng, sentence=article_sentences(rng, pack))
+    text = labelled_pages.math_page(rng, sentence=article_sentences(rng, pack))
     return PageContent(site, title, date, byline, _line_blocks(text), page_labels("math"))
 
 
@@ -328,7 +328,7 @@ def boilerplate_content(config: SyntheticCrawlConfig, role: Role, rng: random.Ra
     for k in rng.sample(range(len(pool)), min(len(pool), rng.randint(1, 2))):
         edited = rng.random() < 0.25
         sentence = boilerplate_sentence(pool[k], content.site.lang)
-        text = " ".join(labelled_corpus.boilerplate_variant(
+        text = " ".join(labelled_pages.boilerplate_variant(
             rng, sentence, edited, vocabulary=pack_vocabulary(content.site.lang)).split())
         paragraph = content.blocks[rng.randrange(len(content.blocks))][1]
         paragraph.insert(rng.randrange(len(paragraph) + 1), text)
@@ -339,7 +339,7 @@ def boilerplate_content(config: SyntheticCrawlConfig, role: Role, rng: random.Ra
 
 @lru_cache(maxsize=64)
 def crawl_eval_items(seed: int, n: int) -> tuple[str, ...]:
-    return tuple(labelled_corpus.eval_items(seed, n))
+    return tuple(eval_items.eval_items(seed, n))
 
 
 def contaminated_content(config: SyntheticCrawlConfig, role: Role, rng: random.Random) -> PageContent:

@@ -167,9 +167,9 @@ LABEL_DEFAULTS: dict[str, object] = {
     "pair_id": -1,            # near_dup / far_pair: id shared by the two pages of a pair
     "pair_member": -1,        # 0 = first page of the pair (file f), 1 = second (file f+1)
     "jaccard": -1.0,          # measured word-5-gram Jaccard of the pair's article texts
-    "pii_items": "[]",        # JSON [[type, planted string], ...] (type: labelled_corpus.PII_GENERATORS)
+    "pii_items": "[]",        # JSON [[type, planted string], ...] (type: labelled_pii.PII_GENERATORS)
     "lookalikes": "[]",       # JSON [[kind, string], ...] that look like PII but are not
-    "eval_item": -1,          # contaminated: index into labelled_corpus.eval_items(seed, eval_pool)
+    "eval_item": -1,          # contaminated: index into eval_items.eval_items(seed, eval_pool)
     "boilerplate_items": "[]",  # JSON [[shared sentence index, text as planted, edited?], ...]
 }
 

@@ -153,3 +153,9 @@ def corpus_documents(rows: Iterable[dict], excluded_prompts: Iterable[str], tagg
         stats[f"docs_{style}"] += 1
     stats["docs"] = len(cols["text"])
     return pa.table(cols, schema=DOC_SCHEMA), dict(stats)
+
+
+def mixture_table(texts: pa.ChunkedArray | pa.Array, source_column: str) -> pa.Table:
+    """The corpus's documents as tokenize_pack's mixture reads a web shard: ``text`` and
+    ``source_column`` (= ``SOURCE`` for every row)."""
+    return pa.table({"text": texts, source_column: pa.array([SOURCE] * len(texts), pa.string())})

@@ -16,13 +16,13 @@ This module plans each file's slots into WARC records and writes them; the pages
 holds the sites, ``SyntheticCrawlConfig`` and the label columns.
 
 Labelled pages. A share of the original page slots of every file carries a labelled document
-from ``stages.generators.labelled_corpus`` as its article body (counts per file = ``rate * pages_per_file``,
-rounded; see ``SyntheticCrawlConfig``):
+from the ``stages.generators.labelled_*`` generators as its article body (counts per file =
+``rate * pages_per_file``, rounded; see ``SyntheticCrawlConfig``):
 
 * ``near_dup`` / ``far_pair``: pairs of pages at a measured word-5-gram Jaccard of their article
   text (J >= 0.9, 0.6-0.9, and <= 0.5). The first page of a pair lives in file f, the second in
   file f+1 (mod ``num_files``) on another site of the same language: dedup has to be global.
-* ``spam:<kind>``: the ``labelled_corpus.SPAM_GENERATORS`` kinds in turn, on spam sites.
+* ``spam:<kind>``: the ``labelled_pages.SPAM_GENERATORS`` kinds in turn, on spam sites.
 * ``pii``: news articles with planted PII and PII look-alikes (each in parentheses in a natural
   sentence of the site).
 * ``code`` (on code sites, in ``<pre><code>``) and ``math`` (on ``math_domains`` dedicated math
