@@ -4,7 +4,7 @@ import json
 import pytest
 
 from deeprecipe.stages import reasoning_data as rd
-from deeprecipe.stages.rewards import accuracy_reward, format_reward
+from deeprecipe.stages.r1.rewards import accuracy_reward, format_reward
 
 
 @pytest.fixture(scope="module")
