@@ -3,8 +3,8 @@ the `grpo` profile's settings (issue #5: GRPO must raise held-out pass@1 over th
 
 Reads the newest committed `cold_start_sft` and `reasoning_data` artifacts of a store (e.g. the
 one `bench/r1_small.py --phase data,teacher` fills), then for each variant: a fresh copy of the
-cold start, `stages.post_train.grpo_train` with the profile's `grpo` config plus the variant's
-overrides for --steps steps, and `stages.post_train.evaluate` with the profile's `evaluate`
+cold start, `stages.r1.grpo.grpo_train` with the profile's `grpo` config plus the variant's
+overrides for --steps steps, and `stages.r1.evaluate.evaluate` with the profile's `evaluate`
 settings (held-out subset, k samples, T 0.6, top-p 0.95). Variant `cold_start` is the untrained
 control. Nothing is written to the store: each variant's result is one JSON line in
 --out/ablation.jsonl (appended as it finishes) and a row of the table printed last.
@@ -38,7 +38,7 @@ eleventh session: 4 of 6 runs). Next candidates for the onset: R1's 32 prompts a
 
 A GRPO run longer than one command (~9 s a step from the cold start: 60 steps fill a 600-s
 command) resumes with --state-root on the machine's disk: the same command run again continues
-each unfinished variant from its last saved state (`stages.rl_state`, every --save-every-s),
+each unfinished variant from its last saved state (`stages.r1.rl_state`, every --save-every-s),
 e.g. `--variants 'long_lr1e-5={"lr": 1e-5}' --steps 120 --state-root /tmp/ablation_state
 --need-s 0`, twice or three times (a finished variant's state is removed).
 """
@@ -61,9 +61,15 @@ import torch  # noqa: E402
 
 from deeprecipe.pipeline.store import ArtifactStore  # noqa: E402
 from deeprecipe.pipeline.task import Artifact  # noqa: E402
-from deeprecipe.stages import post_train as pt  # noqa: E402
+from deeprecipe.stages.r1 import grpo as r1_grpo  # noqa: E402
+from deeprecipe.stages.r1.chat import PROMPT_STOPS, ChatTokenizer  # noqa: E402
+from deeprecipe.stages.r1.config import GRPOConfig  # noqa: E402
+from deeprecipe.stages.r1.evaluate import evaluate  # noqa: E402
+from deeprecipe.stages.r1.model_io import inference_model  # noqa: E402
+from deeprecipe.stages.r1.rollout import subset  # noqa: E402
 from deeprecipe.stages.generators.reasoning_data import rl_problems  # noqa: E402
 from deeprecipe.stages.report import format_onset, grpo_summary  # noqa: E402
+from deeprecipe.stages.training_io import load_model  # noqa: E402
 from deeprecipe.profiles import PROFILES, profile_params  # noqa: E402
 
 VARIANTS = {  # name -> GRPOConfig overrides of the profile's grpo config (None: no training)
@@ -108,7 +114,7 @@ VARIANTS = {  # name -> GRPOConfig overrides of the profile's grpo config (None:
     "prompts32_seed1": {"prompts_per_step": 32, "seed": 1},
     "lr1e-5_seed1": {"lr": 1e-5, "seed": 1},
     # R1-Zero rollouts (and their evaluation) cut at </answer> (bench key "answer_stop": true;
-    # `stages.post_train.PROMPT_STOPS`), the default at c14958b; "train": false evaluates only
+    # `stages.r1.chat.PROMPT_STOPS`), the default at c14958b; "train": false evaluates only
     "answer_stop": {"answer_stop": True},
     "answer_stop_seed1": {"answer_stop": True, "seed": 1},
     "answer_stop_seed2": {"answer_stop": True, "seed": 2},
@@ -130,29 +136,29 @@ def permuted_advantages(seed: int):
     the group: the same advantage values, none tied to the response it is given to. The null
     control: what an update of GRPO's size does to the model with the reward signal removed."""
     gen = torch.Generator().manual_seed(seed)
-    group_advantages = pt.G.group_advantages
+    group_advantages = r1_grpo.group_advantages
 
     def shuffled(rewards_BG, **kw):
         perm_BG = torch.argsort(torch.rand(rewards_BG.shape, generator=gen), dim=1)
         return group_advantages(rewards_BG.gather(1, perm_BG), **kw)
-    pt.G.group_advantages = shuffled
+    r1_grpo.group_advantages = shuffled
     try:
         yield
     finally:
-        pt.G.group_advantages = group_advantages
+        r1_grpo.group_advantages = group_advantages
 
 
 @contextlib.contextmanager
 def answer_stop(on: bool):
     """While active with on=True, R1-Zero-template samples (rollouts and evaluation) end at
-    </answer> (`stages.post_train.PROMPT_STOPS`), as vLLM-based R1-Zero setups cut them."""
-    saved = dict(pt.PROMPT_STOPS)
+    </answer> (`stages.r1.chat.PROMPT_STOPS`), as vLLM-based R1-Zero setups cut them."""
+    saved = dict(PROMPT_STOPS)
     if on:
-        pt.PROMPT_STOPS["r1_zero"] = ("</answer>",)
+        PROMPT_STOPS["r1_zero"] = ("</answer>",)
     try:
         yield
     finally:
-        pt.PROMPT_STOPS.update(saved)
+        PROMPT_STOPS.update(saved)
 
 
 def parse_variant(spec: str) -> tuple[str, dict | None]:
@@ -225,12 +231,12 @@ def main(argv: list[str] | None = None) -> int:
     data = Artifact(store, store.newest("reasoning_data"))
     problems = rl_problems(data)
     ev = prof["evaluate"]
-    held_out = pt.subset(data.read_table("problems-held_out.parquet").to_pylist(),
-                         ev["max_problems"], ev["seed"])
+    held_out = subset(data.read_table("problems-held_out.parquet").to_pylist(),
+                      ev["max_problems"], ev["seed"])
     device = torch.device(rl_prof["device"] if torch.cuda.is_available() else "cpu")
     torch.backends.cuda.matmul.allow_tf32 = True
     folder = Path(start.path("config.json")).parent
-    tok = pt.ChatTokenizer.from_file(folder / "tokenizer.json")
+    tok = ChatTokenizer.from_file(folder / "tokenizer.json")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     print(f"{start_stage} {start.version} ({rl_stage}), {len(problems)} RL / {len(held_out)} "
@@ -243,32 +249,32 @@ def main(argv: list[str] | None = None) -> int:
             continue
         t1 = time.time()
         torch.manual_seed(0)
-        policy = pt.load_policy(folder, rl_prof["max_seq_len"]).to(device)
+        policy = load_model(folder, rl_prof["max_seq_len"]).to(device)
         row = {"variant": name, "overrides": overrides, "steps": 0}
         opts = overrides or {}
         with answer_stop(opts.get("answer_stop", False)):
             try:
                 if overrides is not None and opts.get("train", True):
                     fields = {k: v for k, v in overrides.items() if k not in BENCH_KEYS}
-                    cfg = pt.GRPOConfig(**{**dict(rl_prof["grpo"]), **fields, "steps": args.steps})
+                    cfg = GRPOConfig(**{**dict(rl_prof["grpo"]), **fields, "steps": args.steps})
                     with (permuted_advantages(cfg.seed) if overrides.get("permute_rewards")
                           else contextlib.nullcontext()):
                         # keyed by what the run depends on: another start or length starts afresh
                         state = (Path(args.state_root) / f"{name}-{start.version}-{args.steps}"
                                  if args.state_root else None)
-                        rows = pt.grpo_train(policy, problems, tok, cfg,
-                                             pt.rule_reward(dict(rl_prof["weights"])),
-                                             state_dir=state, save_every_s=args.save_every_s)
+                        rows = r1_grpo.grpo_train(policy, problems, tok, cfg,
+                                                  r1_grpo.rule_reward(dict(rl_prof["weights"])),
+                                                  state_dir=state, save_every_s=args.save_every_s)
                         if state is not None:
                             shutil.rmtree(state, ignore_errors=True)
                     row.update(steps=len(rows), **curve_summary(rows),
                                **{f"per_step_{k}": [round(r[k], 4) for r in rows]
                                   for k in ("accuracy", "reward_format", "kl", "kl_max",
                                             "grad_norm")})
-                model = pt.inference_model(policy, ev["dtype"])
-                res = pt.evaluate(model, held_out, tok, args.eval_k or ev["k"], ev["temperature"],
-                                  ev["top_p"], ev["max_new_tokens"], style, ev["seed"],
-                                  ev["batch_rows"])
+                model = inference_model(policy, ev["dtype"])
+                res = evaluate(model, held_out, tok, args.eval_k or ev["k"], ev["temperature"],
+                               ev["top_p"], ev["max_new_tokens"], style, ev["seed"],
+                               ev["batch_rows"])
                 del model
             except Exception as err:  # one broken variant must not cost the others
                 print(f"{name}: failed: {err!r}", flush=True)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from deeprecipe.stages import hf_export, pretrain
+from deeprecipe.stages import hf_export, training_io
 from deeprecipe.stages.moe_model import MOE_CONFIGS, MoETransformer
 from deeprecipe.stages.tokenizer_train import train_tokenizer
 
@@ -47,7 +47,7 @@ def main() -> dict:
     params = model.num_params()
     ckpt = root / "ours"
     t = time.perf_counter()
-    pretrain.export_hf_folder(model, cfg, str(root / "tokenizer.json"), str(ckpt))
+    training_io.export_hf_folder(model, cfg, root / "tokenizer.json", ckpt)
     save_s = time.perf_counter() - t
 
     t = time.perf_counter()

@@ -25,7 +25,7 @@ import time
 import torch
 
 from deeprecipe.stages.moe_model import MOE_CONFIGS, MoE, MoETransformer
-from deeprecipe.stages.sampler import generate
+from deeprecipe.stages.r1.sampler import generate
 
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
 

@@ -44,7 +44,7 @@ import torch
 from safetensors.torch import save_file
 
 from .moe_model import MoEConfig, MoETransformer
-from .post_train import CHAT_TEMPLATE
+from .r1.chat import CHAT_TEMPLATE
 from .tokenizer_train import (ASSISTANT, BOS, EOS, PAD, SYSTEM, USER, special_token_ids,
                               transformers_config)
 

@@ -33,8 +33,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from .moe_model import MoEConfig, MoETransformer
-from .pretrain import model_config_json
 from .tokenizer_train import SPECIAL_TOKENS
+from .training_io import model_config_json
 
 SUPPORTED = ("deepseek_v3", "glm4_moe", "llama")
 

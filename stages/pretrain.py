@@ -18,8 +18,8 @@ Choices (see RECIPE.md, "MoE pretraining"):
   fp32 ZeRO-0 path, where DeepSpeed does not keep it, the norm of the all-reduced grads before
   `engine.step()`.
 - Checkpoint `checkpoint-<step:08d>/`: `model.safetensors` (module state, router biases are
-  buffers in it), `config.json` (so `load_model` opens it), `trainer_state.json` (step, LR
-  scheduler, data position, per-rank RNG states), and the optimiser as safetensors + a JSON
+  buffers in it), `config.json` (so `training_io.load_model` opens it), `trainer_state.json`
+  (step, LR scheduler, data position, per-rank RNG states), and the optimiser as safetensors + a JSON
   index (`optimizer.json`: the state_dict's tree with tensors replaced by names, plus the
   param-group -> parameter-name mapping). Plain fp32 ZeRO-0 keeps one replicated torch AdamW:
   rank 0 writes `optimizer.safetensors`. ZeRO-1/2 and bf16 partition the optimiser: every rank
@@ -45,7 +45,6 @@ import shutil
 import socket
 import time
 from dataclasses import asdict, dataclass
-from enum import Enum
 from pathlib import Path
 from typing import Callable
 
@@ -57,12 +56,14 @@ from safetensors.torch import load_file, save_file
 from deeprecipe.stages.moe_model import MoEConfig, MoETransformer, compile_regions, update_router_bias
 from deeprecipe.stages.report import plot_pretrain_metrics
 from deeprecipe.stages.train_config import TrainConfig, lr_multiplier
+from deeprecipe.stages.training_io import (CHECKPOINT_PREFIX, TMP_PREFIX, checkpoint_dirs,
+                                           commit_checkpoint, model_config_json, read_metrics,
+                                           save_model_weights, tree_from_tensors, tree_to_tensors,
+                                           write_json)
 
 log = logging.getLogger(__name__)
 
 PEAK_BF16_FLOPS_H100_H200 = 989e12   # dense BF16 datasheet peak per GPU (RECIPE.md)
-CHECKPOINT_PREFIX = "checkpoint-"
-TMP_PREFIX = ".tmp-"
 FORMAT = "deeprecipe-pretrain-v1"
 # Keys of DeepSpeed optimiser state_dicts that are Python objects, not data: the loss scaler
 # (static 1.0 without fp16; on load DeepSpeed keeps its own) and the parameter slice map
@@ -286,44 +287,7 @@ def grad_norm_before_step(engine) -> float | None:
     return torch.stack(sq).sum().sqrt().item() if sq else 0.0
 
 
-# ----------------------------------------------------------------------------- state trees
-
-def tree_to_tensors(obj, tensors: dict[str, torch.Tensor], path: str = "s"):
-    """A state_dict-like tree -> JSON-able skeleton; tensors move into `tensors` (CPU copies)
-    under their tree path and are replaced by {"__tensor__": path}. Tuples and dicts with
-    non-string keys are tagged so `tree_from_tensors` rebuilds them exactly."""
-    if torch.is_tensor(obj):
-        tensors[path] = obj.detach().to("cpu", copy=True).contiguous()
-        return {"__tensor__": path}
-    if isinstance(obj, Enum):
-        return obj.value
-    if obj is None or isinstance(obj, (bool, int, float, str)):
-        return obj
-    if isinstance(obj, dict):
-        items = [(k, tree_to_tensors(v, tensors, f"{path}.{k}")) for k, v in obj.items()]
-        if all(isinstance(k, str) and not k.startswith("__") for k, _ in items):
-            return dict(items)
-        return {"__items__": [[k, v] for k, v in items]}
-    if isinstance(obj, (list, tuple)):
-        out = [tree_to_tensors(v, tensors, f"{path}.{i}") for i, v in enumerate(obj)]
-        return {"__tuple__": out} if isinstance(obj, tuple) else out
-    raise TypeError(f"cannot store {type(obj).__name__} at {path} as safetensors + JSON")
-
-
-def tree_from_tensors(node, tensors: dict[str, torch.Tensor]):
-    """Inverse of `tree_to_tensors`."""
-    if isinstance(node, list):
-        return [tree_from_tensors(v, tensors) for v in node]
-    if not isinstance(node, dict):
-        return node
-    if "__tensor__" in node:
-        return tensors[node["__tensor__"]]
-    if "__tuple__" in node:
-        return tuple(tree_from_tensors(v, tensors) for v in node["__tuple__"])
-    if "__items__" in node:
-        return {k: tree_from_tensors(v, tensors) for k, v in node["__items__"]}
-    return {k: tree_from_tensors(v, tensors) for k, v in node.items()}
-
+# ----------------------------------------------------------------------------- RNG state
 
 def _to_base64(byte_tensor: torch.Tensor) -> str:
     return base64.b64encode(byte_tensor.cpu().numpy().tobytes()).decode()
@@ -363,26 +327,6 @@ def seed_everything(seed: int) -> None:
 
 # ----------------------------------------------------------------------------- checkpoints
 
-def _write_json(path: Path, obj) -> None:
-    path.write_text(json.dumps(obj, indent=1))
-
-
-def model_config_json(model_cfg: MoEConfig) -> dict:
-    return {**asdict(model_cfg), "architectures": ["MoETransformer"],
-            "model_type": "deeprecipe_moe"}
-
-
-def cpu_tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """One contiguous CPU copy of each tensor: what safetensors can write (ZeRO keeps params as
-    views into shared flat buffers; safetensors refuses views and tensors sharing memory)."""
-    return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in state.items()}
-
-
-def save_model_weights(model: torch.nn.Module, path: Path) -> None:
-    """Module state (params and persistent buffers) as safetensors (`cpu_tensors`)."""
-    save_file(cpu_tensors(model.state_dict()), str(path))
-
-
 def optimizer_files(rank: int, replicated: bool) -> tuple[str, str]:
     stem = "optimizer" if replicated else f"optimizer-rank{rank}"
     return f"{stem}.safetensors", f"{stem}.json"
@@ -401,7 +345,7 @@ def save_optimizer(engine, names: list[list[str]], folder: Path, ctx: DistContex
     tree = tree_to_tensors(state, tensors)
     weights_name, index_name = optimizer_files(ctx.rank, replicated)
     save_file(tensors, str(folder / weights_name))
-    _write_json(folder / index_name, {
+    write_json(folder / index_name, {
         "format": FORMAT, "kind": "torch" if replicated else type(engine.optimizer).__name__,
         "rank": ctx.rank, "world_size": ctx.world_size, "zero_stage": zero_stage,
         "param_groups": names, "tree": tree})
@@ -429,26 +373,6 @@ def load_optimizer(engine, names: list[list[str]], folder: Path, ctx: DistContex
                                          load_from_fp32_weights=True)
 
 
-def checkpoint_dirs(out_dir: str | Path, marker: str = "trainer_state.json") -> list[Path]:
-    """Complete checkpoints (committed by rename, with their `marker` file), oldest first."""
-    out = Path(out_dir)
-    found = [p for p in out.glob(f"{CHECKPOINT_PREFIX}*")
-             if p.is_dir() and (p / marker).exists()]
-    return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX):]))
-
-
-def commit_checkpoint(tmp: Path, final: Path, keep: int,
-                      marker: str = "trainer_state.json") -> None:
-    """Put the finished temp folder `tmp` in place as `final` by one rename (a reader finds the
-    old checkpoint or the new one whole, never part of one), then remove all but the newest
-    `keep` complete checkpoints beside it (`checkpoint_dirs` with `marker`)."""
-    if final.exists():
-        shutil.rmtree(final)
-    os.rename(tmp, final)
-    for old in checkpoint_dirs(final.parent, marker)[:-keep]:
-        shutil.rmtree(old)
-
-
 def save_checkpoint(engine, scheduler, source: TokenSource, names, ctx: DistContext,
                     out_dir: Path, step: int, model_cfg: MoEConfig, cfg: TrainConfig,
                     extra: dict) -> Path:
@@ -465,8 +389,8 @@ def save_checkpoint(engine, scheduler, source: TokenSource, names, ctx: DistCont
     dist.all_gather_object(rngs, json.dumps(rng_state()))
     if ctx.rank == 0:
         save_model_weights(engine.module, tmp / "model.safetensors")
-        _write_json(tmp / "config.json", model_config_json(model_cfg))
-        _write_json(tmp / "trainer_state.json", {
+        write_json(tmp / "config.json", model_config_json(model_cfg))
+        write_json(tmp / "trainer_state.json", {
             "format": FORMAT, "step": step, "world_size": ctx.world_size,
             "zero_stage": cfg.zero_stage, "lr_scheduler": scheduler.state_dict(),
             "data": source.state_dict(), "rng": [json.loads(s) for s in rngs],
@@ -499,14 +423,6 @@ def load_checkpoint(engine, scheduler, source: TokenSource, names, ctx: DistCont
 
 
 # ----------------------------------------------------------------------------- metrics
-
-def read_metrics(path: Path, up_to_step: int) -> list[dict]:
-    """Rows of metrics.jsonl with step <= up_to_step (a resumed run drops the rest)."""
-    if not path.exists():
-        return []
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [r for r in rows if r["step"] <= up_to_step]
-
 
 def router_biases(model: torch.nn.Module) -> dict[str, list[float]]:
     """{router module name: expert_bias as a list} for every MoE layer."""
@@ -662,31 +578,6 @@ def _train_step(engine, source: TokenSource, cfg: TrainConfig, model_cfg: MoECon
            "grad_norm": grad_norm, "gamma": gamma,
            "expert_load": [{"layer": k, "max_over_mean": v} for k, v in loads.items()]}
     return row
-
-
-# ----------------------------------------------------------------------------- export
-
-def export_hf_folder(model: MoETransformer, model_cfg: MoEConfig,
-                     tokenizer_json: str | None, folder: str) -> Path:
-    """`folder`/config.json (MoEConfig + architectures), model.safetensors, tokenizer.json."""
-    out = Path(folder)
-    out.mkdir(parents=True, exist_ok=True)
-    _write_json(out / "config.json", model_config_json(model_cfg))
-    save_model_weights(model, out / "model.safetensors")
-    if tokenizer_json is not None:
-        shutil.copyfile(tokenizer_json, out / "tokenizer.json")
-    return out
-
-
-def load_model(folder: str) -> MoETransformer:
-    """MoETransformer from a folder with config.json + model.safetensors (an export or a
-    checkpoint); weights load strictly, in the saved dtype's values."""
-    folder_p = Path(folder)
-    raw = json.loads((folder_p / "config.json").read_text())
-    fields = {f.name for f in dataclasses.fields(MoEConfig)}
-    model = MoETransformer(MoEConfig(**{k: v for k, v in raw.items() if k in fields}))
-    model.load_state_dict(load_file(str(folder_p / "model.safetensors")), strict=True)
-    return model
 
 
 # ----------------------------------------------------------------------------- CLI

@@ -161,9 +161,9 @@ RL_CURVE_KEYS = ("reward", "kl", "response_len", "grad_norm")
 
 def paired_differences(results: dict, k: int) -> dict:
     """{'a - b': {'difference', 'stderr', 'within_2se'}} for the COMPARISONS present in
-    results: paired over the same held-out problems (`stages.post_train.paired_pass_difference`);
+    results: paired over the same held-out problems (`stages.r1.evaluate.paired_pass_difference`);
     within_2se: |difference| <= 2 stderr, indistinguishable from no difference."""
-    from deeprecipe.stages.post_train import paired_pass_difference
+    from deeprecipe.stages.r1.evaluate import paired_pass_difference
     out = {}
     for a, b in COMPARISONS:
         if a in results and b in results:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from luigi.cmdline_parser import CmdlineParser
+from luigi.task_register import Register
 
 from deeprecipe import profiles, workflows
 from deeprecipe.pipeline.config import ConfigError, merge, plain
@@ -43,10 +44,18 @@ def test_profiles_derive_by_changing_fields():
     assert plain(profiles.cluster().grpo)["grpo"]["steps"] == 800
 
 
-def _task(argv, cls_name="Grpo"):
+def _task(argv):
+    """The root task of a `luigi` command line (each call a fresh command)."""
+    Register.clear_instance_cache()
     with CmdlineParser.global_instance(argv) as cp:
-        root = cp.get_task_obj()
-        return {t.stage: t for t in stage_tasks(root)} if cls_name is None else root
+        return cp.get_task_obj()
+
+
+def _versions(argv) -> dict[str, str]:
+    """Each stage's version under a `luigi` command line (computed while its options apply)."""
+    Register.clear_instance_cache()
+    with CmdlineParser.global_instance(argv) as cp:
+        return {t.stage: t.version for t in stage_tasks(cp.get_task_obj())}
 
 
 def test_a_dict_option_on_the_command_line_changes_one_field(tmp_path):
@@ -62,10 +71,10 @@ def test_a_dict_option_on_the_command_line_changes_one_field(tmp_path):
 
 def test_changing_grpo_lr_rekeys_exactly_grpo_and_its_downstream(tmp_path):
     store = str(tmp_path)
-    before = _task(["RunR1Pipeline", "--store", store], None)
-    after = _task(["RunR1Pipeline", "--store", store, "--Grpo-grpo", '{"lr": 3e-6}'], None)
+    before = _versions(["RunR1Pipeline", "--store", store])
+    after = _versions(["RunR1Pipeline", "--store", store, "--Grpo-grpo", '{"lr": 3e-6}'])
     assert set(before) == set(after)
-    rekeyed = {s for s in before if before[s].version != after[s].version}
+    rekeyed = {s for s in before if before[s] != after[s]}
     assert rekeyed == GRPO_DOWNSTREAM
 
 

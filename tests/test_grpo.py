@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from deeprecipe.stages.grpo import (bradley_terry_loss, group_advantages, grpo_loss, informative_group_fraction, k3_kl,
+from deeprecipe.stages.r1.grpo_loss import (bradley_terry_loss, group_advantages, grpo_loss, informative_group_fraction, k3_kl,
                          make_reference_model, maybe_reset_reference, pack_sft_examples, sft_loss,
                          token_logprobs)
 
@@ -244,7 +244,7 @@ def test_informative_group_fraction_counts_groups_with_unequal_rewards():
 def test_truncated_is_weights_and_their_place_in_the_loss():
     """w = min(pi_old / pi_sampler, cap) per token, constant; it scales the clipped policy term
     of the loss (and so its gradient) and leaves the KL term alone."""
-    from deeprecipe.stages.grpo import truncated_is_weights
+    from deeprecipe.stages.r1.grpo_loss import truncated_is_weights
     old = torch.log(torch.tensor([[0.5, 0.2, 0.9]]))
     sampler = torch.log(torch.tensor([[0.25, 0.4, 0.1]]))
     w = truncated_is_weights(old, sampler, cap=2.0)

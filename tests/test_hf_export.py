@@ -14,10 +14,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 transformers = pytest.importorskip("transformers")
 
 from deeprecipe.stages import hf_export  # noqa: E402
-from deeprecipe.stages import post_train as pt  # noqa: E402
 from deeprecipe.stages.moe_model import MOE_CONFIGS, MoEConfig, MoETransformer  # noqa: E402
-from deeprecipe.stages.sampler import generate  # noqa: E402
+from deeprecipe.stages.r1.chat import ChatTokenizer, chat_prompt, render_chat, sft_pair  # noqa: E402
+from deeprecipe.stages.r1.model_io import dense_overrides  # noqa: E402
+from deeprecipe.stages.r1.sampler import generate  # noqa: E402
 from deeprecipe.stages.tokenizer_train import train_tokenizer  # noqa: E402
+from deeprecipe.stages.training_io import export_hf_folder  # noqa: E402
 
 torch.set_num_threads(1)
 SEQ = 96  # rope dim 16 at theta 10: the fastest frequency's period is 2*pi positions, the
@@ -55,7 +57,7 @@ VARIANTS = {  # name -> (MoEConfig fields, exported model_type)
     "mla_moe_qlora": ({"attention": "mla", "q_lora_rank": 24, "n_shared_experts": 2},
                       "deepseek_v3"),
     "mha_moe": ({"attention": "mha"}, "glm4_moe"),
-    "dense_student": (pt.dense_overrides(MOE_CONFIGS["tiny"], n_layers=3), "llama"),  # as
+    "dense_student": (dense_overrides(MOE_CONFIGS["tiny"], n_layers=3), "llama"),  # as
     # workflows.post_train.PretrainStudent builds it (tiny is MHA)
     "dense_mla": ({"attention": "mla", "n_dense_layers": 3}, "deepseek_v3"),
 }
@@ -110,17 +112,17 @@ def test_chat_template_is_our_prompt(tmp_path, tok_json):
             {"role": "user", "content": "What is 2+3?"},
             {"role": "assistant", "content": "<think>\n2+3=5\n</think>\n<answer>5</answer>"}]
     text = tok.apply_chat_template(chat, tokenize=False)
-    assert text == pt.render_chat(chat) == (
+    assert text == render_chat(chat) == (
         "<|system|>Be brief.<|user|>What is 2+3?<|assistant|><think>\n2+3=5\n</think>\n"
         "<answer>5</answer><|eos|>")
     # one user turn + generation prompt: exactly the sampler's prompt, and the same ids
     user = chat[1:2]
     prompt = tok.apply_chat_template(user, tokenize=False, add_generation_prompt=True)
-    assert prompt == pt.chat_prompt("What is 2+3?") == pt.render_chat(user, True)
-    ours_tok = pt.ChatTokenizer.from_file(tok_json)
+    assert prompt == chat_prompt("What is 2+3?") == render_chat(user, True)
+    ours_tok = ChatTokenizer.from_file(tok_json)
     assert tok(prompt, add_special_tokens=False)["input_ids"] == ours_tok.encode(prompt)
     # system + user + assistant ids = system ids + our SFT example (prompt ids + response + EOS)
-    p_ids, r_ids = pt.sft_pair(ours_tok, "What is 2+3?", chat[2]["content"])
+    p_ids, r_ids = sft_pair(ours_tok, "What is 2+3?", chat[2]["content"])
     full = tok.apply_chat_template(chat, tokenize=True, return_dict=False)
     full = full["input_ids"] if isinstance(full, dict) else full
     assert full == ours_tok.encode("<|system|>Be brief.") + p_ids + r_ids
@@ -141,7 +143,7 @@ def test_stage_hf_folder_and_cli_export(tmp_path, tok_json):
     ctx = StageContext(types.SimpleNamespace(artifact_store=store), "grpo", "0123456789abcdef")
     ours = model_of(300, attention="mla", mtp_depth=1)
     scratch = tmp_path / "scratch"
-    pt.save_policy(ours, tok_json, scratch)
+    export_hf_folder(ours, ours.cfg, tok_json, scratch)
     for name in ("config.json", "model.safetensors", "tokenizer.json"):
         ctx.fs.put_file(str(scratch / name), ctx.output_path(name))
     put_hf_export(ctx, ours, tok_json, scratch)

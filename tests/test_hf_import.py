@@ -12,9 +12,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 transformers = pytest.importorskip("transformers")
 
 from deeprecipe.stages import hf_import  # noqa: E402
-from deeprecipe.stages import post_train as pt  # noqa: E402
-from deeprecipe.stages.pretrain import load_model  # noqa: E402
+from deeprecipe.stages.r1.chat import ChatTokenizer, chat_prompt  # noqa: E402
 from deeprecipe.stages.tokenizer_train import SPECIAL_TOKENS  # noqa: E402
+from deeprecipe.stages.training_io import load_model  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -78,8 +78,8 @@ def test_import_keeps_logits_and_adds_our_tokens(tmp_path, kind):
         a = ours(idx)[0][..., :vocab]
         b = theirs(input_ids=idx).logits
     torch.testing.assert_close(a, b, atol=2e-4, rtol=1e-4)
-    tok = pt.ChatTokenizer.from_file(tmp_path / "ours" / "tokenizer.json")
-    ids = tok.encode(pt.chat_prompt("what is 2 + 3?"))
+    tok = ChatTokenizer.from_file(tmp_path / "ours" / "tokenizer.json")
+    ids = tok.encode(chat_prompt("what is 2 + 3?"))
     assert ids[0] == tok._id("<|user|>") and ids[-1] == tok._id("<|assistant|>")
     assert tok.decode_response(tok.encode("<think>\nok\n</think>") + [tok.eos_id]) == \
         "<think>\nok\n</think>"

@@ -23,9 +23,10 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from deeprecipe.stages.moe_model import MOE_CONFIGS, MoETransformer
-from deeprecipe.stages.pretrain import (TokenSource, checkpoint_dirs, export_hf_folder, load_model,
-                                        scheduled_gamma, train, tree_from_tensors, tree_to_tensors)
+from deeprecipe.stages.pretrain import TokenSource, scheduled_gamma, train
 from deeprecipe.stages.train_config import TrainConfig, lr_multiplier
+from deeprecipe.stages.training_io import (checkpoint_dirs, export_hf_folder, load_model,
+                                           tree_from_tensors, tree_to_tensors)
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

@@ -42,8 +42,8 @@ def test_pretrain_pipeline_artifacts(trained_store):
     assert m["upstream"]["tokens"]["stage"] == "tokenize_pack"
 
     from tokenizers import Tokenizer
-    from deeprecipe.stages.pretrain import load_model
-    from deeprecipe.stages.sampler import generate
+    from deeprecipe.stages.training_io import load_model
+    from deeprecipe.stages.r1.sampler import generate
     folder = s.path("pretrain_moe", m["version"])
     model = load_model(folder)
     tok = Tokenizer.from_file(os.path.join(folder, "tokenizer.json"))

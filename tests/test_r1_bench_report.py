@@ -8,7 +8,7 @@ import pytest
 
 from bench import r1_small
 from deeprecipe.pipeline.store import ArtifactStore
-from deeprecipe.stages import post_train as pt
+from deeprecipe.stages.r1.evaluate import pass_at_k_ladder
 
 RUN8 = Path(__file__).parent / "data" / "r1_small_run8"  # six manifests, as committed
 
@@ -39,7 +39,7 @@ def test_r1_table_shows_the_cold_starts_pass_at_k(tmp_path):
     path = next((store / "evaluate").glob("*/_MANIFEST.json"))
     man = json.loads(path.read_text())
     for model in man["outputs"]["metrics"]["models"].values():
-        model["pass@k"] = pt.pass_at_k_ladder(model["correct_per_problem"], 4)
+        model["pass@k"] = pass_at_k_ladder(model["correct_per_problem"], 4)
     path.write_text(json.dumps(man))
     lines = r1_small.r1_table(r1_small.r1_numbers(ArtifactStore(str(store))))
     # run 8's cold start: 193 problems right in 4 of 4 samples, 31 in some, 32 in none

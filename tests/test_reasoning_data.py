@@ -5,7 +5,7 @@ import pytest
 
 from deeprecipe.stages.generators import non_reasoning as nr
 from deeprecipe.stages.generators import reasoning_data as rd
-from deeprecipe.stages.rewards import accuracy_reward, format_reward
+from deeprecipe.stages.r1.rewards import accuracy_reward, format_reward
 
 
 @pytest.fixture(scope="module")

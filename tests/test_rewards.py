@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from deeprecipe.stages.rewards import (R1_REASONING_WEIGHTS, accuracy_reward, combined_reward,
+from deeprecipe.stages.r1.rewards import (R1_REASONING_WEIGHTS, accuracy_reward, combined_reward,
                             countdown_correct, evaluate_countdown_expression, extract_answer,
                             format_reward, language_consistency_reward, parse_number)
 

@@ -2,9 +2,9 @@
 import pytest
 import torch
 
-from deeprecipe.stages.grpo import token_logprobs
+from deeprecipe.stages.r1.grpo_loss import token_logprobs
 from deeprecipe.stages.moe_model import KVCache, MoEConfig, MoETransformer
-from deeprecipe.stages.sampler import (DONE_CHECK_EVERY, generate, generate_no_cache, static_decode_logits,
+from deeprecipe.stages.r1.sampler import (DONE_CHECK_EVERY, generate, generate_no_cache, static_decode_logits,
                             top_p_filter, unpad_left)
 
 PROMPTS = [[5, 17, 3], [9], [40, 41, 42, 43, 44, 45], [7, 7]]

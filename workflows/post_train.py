@@ -1,4 +1,4 @@
-"""Post-training stages of DeepSeek-R1 (thin Luigi tasks over `stages.post_train`; reports,
+"""Post-training stages of DeepSeek-R1 (thin Luigi tasks over the `stages.r1` package; reports,
 plots and metric summaries in `stages.report`):
 
     reasoning_data ─► cold_start_sft ─► grpo ─► rejection_sample ─► final_sft ─► final_rl
@@ -12,11 +12,11 @@ plots and metric summaries in `stages.report`):
 Model artifacts are HF-style folders: config.json, model.safetensors, tokenizer.json, plus
 metrics.jsonl and metrics.png, and hf/: the model as a transformers checkpoint
 (`train.put_hf_export`). Training runs in the Luigi worker process on torch with
-`threads` CPU threads (or one GPU with device='cuda'; precision: stages.post_train's docstring)."""
+`threads` CPU threads (or one GPU with device='cuda'; precision: stages.r1.model_io's docstring)."""
 from __future__ import annotations
 
+import dataclasses
 import shutil
-import time
 from pathlib import Path
 from typing import ClassVar
 
@@ -26,20 +26,28 @@ import pyarrow as pa
 from deeprecipe.pipeline.lazy import lazy_module
 from deeprecipe.stages.generators import reasoning_data as rd
 from deeprecipe.stages import report
-from deeprecipe.stages import rewards
+from deeprecipe.stages.r1 import config as r1_config
 
 from .base import LOCAL_CACHE, StageTask, local_copy, local_dir
 from .reasoning import ReasoningData
 from .train import PretrainMoe, base_stage, put_hf_export
 
 # imported on first use, so that reading the DAG (deeprecipe status) does not import torch
-torch = lazy_module("torch")
-grpo_losses = lazy_module("deeprecipe.stages.grpo")
 hf_export = lazy_module("deeprecipe.stages.hf_export")
-pt = lazy_module("deeprecipe.stages.post_train")
-rl_state = lazy_module("deeprecipe.stages.rl_state")
-sampler = lazy_module("deeprecipe.stages.sampler")
 moe_model = lazy_module("deeprecipe.stages.moe_model")
+training_io = lazy_module("deeprecipe.stages.training_io")
+chat = lazy_module("deeprecipe.stages.r1.chat")
+evaluation = lazy_module("deeprecipe.stages.r1.evaluate")
+grpo_loss = lazy_module("deeprecipe.stages.r1.grpo_loss")
+model_io = lazy_module("deeprecipe.stages.r1.model_io")
+r1_grpo = lazy_module("deeprecipe.stages.r1.grpo")
+r1_sft = lazy_module("deeprecipe.stages.r1.sft")
+rejection = lazy_module("deeprecipe.stages.r1.rejection")
+reward_model = lazy_module("deeprecipe.stages.r1.reward_model")
+rewards = lazy_module("deeprecipe.stages.r1.rewards")
+rl_state = lazy_module("deeprecipe.stages.r1.rl_state")
+rollout = lazy_module("deeprecipe.stages.r1.rollout")
+sampler = lazy_module("deeprecipe.stages.r1.sampler")
 
 MODEL_FILES = ("config.json", "model.safetensors", "tokenizer.json")
 
@@ -47,17 +55,9 @@ MODEL_FILES = ("config.json", "model.safetensors", "tokenizer.json")
 # ----------------------------------------------------------------------------- helpers
 
 
-def setup_torch(p: dict) -> torch.device:
-    """Thread count and device of a post-training stage's parameters."""
-    torch.set_num_threads(int(p.get("threads") or 1))
-    torch.manual_seed(int(p.get("seed") or 0))
-    device = p.get("device") or "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device='cuda' but torch sees no GPU; use --<Stage>-device cpu")
-    if device == "cuda":  # fp32 matmuls outside autocast (reward model, samplers' fp32 ops)
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    return torch.device(device)
+def setup_torch(p: dict):
+    """`model_io.setup_torch` with a stage's threads, seed and device parameters."""
+    return model_io.setup_torch(p.get("threads"), p.get("seed"), p.get("device"))
 
 
 def model_folder(ctx, name: str, extra: tuple[str, ...] = ()) -> Path:
@@ -68,11 +68,10 @@ def model_folder(ctx, name: str, extra: tuple[str, ...] = ()) -> Path:
     return paths[0].parent
 
 
-def load_chat_model(ctx, name: str, max_seq_len: int, device: torch.device):
+def load_chat_model(ctx, name: str, max_seq_len: int, device):
     """``(folder, tokenizer, model on device)`` of upstream model artifact ``name``."""
     folder = model_folder(ctx, name)
-    tok = pt.ChatTokenizer.from_file(folder / "tokenizer.json")
-    return folder, tok, pt.load_policy(folder, max_seq_len).to(device)
+    return (folder, *model_io.load_chat_model(folder, max_seq_len, device))
 
 
 def read_rows(ctx, name: str, file: str) -> list[dict]:
@@ -84,10 +83,8 @@ def put_model(ctx, model, tok_json: Path, rows: list[dict], plot_keys: tuple[str
     """Export the model as an HF-style folder plus metrics.jsonl and metrics.png into the
     artifact, and as a transformers checkpoint into its hf/."""
     out = local_dir(ctx, "export")
-    pt.save_policy(model.cpu(), tok_json, out)
+    model_io.save_chat_model(model, tok_json, out, rows, plot_keys, ctx.stage)
     put_hf_export(ctx, model, tok_json, out)
-    pt.write_metrics(rows, out / "metrics.jsonl")
-    report.plot_series(rows, plot_keys, out / "metrics.png", ctx.stage)
     for name in (*MODEL_FILES, *extra, "metrics.jsonl", "metrics.png"):
         ctx.fs.put_file(str(out / name), ctx.output_path(name))
 
@@ -95,23 +92,6 @@ def put_model(ctx, model, tok_json: Path, rows: list[dict], plot_keys: tuple[str
 def finish(ctx) -> None:
     if not ctx.store.is_local:
         shutil.rmtree(LOCAL_CACHE / ctx.stage / ctx.version, ignore_errors=True)
-
-
-def sft_examples(tok: pt.ChatTokenizer, rows: list[dict], response_key: str,
-                 max_response_tokens: int,
-                 max_think_lines: int | None = None) -> list[tuple[list[int], list[int]]]:
-    """Chat-format (prompt ids, response ids + EOS) of rows whose response fits the budget;
-    max_think_lines (if set) keeps only the last lines of each `<think>` block."""
-    pairs = [pt.sft_pair(tok, r["prompt"], pt.shorten_solution(r[response_key], max_think_lines))
-             for r in rows]
-    return [p for p in pairs if len(p[1]) <= max_response_tokens]
-
-
-GRPO_PLOT = ("reward", "reward_accuracy", "reward_format", "kl", "clip_fraction", "response_len",
-             "sampler_abs_gap", "grad_norm", "informative_groups")
-
-
-# ----------------------------------------------------------------------------- data
 
 
 # ----------------------------------------------------------------------------- SFT stages
@@ -123,17 +103,8 @@ class ColdStartSft(StageTask):
     only the last lines of each reasoning block (tiny models learn the format from short
     renderings)."""
     code_version = "4"  # 4: hf/ (transformers export)
-    source_objects = (pt, grpo_losses, hf_export, report)
-    sft = luigi.OptionalDictParameter(default=None, description="stages.post_train.SFTConfig fields")
-    max_response_tokens = luigi.OptionalIntParameter(default=None, description="SFT examples "
-                                                     "whose response is longer (tokens) are left "
-                                                     "out")
-    max_think_lines = luigi.OptionalIntParameter(default=None,
-                                                 description="0 = whole reasoning; N = last N lines")
-    max_seq_len = luigi.OptionalIntParameter(default=None, description="context of post-training")
-    threads = luigi.OptionalIntParameter(default=None, description="CPU threads for torch (CPU "
-                                         "runs)")
-    device = luigi.OptionalParameter(default=None, description="'cpu' or 'cuda'")
+    source_objects = (chat, r1_config, model_io, r1_sft, grpo_loss, training_io, hf_export, report)
+    config_cls = r1_config.ColdStartSftConfig
 
     def upstream(self):
         return {"base": self.clone(base_stage(self)), "data": self.clone(ReasoningData)}
@@ -144,22 +115,18 @@ class ColdStartSft(StageTask):
         folder, tok, model = load_chat_model(ctx, "base", p["max_seq_len"], device)
         train = read_rows(ctx, "data", "problems-train.parquet")
         held = read_rows(ctx, "data", "problems-held_out.parquet")
-        examples = sft_examples(tok, train, "solution", p["max_response_tokens"],
+        examples = chat.sft_examples(tok, train, "solution", p["max_response_tokens"],
                                 p["max_think_lines"])
-        held_examples = sft_examples(tok, held, "solution", p["max_response_tokens"],
+        held_examples = chat.sft_examples(tok, held, "solution", p["max_response_tokens"],
                                      p["max_think_lines"])
-        cfg = pt.SFTConfig(**{"seq_len": p["max_seq_len"], **dict(p["sft"])})
-        held_before = pt.response_loss(model, held_examples, tok, cfg.seq_len, dtype=cfg.dtype)
-        rows = pt.sft(model, examples, tok, cfg, on_step=sft_progress(ctx, cfg, len(examples)))
-        held_after = pt.response_loss(model, held_examples, tok, cfg.seq_len, dtype=cfg.dtype)
+        cfg = dataclasses.replace(self.config.sft, seq_len=self.config.max_seq_len)
+        held_before = r1_sft.response_loss(model, held_examples, tok, cfg.seq_len, dtype=cfg.dtype)
+        rows = r1_sft.sft(model, examples, tok, cfg, on_step=sft_progress(ctx, cfg, len(examples)))
+        held_after = r1_sft.response_loss(model, held_examples, tok, cfg.seq_len, dtype=cfg.dtype)
         put_model(ctx, model, folder / "tokenizer.json", rows, ("loss", "lr"))
         finish(ctx)
         return {**report.loss_summary(rows), "examples": len(examples),
                 "held_out_loss_before": held_before, "held_out_loss_after": held_after}
-
-
-def non_reasoning_sft_rows(rows: list[dict]) -> list[dict]:
-    return [{"prompt": r["prompt"], "response": r["solution"]} for r in rows]
 
 
 class PretrainStudent(PretrainMoe):
@@ -170,22 +137,14 @@ class PretrainStudent(PretrainMoe):
 
     def model_overrides_for(self, ctx) -> dict:
         base = moe_model.MOE_CONFIGS[self.stage_params["model"]]
-        return pt.dense_overrides(base, **super().model_overrides_for(ctx))
+        return model_io.dense_overrides(base, **super().model_overrides_for(ctx))
 
 
 class FinalSft(StageTask):
     """R1's final SFT: rejection-sampled reasoning + non-reasoning rows, on the pretrained BASE."""
     code_version = "3"  # 3: hf/ (transformers export)
-    source_objects = (pt, grpo_losses, hf_export, report)
-    sft = luigi.OptionalDictParameter(default=None, description="stages.post_train.SFTConfig "
-                                      "fields")
-    max_response_tokens = luigi.OptionalIntParameter(default=None, description="SFT examples "
-                                                     "whose response is longer (tokens) are left "
-                                                     "out")
-    max_seq_len = luigi.OptionalIntParameter(default=None, description="context of post-training")
-    threads = luigi.OptionalIntParameter(default=None, description="CPU threads for torch (CPU "
-                                         "runs)")
-    device = luigi.OptionalParameter(default=None, description="'cpu' or 'cuda'")
+    source_objects = (chat, r1_config, model_io, r1_sft, grpo_loss, training_io, hf_export, report)
+    config_cls = r1_config.FinalSftConfig
 
     def base_stage(self):
         return base_stage(self)
@@ -199,10 +158,10 @@ class FinalSft(StageTask):
         folder, tok, model = load_chat_model(ctx, "base", p["max_seq_len"], device)
         reasoning = read_rows(ctx, "samples", "samples.parquet")
         non_reasoning = read_rows(ctx, "samples", "non_reasoning.parquet")
-        examples = sft_examples(tok, reasoning + non_reasoning, "response",
+        examples = chat.sft_examples(tok, reasoning + non_reasoning, "response",
                                 p["max_response_tokens"])
-        cfg = pt.SFTConfig(**{"seq_len": p["max_seq_len"], **dict(p["sft"])})
-        rows = pt.sft(model, examples, tok, cfg, on_step=sft_progress(ctx, cfg, len(examples)))
+        cfg = dataclasses.replace(self.config.sft, seq_len=self.config.max_seq_len)
+        rows = r1_sft.sft(model, examples, tok, cfg, on_step=sft_progress(ctx, cfg, len(examples)))
         put_model(ctx, model, folder / "tokenizer.json", rows, ("loss", "lr"))
         finish(ctx)
         return {**report.loss_summary(rows), "examples": len(examples),
@@ -225,20 +184,16 @@ class GrpoBase(StageTask):
     """GRPO from an upstream model artifact `init` on the RL problems (`rl_problems`).
 
     Every `state_every_s` seconds the run's state goes to the version's work folder
-    (`stages.rl_state`: safetensors + JSON); an attempt that finds one there (the previous one
+    (`stages.r1.rl_state`: safetensors + JSON); an attempt that finds one there (the previous one
     was killed) continues from it instead of starting over. Not a parameter: how often a run
     saves does not change what it computes."""
     state_every_s: ClassVar[float] = 180.0
     code_version = "9"  # 4: is_weight / is_truncated; 5: grad_norm, update_rows; 6: the rl split;
     # 7: metrics kl_max, skipped; 8: hf/ (transformers export); 9: metrics.png a 3-column grid
     # with grad_norm and informative_groups
-    source_objects = (pt, grpo_losses, rewards, sampler, rl_state, hf_export, report)
-    grpo = luigi.OptionalDictParameter(default=None, description="stages.post_train.GRPOConfig fields")
-    weights = luigi.OptionalDictParameter(default=None, description="rule reward weights")
-    max_seq_len = luigi.OptionalIntParameter(default=None, description="context of post-training")
-    threads = luigi.OptionalIntParameter(default=None, description="CPU threads for torch (CPU "
-                                         "runs)")
-    device = luigi.OptionalParameter(default=None, description="'cpu' or 'cuda'")
+    source_objects = (chat, r1_config, model_io, rollout, r1_grpo, grpo_loss, reward_model, rewards,
+                      sampler, rl_state, training_io, hf_export, report)
+    config_cls = r1_config.GrpoStageConfig
 
     def init_stage(self):
         raise NotImplementedError
@@ -246,14 +201,14 @@ class GrpoBase(StageTask):
     def upstream(self):
         return {"init": self.clone(self.init_stage()), "data": self.clone(ReasoningData)}
 
-    def reward_fn(self, ctx, cfg: pt.GRPOConfig, tok) -> pt.RewardFn:
-        return pt.rule_reward(dict(self.stage_params["weights"]))
+    def reward_fn(self, ctx, cfg, tok):
+        return r1_grpo.rule_reward(dict(self.stage_params["weights"]))
 
     def problems(self, ctx) -> list[dict]:
         return rd.rl_problems(ctx.input("data"))
 
-    def grpo_config(self, ctx) -> pt.GRPOConfig:
-        return pt.GRPOConfig(**dict(self.stage_params["grpo"]))
+    def grpo_config(self, ctx):
+        return self.config.grpo
 
     def build(self, ctx):
         p = self.stage_params
@@ -262,36 +217,21 @@ class GrpoBase(StageTask):
         cfg = self.grpo_config(ctx)
         bar = ctx.progress(total=cfg.steps, desc=f"{self.stage} steps")
         bar.update_to(0, "sampling the first batch")
-        rows = pt.grpo_train(policy, self.problems(ctx), tok, cfg, self.reward_fn(ctx, cfg, tok),
-                             on_step=lambda r: bar.update_to(r["step"] + 1, grpo_step_message(r)),
+        rows = r1_grpo.grpo_train(policy, self.problems(ctx), tok, cfg, self.reward_fn(ctx, cfg, tok),
+                             on_step=lambda r: bar.update_to(r["step"] + 1, r1_grpo.grpo_step_message(r)),
                              state_dir=local_dir(ctx, "rl_state"),
                              save_every_s=self.state_every_s)
         bar.close()
-        put_model(ctx, policy, folder / "tokenizer.json", rows, GRPO_PLOT + ("reward_preference",))
+        put_model(ctx, policy, folder / "tokenizer.json", rows,
+                  r1_grpo.GRPO_PLOT + ("reward_preference",))
         finish(ctx)
         return report.grpo_summary(rows)
 
 
 def sft_progress(ctx, cfg, n_examples: int):
-    """An on_step for pt.sft: steps (epochs x batches of one example per row), loss, tokens."""
-    bar = ctx.progress(total=cfg.epochs * -(-n_examples // cfg.batch_rows), desc=f"{ctx.stage} steps")
-    t0 = [time.time()]
-
-    def on_step(r: dict) -> None:
-        now = time.time()
-        tps = r["tokens"] / max(now - t0[0], 1e-9)
-        t0[0] = now
-        bar.update_to(r["step"] + 1, f"epoch {r['epoch']} loss {r['loss']:.4f} lr {r['lr']:.3g} "
-                                     f"{tps:.0f} tok/s")
-    return on_step
-
-
-def grpo_step_message(r: dict) -> str:
-    """One GRPO step for the progress line: reward, accuracy, KL, gradient norm, length, time."""
-    secs = r.get("sample_s", 0.0) + r.get("update_s", 0.0)
-    return (f"reward {r['reward']:.3f} acc {r.get('accuracy', 0.0):.2f} kl {r.get('kl', 0.0):.3g} "
-            f"gnorm {r.get('grad_norm', 0.0):.3g} len {r.get('response_len', 0.0):.0f} "
-            f"informative {r.get('informative_groups', 0.0):.2f} {secs:.1f}s/step")
+    """An on_step for `r1_sft.sft` that moves this stage's progress bar."""
+    return r1_sft.sft_progress(ctx.progress(total=r1_sft.sft_steps(cfg, n_examples),
+                                            desc=f"{ctx.stage} steps"))
 
 
 class Grpo(GrpoBase):
@@ -312,7 +252,7 @@ class StudentGrpo(GrpoBase):
     """RL alone on the student (R1's distillation-vs-RL comparison): R1-Zero-style GRPO (rule
     rewards, R1-Zero template) from pretrain_student, the base distill starts from, for exactly
     as many optimiser steps as distill's SFT took. distill is an upstream for that count only;
-    the profile's `grpo` dict must not set `steps`."""
+    its `grpo.steps` stays 0."""
 
     def init_stage(self):
         return PretrainStudent
@@ -320,13 +260,12 @@ class StudentGrpo(GrpoBase):
     def upstream(self):
         return {**super().upstream(), "distill": self.clone(Distill)}
 
-    def grpo_config(self, ctx) -> pt.GRPOConfig:
-        fields = dict(self.stage_params["grpo"])
-        if "steps" in fields:
+    def grpo_config(self, ctx):
+        if self.config.grpo.steps:
             raise ValueError("student_grpo takes its step count from distill's manifest; "
-                             "drop 'steps' from --StudentGrpo-grpo")
+                             "leave --StudentGrpo-grpo's 'steps' at 0")
         steps = ctx.input("distill").manifest["outputs"]["metrics"]["steps"]
-        return pt.GRPOConfig(**fields, steps=steps)
+        return dataclasses.replace(self.config.grpo, steps=steps)
 
 
 class FinalRl(GrpoBase):
@@ -335,10 +274,7 @@ class FinalRl(GrpoBase):
     the last `preference_from` share of the steps. The preference prompts are repeated to make
     up `preference_share` of the prompt pool (a few dozen next to thousands of problems would
     otherwise almost never be drawn)."""
-    preference_from = luigi.OptionalFloatParameter(default=None,
-                                                   description="share of steps before the RM reward")
-    preference_share = luigi.OptionalFloatParameter(
-        default=None, description="share of the prompt pool the preference prompts make up")
+    config_cls = r1_config.FinalRlConfig
 
     def upstream(self):
         return {**super().upstream(), "reward_model": self.clone(RewardModel)}
@@ -349,26 +285,22 @@ class FinalRl(GrpoBase):
     def problems(self, ctx):
         problems = super().problems(ctx)
         prefs = [r for r in read_rows(ctx, "data", "preferences.parquet") if r["split"] == rd.TRAIN]
-        return pt.mix_in(problems, [{"id": r["id"], "task": r["task"], "prompt": r["prompt"],
-                                  "answer": "", "meta": "{}"} for r in prefs],
-                      self.stage_params["preference_share"])
+        return r1_grpo.mix_in(problems, r1_grpo.preference_problems(prefs),
+                              self.stage_params["preference_share"])
 
     def reward_fn(self, ctx, cfg, tok):
         rm_folder = model_folder(ctx, "reward_model", ("reward_head.safetensors",))
-        rm = pt.RewardModel.load(rm_folder).to(self.stage_params["device"] or "cpu")
-        return pt.preference_reward(rm, tok, dict(self.stage_params["weights"]),
-                                 int(cfg.steps * self.stage_params["preference_from"]))
+        rm = reward_model.RewardModel.load(rm_folder).to(self.stage_params["device"] or "cpu")
+        return r1_grpo.preference_reward(rm, tok, dict(self.stage_params["weights"]),
+                                         int(cfg.steps * self.stage_params["preference_from"]))
 
 
 class RewardModel(StageTask):
     """Pairwise (Bradley-Terry) reward model: a scalar head on the pretrained base, trained on
     the safety / helpfulness preference pairs."""
     code_version = "2"
-    source_objects = (pt, grpo_losses, report)
-    rm = luigi.OptionalDictParameter(default=None, description="stages.r1.config.RewardModelConfig fields")
-    threads = luigi.OptionalIntParameter(default=None, description="CPU threads for torch (CPU "
-                                         "runs)")
-    device = luigi.OptionalParameter(default=None, description="'cpu' or 'cuda'")
+    source_objects = (chat, r1_config, model_io, reward_model, grpo_loss, training_io, report)
+    config_cls = r1_config.RewardModelStageConfig
 
     def upstream(self):
         return {"base": self.clone(base_stage(self)), "data": self.clone(ReasoningData)}
@@ -377,24 +309,24 @@ class RewardModel(StageTask):
         p = self.stage_params
         device = setup_torch(p)
         folder = model_folder(ctx, "base")
-        tok = pt.ChatTokenizer.from_file(folder / "tokenizer.json")
-        rm = pt.RewardModel(pt.load_policy(folder)).to(device)
+        tok, base = model_io.load_chat_model(folder, None, device)
+        rm = reward_model.RewardModel(base)
         pairs = read_rows(ctx, "data", "preferences.parquet")
         train = [r for r in pairs if r["split"] == rd.TRAIN]
         held = [r for r in pairs if r["split"] == rd.HELD_OUT]
-        acc_before = pt.preference_accuracy(rm, train, tok)
-        rows = pt.train_reward_model(rm, train, tok, pt.RewardModelConfig(**dict(p["rm"])))
+        acc_before = reward_model.preference_accuracy(rm, train, tok)
+        rows = reward_model.train_reward_model(rm, train, tok,
+                                              self.config.rm)
         out = local_dir(ctx, "export")
         rm.cpu().save(folder / "tokenizer.json", out)
-        pt.write_metrics(rows, out / "metrics.jsonl")
-        report.plot_series(rows, ("loss", "accuracy"), out / "metrics.png", ctx.stage)
+        training_io.write_run_metrics(rows, out, ("loss", "accuracy"), ctx.stage)
         for name in (*MODEL_FILES, "reward_head.safetensors", "metrics.jsonl", "metrics.png"):
             ctx.fs.put_file(str(out / name), ctx.output_path(name))
         finish(ctx)
         return {**report.loss_summary(rows), "pairs": len(train), "train_accuracy_before": acc_before,
-                "train_accuracy": pt.preference_accuracy(rm, train, tok),
+                "train_accuracy": reward_model.preference_accuracy(rm, train, tok),
                 "held_out_pairs": len(held),
-                "held_out_accuracy": pt.preference_accuracy(rm, held, tok) if held else None}
+                "held_out_accuracy": reward_model.preference_accuracy(rm, held, tok) if held else None}
 
 
 # ----------------------------------------------------------------------------- rejection sampling
@@ -415,23 +347,8 @@ class RejectionSample(StageTask):
     (samples.parquet); plus the non-reasoning rows with their reference replies
     (non_reasoning.parquet). `max_problems` draws a seeded subset of the problems."""
     code_version = "3"  # 3: rl split
-    source_objects = (pt, rewards, sampler)
-    max_problems = luigi.OptionalIntParameter(default=None, description="RL problems to sample "
-                                              "(seeded subset; 0 = all)")
-    batch_rows = luigi.OptionalIntParameter(default=None, description="rows per generate call")
-    dtype = luigi.OptionalParameter(default=None, description="'bf16': sample in bf16 on CUDA")
-    n_samples = luigi.OptionalIntParameter(default=None, description="samples per prompt")
-    max_new_tokens = luigi.OptionalIntParameter(default=None, description="longest sampled "
-                                                "response (tokens)")
-    temperature = luigi.OptionalFloatParameter(default=None, description="sampling temperature")
-    max_paragraph_chars = luigi.OptionalIntParameter(default=None, description="samples with a "
-                                                     "longer reasoning paragraph are rejected "
-                                                     "(readability)")
-    max_seq_len = luigi.OptionalIntParameter(default=None, description="context of post-training")
-    seed = luigi.OptionalIntParameter(default=None, description="sampling seed")
-    threads = luigi.OptionalIntParameter(default=None, description="CPU threads for torch (CPU "
-                                         "runs)")
-    device = luigi.OptionalParameter(default=None, description="'cpu' or 'cuda'")
+    source_objects = (chat, model_io, rollout, rejection, rewards, sampler)
+    config_cls = r1_config.RejectionSampleConfig
 
     def upstream(self):
         return {"policy": self.clone(Grpo), "data": self.clone(ReasoningData)}
@@ -440,11 +357,12 @@ class RejectionSample(StageTask):
         p = self.stage_params
         device = setup_torch(p)
         _, tok, policy = load_chat_model(ctx, "policy", p["max_seq_len"], device)
-        policy = pt.inference_model(policy, p["dtype"])
-        problems = pt.subset(rd.rl_problems(ctx.input("data")), p["max_problems"], p["seed"])
-        kept, stats = pt.rejection_sample(policy, problems, tok, p["n_samples"], p["max_new_tokens"],
-                                          p["temperature"], 1.0, p["max_paragraph_chars"], p["seed"],
-                                          p["batch_rows"])
+        policy = model_io.inference_model(policy, p["dtype"])
+        problems = rollout.subset(rd.rl_problems(ctx.input("data")), p["max_problems"], p["seed"])
+        kept, stats = rejection.rejection_sample(policy, problems, tok, p["n_samples"],
+                                                 p["max_new_tokens"], p["temperature"], 1.0,
+                                                 p["max_paragraph_chars"], p["seed"],
+                                                 p["batch_rows"])
         ckpt = ctx.input("policy")
         for row in kept:
             row.update(checkpoint_stage=ckpt.stage, checkpoint_version=ckpt.version)
@@ -476,24 +394,8 @@ class Evaluate(StageTask):
                         # diffs; 5: their within_2se flag; 6: pass@k for k = 1, 2, 4, ..., k;
                         # 7: models that did not train named (report, results, metrics), plots
                         # with error bars, labelled axes, rl_curves as small multiples
-    source_objects = (pt, rewards, sampler, report)
-    batch_rows = luigi.OptionalIntParameter(default=None, description="rows per generate call")
-    dtype = luigi.OptionalParameter(default=None, description="'bf16': sample in bf16 on CUDA")
-    k = luigi.OptionalIntParameter(default=None, description="samples per problem (pass@1 is "
-                                   "averaged over them)")
-    temperature = luigi.OptionalFloatParameter(default=None, description="sampling temperature "
-                                               "(R1: 0.6)")
-    top_p = luigi.OptionalFloatParameter(default=None, description="nucleus sampling threshold "
-                                         "(R1: 0.95)")
-    max_new_tokens = luigi.OptionalIntParameter(default=None, description="longest sampled "
-                                                "response (tokens)")
-    max_problems = luigi.OptionalIntParameter(default=None, description="held-out problems "
-                                              "evaluated (a seeded sample)")
-    max_seq_len = luigi.OptionalIntParameter(default=None, description="context of post-training")
-    seed = luigi.OptionalIntParameter(default=None, description="sampling seed")
-    threads = luigi.OptionalIntParameter(default=None, description="CPU threads for torch (CPU "
-                                         "runs)")
-    device = luigi.OptionalParameter(default=None, description="'cpu' or 'cuda'")
+    source_objects = (chat, model_io, rollout, evaluation, rewards, sampler, report)
+    config_cls = r1_config.EvaluateConfig
     models = luigi.ListParameter(default=[], description="models to evaluate, of "
                                  f"{list(EVAL_MODELS)} (default []: all); only their stages run")
 
@@ -510,7 +412,7 @@ class Evaluate(StageTask):
     def build(self, ctx):
         p = self.stage_params
         device = setup_torch(p)
-        problems = pt.subset(read_rows(ctx, "data", "problems-held_out.parquet"),
+        problems = rollout.subset(read_rows(ctx, "data", "problems-held_out.parquet"),
                              p["max_problems"], p["seed"])
         results = {}
         models = {n: m for n, m in EVAL_MODELS.items() if m[0] in self.upstream()}
@@ -518,8 +420,8 @@ class Evaluate(StageTask):
         for name, (upstream, style) in models.items():
             bar.update_to(bar.n, f"{name}: {len(problems)} problems x {p['k']} samples")
             _, tok, model = load_chat_model(ctx, upstream, p["max_seq_len"], device)
-            model = pt.inference_model(model, p["dtype"])
-            res = pt.evaluate(model, problems, tok, p["k"], p["temperature"], p["top_p"],
+            model = model_io.inference_model(model, p["dtype"])
+            res = evaluation.evaluate(model, problems, tok, p["k"], p["temperature"], p["top_p"],
                               p["max_new_tokens"], style, p["seed"], p["batch_rows"])
             bar.update(1, f"{name}: pass@1 {res['pass@1']:.3f} format {res['format_rate']:.2f}")
             art = ctx.input(upstream)

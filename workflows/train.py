@@ -21,6 +21,7 @@ import numpy as np
 
 import deeprecipe
 from deeprecipe.pipeline.lazy import lazy_module
+from deeprecipe.stages import train_config
 
 from .base import LOCAL_CACHE, StageTask, local_copy, local_dir
 from .pretrain import TokenizePack, TokenizerTrain
@@ -29,6 +30,7 @@ from .pretrain import TokenizePack, TokenizerTrain
 torch = lazy_module("torch")
 moe_model = lazy_module("deeprecipe.stages.moe_model")
 pretrain = lazy_module("deeprecipe.stages.pretrain")
+training_io = lazy_module("deeprecipe.stages.training_io")
 hf_export = lazy_module("deeprecipe.stages.hf_export")
 report = lazy_module("deeprecipe.stages.report")  # metrics.png (stages.pretrain draws it)
 hf_import = lazy_module("deeprecipe.stages.hf_import")
@@ -73,11 +75,8 @@ def put_hf_export(ctx, model, tok_json: Path, scratch: Path) -> None:
 class PretrainMoe(StageTask):
     """DeepSeekMoE pretraining (aux-loss-free routing, DeepSpeed ZeRO, bf16 on GPU)."""
     code_version = "2"  # 2: hf/ (transformers export)
-    source_objects = (pretrain, moe_model, hf_export, report)
-    model = luigi.OptionalParameter(default=None, description="MoE config name (stages/moe_model.MOE_CONFIGS)")
-    model_overrides = luigi.OptionalDictParameter(default=None, description="MoEConfig fields")
-    train = luigi.OptionalDictParameter(default=None, description="TrainConfig fields")
-    gpus = luigi.OptionalIntParameter(default=None, description="0: CPU; N > 1: torchrun with N ranks")
+    source_objects = (pretrain, train_config, training_io, moe_model, hf_export, report)
+    config_cls = train_config.PretrainConfig
 
     @property
     def resources(self):
@@ -115,11 +114,11 @@ class PretrainMoe(StageTask):
         run_summary = json.loads(stdout.strip().splitlines()[-1])  # rank 0's final metrics
 
         rows = [json.loads(line) for line in (train_dir / "metrics.jsonl").read_text().splitlines() if line]
-        final = sorted(pretrain.checkpoint_dirs(train_dir))[-1]
-        model = pretrain.load_model(str(final))
+        final = sorted(training_io.checkpoint_dirs(train_dir))[-1]
+        model = training_io.load_model(final)
         export = local_dir(ctx, "export")
         tok_json = local_copy(ctx, ctx.input("tokenizer"), "tokenizer.json", export)
-        pretrain.export_hf_folder(model, model.cfg, str(tok_json), str(export / "hf"))
+        training_io.export_hf_folder(model, model.cfg, tok_json, export / "hf")
         put_hf_export(ctx, model, tok_json, export)
         val = np.concatenate([np.load(local_copy(ctx, tokens, n, data_dir), mmap_mode="r")
                               for n in tokens.files("validation-*.npy")])

@@ -5,9 +5,9 @@ policy.safetensors, reference.safetensors, optimizer.safetensors (AdamW moments,
 "<param index>.<name>"), generator.safetensors (the sampling generator's state) and state.json
 (steps done, optimiser param groups, the problem-order RNG's state and the order left, the
 spike guard's gradient-norm history, the metric rows so far). It is written into a temporary
-folder and renamed into place, and only then are older saves removed (`pretrain.commit_checkpoint`),
-so a run killed while saving still finds the previous state whole (`pretrain.checkpoint_dirs`:
-the newest complete).
+folder and renamed into place, and only then are older saves removed
+(`training_io.commit_checkpoint`), so a run killed while saving still finds the previous state
+whole (`training_io.checkpoint_dirs`: the newest complete).
 """
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ import torch
 import torch.nn as nn
 from safetensors.torch import load_file, save_file
 
-from .pretrain import (CHECKPOINT_PREFIX, TMP_PREFIX, checkpoint_dirs, commit_checkpoint,
-                       cpu_tensors, save_model_weights)
+from deeprecipe.stages.training_io import (CHECKPOINT_PREFIX, TMP_PREFIX, checkpoint_dirs,
+                                           commit_checkpoint, cpu_tensors, save_model_weights)
 
 STATE_JSON = "state.json"
 

@@ -324,3 +324,9 @@ def combined_reward(text: str, problem: Mapping[str, Any],
              "language": language_consistency_reward(text, target_lang)}
     parts["total"] = sum(weights.get(k, 0.0) * v for k, v in parts.items())
     return parts
+
+
+def is_correct(text: str, problem: Mapping) -> bool:
+    """The single <answer> block verifies against the problem."""
+    answer = extract_answer(text)
+    return answer is not None and verify_answer(answer, problem)
