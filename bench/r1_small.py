@@ -24,8 +24,8 @@ pass/fail per acceptance line). Every number comes from the manifests in the sto
 logs, table.md, timings.md and the evaluation report (report.md, results.json, PNGs) go to
 --out.
 
-The R1 path's parameters are the profile's (see workflows/profiles.py for the budget
-arithmetic) with a shorter base run: --crawl-files (SyntheticCrawl num_files; small: 16 of
+The R1 path's parameters are the profile's (deeprecipe/profiles.py; the budget
+arithmetic: BENCHMARKS.md, "Profile choices") with a shorter base run: --crawl-files (SyntheticCrawl num_files; small: 16 of
 32), --base-steps / --student-steps (PretrainMoe / PretrainStudent steps; small: 800 and 800 of
 2000, warmup 10 %, checkpoints every 3 min), and any `--set stage.param[.field]=JSON` (e.g.
 `--set grpo.grpo.lr=2e-5`). The script hands them to its luigi processes as a derived profile

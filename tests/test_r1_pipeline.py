@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from deeprecipe.pipeline.store import ArtifactStore
-from deeprecipe.stages import rewards
+from deeprecipe.stages.r1 import rewards
 from tests.conftest import deeprecipe, luigi_cmd, run
 
 POST_STAGES = ["reasoning_data", "cold_start_sft", "grpo", "grpo_zero", "rejection_sample",
