@@ -15,6 +15,8 @@ Routed experts of one MoE layer on one rank (N local tokens, top-K, M = N*K assi
       -> this rank's L experts on the rows it received: `kernels.moe_experts` (grouped GEMM,
          Triton on GPU) with top-1 and unit gates
       -> all-to-all back (the reverse splits) -> gate-weighted combine of the K rows per token.
+The gather and the combine are the `torch` backend's autograd Functions (`kernels.moe_grouped`:
+deterministic gather-sum backward, a bmm combine that keeps y in the activation dtype).
 
 The exchange is `torch.distributed._functional_collectives.all_to_all_single_autograd` (as
 torchtitan): its backward is the reverse all-to-all, so gradients of the token rows and of the
@@ -45,7 +47,8 @@ from torch.distributed._functional_collectives import (all_to_all_single,
 from torch.distributed.device_mesh import DeviceMesh, init_device_mesh
 
 from deeprecipe.kernels import moe_experts
-from deeprecipe.kernels.moe_grouped import _GatherRows, inverse_permutation, permute_tokens, unpermute_combine
+from deeprecipe.kernels.moe_grouped import (_CombineTorch, _GatherRows, inverse_permutation,
+                                            permute_tokens)
 from deeprecipe.stages.moe_model import MoE
 
 EXPERT_WEIGHTS = ("w_gate_EDF", "w_up_EDF", "w_down_EFD")
@@ -84,7 +87,8 @@ class ExpertShard:
         w_* hold this rank's L local experts. One host sync (the split sizes)."""
         P, L = self.size, self.n_local
         order_M, token_M, _, counts_E = permute_tokens(topk_idx_NK, self.n_experts)
-        x_MD = _GatherRows.apply(x_ND, token_M, inverse_permutation(order_M))
+        pos_M = inverse_permutation(order_M)
+        x_MD = _GatherRows.apply(x_ND, token_M, pos_M)
         # recv_PL[p, l]: rows EP rank p sends to my local expert l
         recv_PL = wait_tensor(all_to_all_single(counts_E, None, None, self.group)).view(P, L)
         send_splits = counts_E.view(P, L).sum(1).tolist()
@@ -96,7 +100,7 @@ class ExpertShard:
         y_RD = moe_experts(wait_tensor(x_RD), local_R1, ones_R1, w_gate_LDF, w_up_LDF,
                            w_down_LFD, backend=backend)
         y_MD = wait_tensor(all_to_all_single_autograd(y_RD, send_splits, recv_splits, self.group))
-        return unpermute_combine(y_MD, order_M, gates_NK)
+        return _CombineTorch.apply(y_MD, pos_M, order_M, gates_NK)
 
 
 def moe_layers(model: nn.Module) -> list[tuple[str, MoE]]:
