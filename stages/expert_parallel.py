@@ -29,7 +29,8 @@ EP = 1 is the plain model: `shard_experts` leaves it untouched (`MoE.ep is None`
 Gradients: `reduce_gradients` sums replicated parameters over all ranks and expert shards over
 their expert-data-parallel group, both divided by W (the mean over the W local losses).
 Checkpoints: `save_sharded` writes one safetensors file per EP rank (one tensor per expert) plus
-the replicated state and a JSON index; `load_sharded` reads it at any EP size dividing E.
+the replicated entries and a JSON index, for the state_dict or any tensors keyed like it (Adam
+moments); `read_sharded` / `load_sharded` lay it out for any EP size dividing E (or none).
 """
 from __future__ import annotations
 
@@ -165,45 +166,54 @@ def _expert_key(layer: str, weight: str, expert: int) -> str:
     return f"{layer}.{weight}.{expert}"
 
 
-def save_sharded(model: nn.Module, folder: str | Path, mesh: DeviceMesh) -> None:
-    """Every EP rank of the first replica writes `experts-ep{p}-of-{ep}.safetensors` with one
-    tensor per local expert (`<layer>.<weight>.<global expert>`); rank 0 also writes the
-    replicated state (`replicated.safetensors`) and `experts.index.json` (EP size at save,
-    expert count, tensor name -> file). Collective (a barrier at the end)."""
+def _local_experts(moe: MoE) -> range:
+    """Global ids of the experts this rank holds for `moe`."""
+    if moe.ep is None:
+        return range(moe.cfg.n_routed_experts)
+    return range(moe.ep.first, moe.ep.first + moe.ep.n_local)
+
+
+def _all_expert_names(model: nn.Module) -> set[str]:
+    return {f"{n}.{w}" for n, _ in moe_layers(model) for w in EXPERT_WEIGHTS}
+
+
+def save_sharded(model: nn.Module, folder: str | Path, mesh: DeviceMesh,
+                 state: dict[str, torch.Tensor] | None = None) -> None:
+    """Write `state` (default: the model's state_dict; or any tensors keyed and shaped like it,
+    e.g. Adam moments by parameter name) to `folder`: every EP rank of the first replica writes
+    `experts-ep{p}-of-{ep}.safetensors`, one tensor per local expert named
+    `<layer>.<weight>.<global expert>`; rank 0 writes the other (replicated) entries to
+    `replicated.safetensors` and `experts.index.json` (EP size at save, tensor name -> file).
+    Collective (ends with a barrier)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    state = model.state_dict() if state is None else state
     ep = mesh.size(mesh.mesh_dim_names.index("ep"))
-    p, replica = mesh.get_local_rank("ep"), mesh.get_local_rank("edp")
-    experts = expert_param_names(model)
-    state = model.state_dict()
-    shard_file = f"experts-ep{p}-of-{ep}.safetensors"
-    if replica == 0:
-        tensors = {}
-        for name, moe in moe_layers(model):
-            first, n_local = (moe.ep.first, moe.ep.n_local) if moe.ep else (0, moe.cfg.n_routed_experts)
-            for w in EXPERT_WEIGHTS:
-                for l in range(n_local):
-                    tensors[_expert_key(name, w, first + l)] = state[f"{name}.{w}"][l].contiguous()
-        save_file(tensors, str(folder / shard_file))
+    experts = _all_expert_names(model)
+    file_of = lambda p: f"experts-ep{p}-of-{ep}.safetensors"  # noqa: E731
+    if mesh.get_local_rank("edp") == 0:
+        tensors = {_expert_key(name, w, e): state[f"{name}.{w}"][l].contiguous()
+                   for name, moe in moe_layers(model) for w in EXPERT_WEIGHTS
+                   if f"{name}.{w}" in state for l, e in enumerate(_local_experts(moe))}
+        save_file(tensors, str(folder / file_of(mesh.get_local_rank("ep"))))
     if dist.get_rank() == 0:
         replicated = {k: v.contiguous() for k, v in state.items() if k not in experts}
         save_file(replicated, str(folder / REPLICATED_FILE))
         weight_map = {k: REPLICATED_FILE for k in replicated}
         for name, moe in moe_layers(model):
             E = moe.cfg.n_routed_experts
-            for e in range(E):
-                for w in EXPERT_WEIGHTS:
-                    weight_map[_expert_key(name, w, e)] = f"experts-ep{e // (E // ep)}-of-{ep}.safetensors"
+            weight_map.update({_expert_key(name, w, e): file_of(e // (E // ep))
+                               for w in EXPERT_WEIGHTS if f"{name}.{w}" in state
+                               for e in range(E)})
         (folder / INDEX_FILE).write_text(json.dumps({"ep_size": ep, "weight_map": weight_map},
                                                     indent=1))
     dist.barrier()
 
 
-@torch.no_grad()
-def load_sharded(model: nn.Module, folder: str | Path) -> None:
-    """Load a `save_sharded` folder written at any EP size into `model` (sharded or not): the
-    replicated state, and for every MoE layer the experts this rank holds, read one tensor at a
-    time from the files the index names."""
+def read_sharded(model: nn.Module, folder: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of a `save_sharded` folder (written at any EP size) laid out for this rank of
+    `model` (sharded or not): every replicated entry, and each MoE weight stacked from the
+    experts this rank holds, read one tensor at a time from the files the index names."""
     folder = Path(folder)
     weight_map = json.loads((folder / INDEX_FILE).read_text())["weight_map"]
     handles = {}
@@ -214,11 +224,16 @@ def load_sharded(model: nn.Module, folder: str | Path) -> None:
             handles[file] = safe_open(str(folder / file), framework="pt")
         return handles[file].get_tensor(key)
 
-    experts = {f"{n}.{w}" for n, _ in moe_layers(model) for w in EXPERT_WEIGHTS}
-    state = {k: read(k) for k in model.state_dict() if k not in experts}
+    out = {k: read(k) for k, file in weight_map.items() if file == REPLICATED_FILE}
     for name, moe in moe_layers(model):
-        first, n_local = (moe.ep.first, moe.ep.n_local) if moe.ep else (0, moe.cfg.n_routed_experts)
         for w in EXPERT_WEIGHTS:
-            state[f"{name}.{w}"] = torch.stack([read(_expert_key(name, w, e))
-                                                for e in range(first, first + n_local)])
-    model.load_state_dict(state, strict=True)
+            if _expert_key(name, w, 0) in weight_map:
+                out[f"{name}.{w}"] = torch.stack([read(_expert_key(name, w, e))
+                                                  for e in _local_experts(moe)])
+    return out
+
+
+@torch.no_grad()
+def load_sharded(model: nn.Module, folder: str | Path) -> None:
+    """`model.load_state_dict` (strict) from a `save_sharded` folder of its state_dict."""
+    model.load_state_dict(read_sharded(model, folder), strict=True)

@@ -18,7 +18,9 @@ from safetensors.torch import load_file, save_file
 
 from deeprecipe.stages.moe_model import MoEConfig, MoETransformer, update_router_bias
 
-WORLD, B, T, SEED, LR, CFG_GAMMA = 4, 8, 12, 0, 0.5, 1e-2
+WORLD, B, T, SEED, CFG_GAMMA = 4, 8, 12, 0, 1e-2
+ADAM = dict(lr=1e-2, betas=(0.9, 0.95), eps=1e-6, weight_decay=0.1)
+MOMENTS = ("exp_avg", "exp_avg_sq")
 CFG = dict(vocab_size=61, d_model=32, n_layers=2, n_heads=2, head_dim=16, n_dense_layers=1,
            d_ff_dense=48, n_shared_experts=1, n_routed_experts=8, top_k=2, d_ff_expert=16,
            max_seq_len=T, mtp_depth=1, seq_aux_alpha=0.01, router_z_loss=1e-3,
@@ -79,34 +81,64 @@ def _ep_step(ep: int, skewed: bool, rank: int) -> dict[str, torch.Tensor]:
     return out
 
 
-def _checkpoint_case(rank: int, folder: str) -> dict[str, torch.Tensor]:
-    """EP = 4: one SGD step, save sharded; next-batch loss at EP = 4 and after loading into a
-    differently initialised EP = 2 model."""
-    from deeprecipe.stages.expert_parallel import (expert_mesh, load_sharded, reduce_gradients,
-                                                   save_sharded, shard_experts)
+def train_step(model, opt, step: int, rank: int | None = None, mesh=None) -> None:
+    """One AdamW step on batch `step` (this rank's rows when `rank` is given) and the bias
+    update (loads summed over ranks when distributed)."""
+    from deeprecipe.stages.expert_parallel import reduce_gradients
+    idx, tgt = batch(step)
+    if rank is not None:
+        idx, tgt = local(idx, rank), local(tgt, rank)
+    opt.zero_grad()
+    model.train()(idx, tgt)[1]["total"].backward()
+    if mesh is not None:
+        reduce_gradients(model, mesh)
+    opt.step()
+    update_router_bias(model, CFG_GAMMA, all_reduce=None if mesh is not None else lambda t: None)
 
-    def next_loss(model):
-        idx, tgt = batch(1)
-        with torch.no_grad():
-            _, losses = model.eval()(local(idx, rank), local(tgt, rank))
-        loss = losses["total"].clone()
+
+def restore_adam(model, opt, folder, read) -> None:
+    """Adam moments (after one step) from `save_sharded` folders, laid out for `model`."""
+    moments = {m: read(model, f"{folder}/{m}") for m in MOMENTS}
+    for n, p in model.named_parameters():
+        opt.state[p] = {"step": torch.tensor(1.0), **{m: moments[m][n] for m in MOMENTS}}
+
+
+def next_loss(model, rank: int | None = None) -> torch.Tensor:
+    """Loss on batch 2 (mean over ranks when `rank` is given)."""
+    idx, tgt = batch(2)
+    if rank is not None:
+        idx, tgt = local(idx, rank), local(tgt, rank)
+    with torch.no_grad():
+        loss = model.eval()(idx, tgt)[1]["total"].clone()
+    if rank is not None:
         dist.all_reduce(loss)
-        return loss / WORLD
+        loss /= WORLD
+    return loss
 
+
+def _checkpoint_case(rank: int, folder: str) -> dict[str, torch.Tensor]:
+    """EP = 4: one AdamW step, save weights and Adam moments sharded, a second step, loss on the
+    next batch; EP = 2: a differently initialised model loads the checkpoint and moments, takes
+    the same second step, loss on the next batch."""
+    from deeprecipe.stages.expert_parallel import (expert_mesh, load_sharded, read_sharded,
+                                                   save_sharded, shard_experts)
     mesh4 = expert_mesh(4)
     model4 = shard_experts(build_model(False), mesh4)
-    idx, tgt = batch(0)
-    model4(local(idx, rank), local(tgt, rank))[1]["total"].backward()
-    reduce_gradients(model4, mesh4)
-    with torch.no_grad():
-        for p in model4.parameters():
-            p -= LR * p.grad
-    update_router_bias(model4, CFG_GAMMA)
-    save_sharded(model4, folder, mesh4)
+    opt4 = torch.optim.AdamW(model4.parameters(), **ADAM)
+    train_step(model4, opt4, 0, rank, mesh4)
+    save_sharded(model4, f"{folder}/model", mesh4)
+    for m in MOMENTS:
+        save_sharded(model4, f"{folder}/{m}", mesh4,
+                     {n: opt4.state[p][m] for n, p in model4.named_parameters()})
+    train_step(model4, opt4, 1, rank, mesh4)
+
     mesh2 = expert_mesh(2)
     model2 = shard_experts(build_model(True, seed=SEED + 1), mesh2)
-    load_sharded(model2, folder)
-    return {"loss_ep4": next_loss(model4), "loss_ep2": next_loss(model2)}
+    load_sharded(model2, f"{folder}/model")
+    opt2 = torch.optim.AdamW(model2.parameters(), **ADAM)
+    restore_adam(model2, opt2, folder, read_sharded)
+    train_step(model2, opt2, 1, rank, mesh2)
+    return {"loss_ep4": next_loss(model4, rank), "loss_ep2": next_loss(model2, rank)}
 
 
 def _worker(rank: int, port: int, out: str) -> None:
@@ -171,27 +203,27 @@ def test_ep_matches_single_rank_loss_gradients_and_bias_update(ranks_out, ep, sk
             assert want[k][2:].abs().sum() == 0 and got[k][2:].abs().sum() == 0
 
 
-def test_sharded_checkpoint_written_at_ep4_loads_at_ep2_and_unsharded(ranks_out):
-    from deeprecipe.stages.expert_parallel import load_sharded
+def test_sharded_checkpoint_written_at_ep4_resumes_at_ep2_and_unsharded(ranks_out):
+    """Weights, router biases and Adam moments written at EP = 4 after one step; resumed at
+    EP = 2 and on one rank, the second step gives the same next-batch loss as two steps
+    without a checkpoint."""
+    from deeprecipe.stages.expert_parallel import load_sharded, read_sharded
     got = load_file(str(ranks_out / "checkpoint.safetensors"))
-    # single rank: the same SGD step and bias update, then the next batch
     model = build_model(False)
-    idx, tgt = batch(0)
-    model(idx, tgt)[1]["total"].backward()
-    with torch.no_grad():
-        for p in model.parameters():
-            p -= LR * p.grad
-    update_router_bias(model, CFG_GAMMA, all_reduce=lambda t: None)
-    idx, tgt = batch(1)
-    with torch.no_grad():
-        want = model.eval()(idx, tgt)[1]["total"]
-        loaded = build_model(True, seed=SEED + 1)
-        load_sharded(loaded, ranks_out / "ckpt")
-        from_ckpt = loaded.eval()(idx, tgt)[1]["total"]
+    opt = torch.optim.AdamW(model.parameters(), **ADAM)
+    for step in (0, 1):
+        train_step(model, opt, step)
+    want = next_loss(model)
+    resumed = build_model(True, seed=SEED + 1)
+    load_sharded(resumed, ranks_out / "ckpt" / "model")
+    opt = torch.optim.AdamW(resumed.parameters(), **ADAM)
+    restore_adam(resumed, opt, ranks_out / "ckpt", read_sharded)
+    train_step(resumed, opt, 1)
     torch.testing.assert_close(got["loss_ep4"], want, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(got["loss_ep2"], want, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(from_ckpt, want, rtol=1e-5, atol=1e-6)
-    files = sorted(p.name for p in (ranks_out / "ckpt").iterdir())
+    torch.testing.assert_close(next_loss(resumed), want, rtol=1e-5, atol=1e-6)
+    assert abs(want - next_loss(build_model(False))) > 1e-3  # the two steps changed the loss
+    files = sorted(p.name for p in (ranks_out / "ckpt" / "model").iterdir())
     assert files == ["experts-ep0-of-4.safetensors", "experts-ep1-of-4.safetensors",
                      "experts-ep2-of-4.safetensors", "experts-ep3-of-4.safetensors",
                      "experts.index.json", "replicated.safetensors"]
