@@ -92,11 +92,11 @@ class ExpertShard:
         x_MD = _GatherRows.apply(x_ND, token_M, pos_M)
         # recv_PL[p, l]: rows EP rank p sends to my local expert l
         recv_PL = wait_tensor(all_to_all_single(counts_E, None, None, self.group)).view(P, L)
-        send_splits = counts_E.view(P, L).sum(1).tolist()
-        recv_splits = recv_PL.sum(1).tolist()
+        send_splits, recv_splits = torch.stack([counts_E.view(P, L).sum(1),
+                                                recv_PL.sum(1)]).tolist()  # the one host sync
         x_RD = all_to_all_single_autograd(x_MD, recv_splits, send_splits, self.group)
         local_R1 = torch.arange(L, device=x_ND.device).repeat(P).repeat_interleave(
-            recv_PL.reshape(-1))[:, None]
+            recv_PL.reshape(-1), output_size=sum(recv_splits))[:, None]
         ones_R1 = torch.ones(local_R1.shape, device=x_ND.device, dtype=gates_NK.dtype)
         y_RD = moe_experts(wait_tensor(x_RD), local_R1, ones_R1, w_gate_LDF, w_up_LDF,
                            w_down_LFD, backend=backend)
@@ -135,13 +135,17 @@ def expert_param_names(model: nn.Module) -> set[str]:
 def reduce_gradients(model: nn.Module, mesh: DeviceMesh) -> None:
     """Average gradients as data-parallel training over W ranks does: replicated parameters
     summed over all ranks, expert shards over their expert-data-parallel group, both / W."""
-    world = dist.get_world_size()
     experts = expert_param_names(model)
-    for name, p in model.named_parameters():
-        if p.grad is None:
+    grads = [(n in experts, p.grad) for n, p in model.named_parameters() if p.grad is not None]
+    for is_expert, group in ((False, None), (True, mesh.get_group("edp"))):
+        bucket = [g for e, g in grads if e == is_expert]
+        if not bucket:
             continue
-        dist.all_reduce(p.grad, group=mesh.get_group("edp") if name in experts else None)
-        p.grad.div_(world)
+        flat = torch.cat([g.reshape(-1) for g in bucket])  # one all-reduce per group
+        dist.all_reduce(flat, group=group)
+        flat /= dist.get_world_size()
+        for g, part in zip(bucket, flat.split([g.numel() for g in bucket])):
+            g.copy_(part.view_as(g))
 
 
 def gather_experts(model: nn.Module, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
