@@ -82,6 +82,9 @@ class ExpertShard:
     def first(self) -> int:
         return self.rank * self.n_local
 
+    def __deepcopy__(self, memo):  # a deep-copied model shares the process group
+        return ExpertShard(self.group, self.size, self.rank, self.n_experts)
+
     def routed_experts(self, x_ND, topk_idx_NK, gates_NK, w_gate_LDF, w_up_LDF, w_down_LFD,
                        backend: str | None = None) -> torch.Tensor:
         """y_ND = sum_k gates[n,k] FFN_{idx[n,k]}(x_n), the experts spread over the EP group;

@@ -7,6 +7,7 @@ One spawn of 4 processes runs every case; rank 0 writes the results, the tests c
 with the single-process model computed here."""
 from __future__ import annotations
 
+import copy
 import socket
 from datetime import timedelta
 
@@ -74,10 +75,14 @@ def _ep_step(ep: int, skewed: bool, rank: int) -> dict[str, torch.Tensor]:
     loss = losses["total"].detach().clone()
     dist.all_reduce(loss)
     grads = gather_experts(model, {n: p.grad for n, p in model.named_parameters()})
+    twin = copy.deepcopy(model)  # as a reference-policy copy is made: shares the EP group
+    with torch.no_grad():
+        loss_twin = twin(local(idx, rank), local(tgt, rank))[1]["total"].clone()
+    dist.all_reduce(loss_twin)
     update_router_bias(model, CFG_GAMMA)
     rows = [float(m.w_gate_EDF.shape[0]) for m in model.modules() if hasattr(m, "w_gate_EDF")]
     out = {"loss": loss / WORLD, **{f"grad.{n}": g for n, g in grads.items()}, **biases(model),
-           "local_experts": torch.tensor(rows)}
+           "local_experts": torch.tensor(rows), "loss_deepcopy": loss_twin / WORLD}
     return out
 
 
@@ -186,6 +191,7 @@ def reference_step(skewed: bool) -> dict[str, torch.Tensor]:
 def test_ep_matches_single_rank_loss_gradients_and_bias_update(ranks_out, ep, skewed):
     got = load_file(str(ranks_out / f"ep{ep}_skewed{int(skewed)}.safetensors"))
     assert got.pop("local_experts").tolist() == [8 / ep, 8 / ep]  # both MoE layers sharded
+    torch.testing.assert_close(got.pop("loss_deepcopy"), got["loss"], rtol=1e-6, atol=0)
     want, loads = reference_step(skewed)
     assert set(got) == set(want)
     torch.testing.assert_close(got["loss"], want["loss"], rtol=1e-5, atol=1e-6)
