@@ -401,6 +401,9 @@ def _routed_experts(moe: "MoE", x_ND: torch.Tensor, topk_idx_NK, gates_NK):
     dev = x_ND.device.type
     if torch.is_autocast_enabled(dev):  # autocast does not reach custom kernels: cast here
         x_ND = x_ND.to(torch.get_autocast_dtype(dev))
+    if moe.ep is not None:  # expert parallel: this rank holds a slice (stages/expert_parallel)
+        return moe.ep.routed_experts(x_ND, topk_idx_NK, gates_NK, moe.w_gate_EDF, moe.w_up_EDF,
+                                     moe.w_down_EFD, backend=moe.cfg.moe_backend)
     return moe_experts(x_ND, topk_idx_NK, gates_NK, moe.w_gate_EDF, moe.w_up_EDF,
                        moe.w_down_EFD, backend=moe.cfg.moe_backend)
 
@@ -422,6 +425,7 @@ class MoE(nn.Module):
         self.w_down_EFD = nn.Parameter(torch.empty(E, Fe, D))
         self.shared = FFN(D, cfg.n_shared_experts * Fe) if cfg.n_shared_experts > 0 else None
         self.register_buffer("tokens_per_expert", torch.zeros(E), persistent=False)
+        self.ep = None  # `expert_parallel.shard_experts` sets an ExpertShard: w_* hold a slice
 
     def forward(self, x_BTD: torch.Tensor):
         """x_BTD -> y_BTD, {'aux': seq-wise balance loss (x alpha), 'z': router z-loss (x w)}."""
