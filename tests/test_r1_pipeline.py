@@ -70,7 +70,8 @@ def test_grpo_logs_reward_parts_kl_and_clipping(r1_store):
     for stage in ("grpo", "grpo_zero", "final_rl", "student_grpo"):
         man = r1_store.newest(stage)
         rows = man["outputs"]["metrics"]["per_step"]
-        assert len(rows) == man["params"]["grpo"].get("steps", metrics(r1_store, "distill")["steps"])
+        # student_grpo's steps is 0 in its config: distill's step count
+        assert len(rows) == (man["params"]["grpo"]["steps"] or metrics(r1_store, "distill")["steps"])
         for r in rows:
             assert {"reward", "reward_accuracy", "reward_format", "reward_language", "kl",
                     "clip_fraction", "response_len", "accuracy"} <= set(r), (stage, r)
