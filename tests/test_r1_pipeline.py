@@ -195,7 +195,7 @@ def test_grpo_ablation_runs_r1_zero_and_grpo_variants_on_the_store(r1_store, tmp
         assert list(control["pass@k"]) == ["1", "2", "4", "6"]  # --eval-k 6 samples a problem
         assert control["pass_at_max_k"] == control["pass@k"]["6"] >= control["pass@1"]
     assert trained["overrides"] == {"skip_grad_spike": 4.0}
-    assert grpo_ablation.pt.PROMPT_STOPS["r1_zero"] == ()  # restored after its variant
+    assert grpo_ablation.PROMPT_STOPS["r1_zero"] == ()  # restored after its variant
     assert "fmt_onset" in trained and trained["grad_norm_max_step"] in (0.0, 1.0)
     # each variant saved its GRPO state after step 1 and removed it when it finished
     assert (tmp_path / "state").is_dir() and not list((tmp_path / "state").iterdir())

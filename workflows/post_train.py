@@ -116,9 +116,9 @@ class ColdStartSft(StageTask):
         train = read_rows(ctx, "data", "problems-train.parquet")
         held = read_rows(ctx, "data", "problems-held_out.parquet")
         examples = chat.sft_examples(tok, train, "solution", p["max_response_tokens"],
-                                p["max_think_lines"])
-        held_examples = chat.sft_examples(tok, held, "solution", p["max_response_tokens"],
                                      p["max_think_lines"])
+        held_examples = chat.sft_examples(tok, held, "solution", p["max_response_tokens"],
+                                          p["max_think_lines"])
         cfg = dataclasses.replace(self.config.sft, seq_len=self.config.max_seq_len)
         held_before = r1_sft.response_loss(model, held_examples, tok, cfg.seq_len, dtype=cfg.dtype)
         rows = r1_sft.sft(model, examples, tok, cfg, on_step=sft_progress(ctx, cfg, len(examples)))
@@ -159,7 +159,7 @@ class FinalSft(StageTask):
         reasoning = read_rows(ctx, "samples", "samples.parquet")
         non_reasoning = read_rows(ctx, "samples", "non_reasoning.parquet")
         examples = chat.sft_examples(tok, reasoning + non_reasoning, "response",
-                                p["max_response_tokens"])
+                                     p["max_response_tokens"])
         cfg = dataclasses.replace(self.config.sft, seq_len=self.config.max_seq_len)
         rows = r1_sft.sft(model, examples, tok, cfg, on_step=sft_progress(ctx, cfg, len(examples)))
         put_model(ctx, model, folder / "tokenizer.json", rows, ("loss", "lr"))
@@ -217,10 +217,12 @@ class GrpoBase(StageTask):
         cfg = self.grpo_config(ctx)
         bar = ctx.progress(total=cfg.steps, desc=f"{self.stage} steps")
         bar.update_to(0, "sampling the first batch")
-        rows = r1_grpo.grpo_train(policy, self.problems(ctx), tok, cfg, self.reward_fn(ctx, cfg, tok),
-                             on_step=lambda r: bar.update_to(r["step"] + 1, r1_grpo.grpo_step_message(r)),
-                             state_dir=local_dir(ctx, "rl_state"),
-                             save_every_s=self.state_every_s)
+        rows = r1_grpo.grpo_train(policy, self.problems(ctx), tok, cfg,
+                                  self.reward_fn(ctx, cfg, tok),
+                                  on_step=lambda r: bar.update_to(r["step"] + 1,
+                                                                  r1_grpo.grpo_step_message(r)),
+                                  state_dir=local_dir(ctx, "rl_state"),
+                                  save_every_s=self.state_every_s)
         bar.close()
         put_model(ctx, policy, folder / "tokenizer.json", rows,
                   r1_grpo.GRPO_PLOT + ("reward_preference",))
@@ -310,7 +312,7 @@ class RewardModel(StageTask):
         device = setup_torch(p)
         folder = model_folder(ctx, "base")
         tok, base = model_io.load_chat_model(folder, None, device)
-        rm = reward_model.RewardModel(base)
+        rm = reward_model.RewardModel(base).to(device)
         pairs = read_rows(ctx, "data", "preferences.parquet")
         train = [r for r in pairs if r["split"] == rd.TRAIN]
         held = [r for r in pairs if r["split"] == rd.HELD_OUT]
@@ -326,7 +328,8 @@ class RewardModel(StageTask):
         return {**report.loss_summary(rows), "pairs": len(train), "train_accuracy_before": acc_before,
                 "train_accuracy": reward_model.preference_accuracy(rm, train, tok),
                 "held_out_pairs": len(held),
-                "held_out_accuracy": reward_model.preference_accuracy(rm, held, tok) if held else None}
+                "held_out_accuracy": (reward_model.preference_accuracy(rm, held, tok)
+                                      if held else None)}
 
 
 # ----------------------------------------------------------------------------- rejection sampling
@@ -413,7 +416,7 @@ class Evaluate(StageTask):
         p = self.stage_params
         device = setup_torch(p)
         problems = rollout.subset(read_rows(ctx, "data", "problems-held_out.parquet"),
-                             p["max_problems"], p["seed"])
+                                  p["max_problems"], p["seed"])
         results = {}
         models = {n: m for n, m in EVAL_MODELS.items() if m[0] in self.upstream()}
         bar = ctx.progress(total=len(models), desc="evaluate models")
@@ -422,7 +425,7 @@ class Evaluate(StageTask):
             _, tok, model = load_chat_model(ctx, upstream, p["max_seq_len"], device)
             model = model_io.inference_model(model, p["dtype"])
             res = evaluation.evaluate(model, problems, tok, p["k"], p["temperature"], p["top_p"],
-                              p["max_new_tokens"], style, p["seed"], p["batch_rows"])
+                                      p["max_new_tokens"], style, p["seed"], p["batch_rows"])
             bar.update(1, f"{name}: pass@1 {res['pass@1']:.3f} format {res['format_rate']:.2f}")
             art = ctx.input(upstream)
             results[name] = {**res, "stage": art.stage, "version": art.version,
