@@ -10,7 +10,7 @@ import luigi
 
 from deeprecipe.pipeline.sources import list_source_files, listing_digest
 from deeprecipe.pipeline.store import open_filesystem
-from deeprecipe.stages import crawl_ingest, synthetic_crawl, url_dedup
+from deeprecipe.stages import crawl_ingest, html_extract, synthetic_crawl, url_dedup
 
 from .base import StageTask, StageWork, part_name, phase_markers, sum_phase, work_of
 
@@ -59,12 +59,15 @@ class SyntheticCrawl(StageTask):
 # -- crawl_ingest ----------------------------------------------------------------------------
 class CrawlIngest(StageTask):
     """WARC/WET/JSONL/Parquet source files → documents (id, url, domain, lang, text, source)."""
-    code_version = "2"  # 2: WARC framing checked (bad_framing), rows written in batches
-    source_objects = (crawl_ingest,)
+    code_version = "3"  # 2: WARC framing checked (bad_framing), rows written in batches; 3: extractor
+    source_objects = (crawl_ingest, html_extract)
     files_per_shard = luigi.OptionalIntParameter(default=None, description="source files per "
                                                  "ingest work unit (a Luigi task each)")
     max_chars = luigi.OptionalIntParameter(default=None, description="characters kept per "
                                            "document; longer text is cut there and counted")
+    extractor = luigi.ChoiceParameter(default=html_extract.DEFAULT_EXTRACTOR,
+                                      choices=list(html_extract.EXTRACTORS),
+                                      description="HTML main-text extractor (stages/html_extract.py)")
 
     def upstream(self):
         return {} if self.source else {"crawl": self.clone(SyntheticCrawl)}
@@ -129,7 +132,8 @@ class CrawlIngestShard(StageWork):
                 stats = crawl_ingest.IngestStats()
                 with self._open_source(f["uri"], crawl) as fh:
                     for table in crawl_ingest.iter_batches(fh, name, stats,
-                                                           max_chars=self.params["max_chars"]):
+                                                           max_chars=self.params["max_chars"],
+                                                           extractor=self.params["extractor"]):
                         for doc_id in table.column("id").to_pylist():
                             duplicates += doc_id in seen_ids
                             seen_ids.add(doc_id)
