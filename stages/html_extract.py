@@ -37,11 +37,13 @@ _BREADCRUMB = re.compile(r"(?:^|\s)(?:>|›|»|/|\|)\s\S.*(?:\s(?:>|›|»|/|\|)
 
 @dataclass
 class Line:
-    """One output paragraph: ``text`` (stripped, bullet removed), ``bullet``, ``words``,
+    """One output paragraph: ``text`` (stripped, bullet removed), ``bullet``, ``indent``
+    (leading white space of a line that is no list item: code in ``<pre>`` keeps it), ``words``,
     ``is_sentence`` (ends like a sentence, not like a teaser cut with "..."), ``is_body``
     (running text: at least ``BODY_MIN_WORDS`` words and a sentence)."""
     text: str
     bullet: bool
+    indent: str = ""
     words: int = 0
     is_sentence: bool = False
     is_body: bool = False
@@ -60,7 +62,8 @@ def text_lines(text: str) -> list[Line]:
             bullet = raw.lstrip().startswith("•")
             stripped = (_BULLET.sub("", raw) if bullet else raw).strip()
             if stripped:
-                lines.append(Line(stripped, bullet))
+                indent = "" if bullet else raw[:len(raw) - len(raw.lstrip())]
+                lines.append(Line(stripped, bullet, indent))
     return lines
 
 
@@ -85,7 +88,9 @@ def clean_lines(lines: list[Line]) -> list[Line]:
 
 
 def render(lines: list[Line]) -> str:
-    return "\n\n".join(("• " if line.bullet else "") + line.text for line in lines)
+    """Lines as text: paragraphs apart by a blank line, list items as ``• item`` (not
+    indented, unlike resiliparse's output), other lines with their indentation."""
+    return "\n\n".join(("• " if line.bullet else line.indent) + line.text for line in lines)
 
 
 def resiliparse_text(html: str) -> str:
