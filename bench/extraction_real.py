@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._real_pages import Score, held_out, load_pages, page_leaks  # noqa: E402
 from deeprecipe.stages import crawl_ingest as ci  # noqa: E402
 from deeprecipe.stages import html_extract as hx  # noqa: E402
+from deeprecipe.stages import quality_heuristics as qh  # noqa: E402
 
 
 def main() -> None:
@@ -40,11 +41,14 @@ def main() -> None:
     pages = load_pages(args.warc, args.expect)
     htmls = [ci.decode_html(p.html_bytes, p.http_charset) or "" for p in pages]
     names = [n for n in args.only.split(",") if n] or list(hx.EXTRACTORS)
-    scores = {}
+    scores, code = {}, {}
     for name in names:
         every, held = Score(), Score()
+        kinds = []
         for page, html in zip(pages, htmls):
             text = hx.EXTRACTORS[name](html)
+            if text.strip():
+                kinds.append(qh.content_kind(qh.score_text(text)))
             every.add(page, text)
             if held_out(page):
                 held.add(page, text)
@@ -53,6 +57,7 @@ def main() -> None:
                 if missed or leaked:
                     print(f"{page.url}\n  missed: {missed}\n  leaked: {leaked}")
         scores[name] = (every, held)
+        code[name] = (kinds.count(qh.CODE), len(kinds))
     best = dict.fromkeys(names, float("inf"))
     for _ in range(args.repeats):  # extractors take turns, so a change of load hits all alike
         for name in names:
@@ -65,13 +70,15 @@ def main() -> None:
     e, h = rows[0][1], rows[0][2]
     print(f"\n{len(pages)} pages, {e.pages_with_expectations} with expectations ({h.pages_with_expectations} "
           f"held out), {e.contain} must-contain / {e.not_contain} must-not-contain strings "
-          f"({h.contain} / {h.not_contain} held out)")
+          f"({h.contain} / {h.not_contain} held out); 'code' = pages whose text quality_heuristics "
+          f"classes as code, of the non-empty ones")
     print("| extractor | found | leaked | precision | F1 | empty pages | held-out found | held-out leaked "
-          "| held-out F1 | pages/s (1 core) |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| held-out F1 | pages/s (1 core) | code |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, s, hs, rate in rows:
         print(f"| {name} | {s.recall:.3f} | {s.leak_rate:.3f} | {s.precision:.3f} | {s.f1:.3f} | "
-              f"{len(s.empty_pages)} | {hs.recall:.3f} | {hs.leak_rate:.3f} | {hs.f1:.3f} | {rate:.0f} |")
+              f"{len(s.empty_pages)} | {hs.recall:.3f} | {hs.leak_rate:.3f} | {hs.f1:.3f} | {rate:.0f} | "
+              f"{code[name][0]}/{code[name][1]} |")
 
 
 if __name__ == "__main__":

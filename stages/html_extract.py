@@ -27,7 +27,6 @@ BODY_MIN_WORDS = 12    # running text: a line of at least this many words ending
 HEADING_MAX_WORDS = 4  # a short heading: at most this many words, not ending like a sentence
 MIN_KEPT_CHARS = 200   # rules' output with fewer non-space characters goes to trafilatura
 
-_BULLET = re.compile(r"^\s*•\s*")
 _SENTENCE_END = re.compile(r"(?<!\.\.)[.!?:;\"'”“»«)]\s*$")  # not "..." / "…" (teasers)
 _DATE_OR_TIME = re.compile(  # 15:40, 04.06.2019, 2019-06-04, 4. Juni 2019, June 4, 2019
     r"\b\d{1,2}:\d{2}\b|\b\d{1,2}[./]\d{1,2}[./]\d{2,4}\b|\b\d{4}-\d{2}-\d{2}\b"
@@ -58,12 +57,15 @@ def text_lines(text: str) -> list[Line]:
     """The non-blank lines of extracted text (``preserve_formatting`` output) as ``Line``s."""
     lines = []
     for raw in text.split("\n"):
-        if raw.strip():
-            bullet = raw.lstrip().startswith("•")
-            stripped = (_BULLET.sub("", raw) if bullet else raw).strip()
-            if stripped:
-                indent = "" if bullet else raw[:len(raw) - len(raw.lstrip())]
-                lines.append(Line(stripped, bullet, indent))
+        stripped = raw.strip()
+        if not stripped:
+            continue
+        if stripped[0] == "•":
+            if stripped := stripped[1:].lstrip():
+                lines.append(Line(stripped, True))
+        else:
+            indent = raw[:len(raw) - len(raw.lstrip())] if raw[0].isspace() else ""
+            lines.append(Line(stripped, False, indent))
     return lines
 
 
