@@ -77,7 +77,8 @@ def clean_lines(lines: list[Line]) -> list[Line]:
     """The lines that are not boilerplate: those up to the first short heading after the last
     paragraph of running text (what follows it is "related", tags, newsletter, author boxes,
     comment counts), less breadcrumbs and the short lines with a date or time above the
-    article (bylines, dates). A page without running text keeps every line."""
+    article (bylines, dates). A page without running text (also text without spaces between
+    words, as Chinese or Japanese) keeps every line."""
     body = [i for i, line in enumerate(lines) if line.is_body]
     if not body:
         return lines
@@ -85,7 +86,7 @@ def clean_lines(lines: list[Line]) -> list[Line]:
     while end < len(lines) and not _is_heading(lines[end]):
         end += 1
     return [line for i, line in enumerate(lines[:end])
-            if line.is_sentence or not (_BREADCRUMB.search(line.text) or (
+            if line.is_sentence or line.words > 30 or not (_BREADCRUMB.search(line.text) or (
                 i < first and line.words <= 8 and _DATE_OR_TIME.search(line.text)))]
 
 
@@ -122,7 +123,10 @@ def hybrid_text(html: str, fast: bool = False) -> str:
     """``resiliparse_rules``, or trafilatura's text when ``needs_fallback`` (and it has one)."""
     kept = clean_lines(text_lines(resiliparse_text(html)))
     if needs_fallback(kept):
-        text = trafilatura_text(html, fast=fast)
+        try:
+            text = trafilatura_text(html, fast=fast)
+        except Exception:  # noqa: BLE001 - lxml and trafilatura errors on odd HTML: keep ours
+            text = ""
         if text.strip():
             return text
     return render(kept)
