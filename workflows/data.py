@@ -10,6 +10,7 @@ import luigi
 
 from deeprecipe.pipeline.sources import list_source_files, listing_digest
 from deeprecipe.pipeline.store import open_filesystem
+from deeprecipe.pipeline.task import ParameterError
 from deeprecipe.stages import crawl_ingest, html_extract, synthetic_crawl, url_dedup
 
 from .base import StageTask, StageWork, part_name, phase_markers, sum_phase, work_of
@@ -65,9 +66,14 @@ class CrawlIngest(StageTask):
                                                  "ingest work unit (a Luigi task each)")
     max_chars = luigi.OptionalIntParameter(default=None, description="characters kept per "
                                            "document; longer text is cut there and counted")
-    extractor = luigi.ChoiceParameter(default=html_extract.DEFAULT_EXTRACTOR,
-                                      choices=list(html_extract.EXTRACTORS),
-                                      description="HTML main-text extractor (stages/html_extract.py)")
+    extractor = luigi.OptionalParameter(default=None, description="HTML main-text extractor, "
+                                        "one of stages/html_extract.py's EXTRACTORS")
+
+    def check_params(self, params: dict) -> None:
+        super().check_params(params)
+        if params["extractor"] not in html_extract.EXTRACTORS:
+            raise ParameterError(f"{self.stage}: --CrawlIngest-extractor must be one of "
+                                 f"{', '.join(html_extract.EXTRACTORS)}, got {params['extractor']!r}")
 
     def upstream(self):
         return {} if self.source else {"crawl": self.clone(SyntheticCrawl)}
