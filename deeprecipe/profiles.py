@@ -95,7 +95,8 @@ def tiny() -> Profile:
     quality_scale = 1  # trusted seed documents and crawl documents scored: x10 small, x100 cluster
     return Profile(
         synthetic_crawl=SyntheticCrawlConfig(seed=0, num_files=4, pages_per_file=400),
-        crawl_ingest=CrawlIngestConfig(files_per_shard=1, max_chars=1_000_000),
+        crawl_ingest=CrawlIngestConfig(files_per_shard=1, max_chars=1_000_000,
+                                       extractor="hybrid"),
         url_dedup=UrlDedupConfig(num_buckets=4),
         minhash_dedup=MinhashConfig(threshold=0.8, num_perm=112, ngram=5, bands=0,
                                     rows_per_band=0, seed=1, verify=True,

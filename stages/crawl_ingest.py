@@ -4,7 +4,8 @@ Formats are recognised by content (magic bytes, looking through gzip) and, faili
 extension:
 
 * WARC / WARC.gz (``warcio``): ``response`` records with a 2xx status and an HTML content type
-  become documents (HTML -> main text with resiliparse); other records are counted by reason.
+  become documents (HTML -> main text by ``extractor``, ``stages/html_extract.py``: resiliparse
+  with boilerplate-line rules by default); other records are counted by reason.
 * WET (a WARC of ``conversion`` records): the text is taken as it is.
 * JSONL / JSONL.gz: one JSON object per line, ``text`` required, ``id`` and ``url`` kept.
 * Parquet: columns as for JSONL (``text`` required).
@@ -34,15 +35,14 @@ from urllib.parse import urlsplit
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from resiliparse.extract.html2text import extract_plain_text
 from resiliparse.parse.encoding import bytes_to_str, detect_encoding, detect_mime, map_encoding_to_html5
-from resiliparse.parse.html import HTMLTree
 from resiliparse.parse.lang import detect_fast
 from warcio.archiveiterator import ArchiveIterator
 from warcio.exceptions import ArchiveLoadFailed
 from warcio.statusandheaders import StatusAndHeadersParser, StatusAndHeadersParserException
 
 from deeprecipe.pipeline.config import option
+from deeprecipe.stages.html_extract import DEFAULT_EXTRACTOR, EXTRACTORS, html_main_text
 
 DOC_SCHEMA = pa.schema([
     ("id", pa.string()),             # from the input when present, else sha1(source_name:offset)[:16]
@@ -85,6 +85,13 @@ _PARQUET_EXTENSIONS = (".parquet", ".pq")
 class CrawlIngestConfig:
     files_per_shard: int = option("source files per ingest work unit (a Luigi task each)")
     max_chars: int = option("characters kept per document; longer text is cut there and counted")
+    extractor: str = option("HTML main-text extractor, one of stages/html_extract.py's "
+                            "EXTRACTORS", DEFAULT_EXTRACTOR)
+
+    def __post_init__(self):
+        if self.extractor not in EXTRACTORS:
+            raise ValueError(f"--CrawlIngest-extractor must be one of {', '.join(EXTRACTORS)}, "
+                             f"got {self.extractor!r}")
 
 
 class SourceFileError(ValueError):
@@ -198,24 +205,6 @@ def decode_html(body: bytes, http_charset: str | None) -> str | None:
     return text
 
 
-def resiliparse_main_text(html: str) -> str:
-    """Main-content plain text of an HTML page (resiliparse: boilerplate such as navigation,
-    footers, cookie banners and sidebars removed; paragraphs kept as lines; alt texts, form fields
-    and user comment sections dropped)."""
-    tree = HTMLTree.parse(html)
-    return extract_plain_text(tree, main_content=True, preserve_formatting=True, alt_texts=False,
-                              links=False, form_fields=False, comments=False).strip()
-
-
-EXTRACTORS = {"resiliparse": resiliparse_main_text}
-DEFAULT_EXTRACTOR = "resiliparse"
-
-
-def html_main_text(html: str, extractor: str = DEFAULT_EXTRACTOR) -> str:
-    """Main text of an HTML page by the named extractor (``EXTRACTORS``)."""
-    return EXTRACTORS[extractor](html)
-
-
 _HTML_SNIFF_PREFIXES = (b"<!doctype html", b"<html", b"<head", b"<body", b"<script", b"<title",
                         b"<div", b"<p", b"<!--")  # a subset of the WHATWG MIME-sniffing HTML patterns
 
@@ -308,7 +297,8 @@ def detect_format(fileobj: BinaryIO, source_name: str) -> str:
 
 # ------------------------------------------------------------------------------------ readers
 
-def _warc_record_text(record, max_record_bytes: int) -> tuple[str | None, str | None]:
+def _warc_record_text(record, max_record_bytes: int,
+                      extractor: str = DEFAULT_EXTRACTOR) -> tuple[str | None, str | None]:
     """(text, None) for a record that is a document, else (None, skip reason). Reads the payload
     (at most ``max_record_bytes`` + 1 bytes) only for HTML responses and conversion records."""
     if record.rec_type not in ("response", "conversion"):
@@ -335,7 +325,7 @@ def _warc_record_text(record, max_record_bytes: int) -> tuple[str | None, str | 
         if html is None:
             return None, "decode_error"
         try:
-            text = html_main_text(html)
+            text = html_main_text(html, extractor)
         except Exception:  # noqa: BLE001 - resiliparse's HTMLParserException and friends
             return None, "html_parse_error"
     return (text, None) if text.strip() else (None, "empty_text")
@@ -542,7 +532,8 @@ def _next_member(fileobj: BinaryIO, start: int) -> int | None:
 
 def iter_warc_documents(fileobj: BinaryIO, source_name: str, stats: IngestStats,
                         max_chars: int = DEFAULT_MAX_CHARS,
-                        max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> Iterator[dict]:
+                        max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+                        extractor: str = DEFAULT_EXTRACTOR) -> Iterator[dict]:
     """Documents of a WARC / WARC.gz / WET file; ``source_offset`` is the record's byte offset
     (of its gzip member for .gz). Every record's framing is checked (its Content-Length must
     end exactly at the closing CRLF CRLF, before the next header or gzip member): a record
@@ -571,7 +562,7 @@ def iter_warc_documents(fileobj: BinaryIO, source_name: str, stats: IngestStats,
             continue
         try:
             record = next(iter(ArchiveIterator(io.BytesIO(frame.data))))
-            text, reason = _warc_record_text(record, max_record_bytes)
+            text, reason = _warc_record_text(record, max_record_bytes, extractor)
         except (StopIteration, ArchiveLoadFailed, EOFError, zlib.error, OSError, ValueError,
                 AttributeError, StatusAndHeadersParserException):
             stats.skip("bad_framing")
@@ -725,29 +716,35 @@ def _row_document(obj: dict, source_name: str, offset: int, stats: IngestStats, 
 def iter_documents(fileobj: BinaryIO, source_name: str, stats: IngestStats,
                    max_chars: int = DEFAULT_MAX_CHARS,
                    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
-                   max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> Iterator[dict]:
+                   max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+                   extractor: str = DEFAULT_EXTRACTOR) -> Iterator[dict]:
     """Documents (dicts with the ``DOC_SCHEMA`` fields) of one seekable binary source file, in
-    file order; ``stats`` is updated as they are read. Raises ``SourceFileError`` for a file of no
-    known format; counts an empty file as ``empty_file``."""
+    file order; ``stats`` is updated as they are read. HTML goes through ``extractor`` (a key of
+    ``EXTRACTORS``). Raises ``SourceFileError`` for a file of no known format; counts an empty
+    file as ``empty_file``."""
+    if extractor not in EXTRACTORS:
+        raise ValueError(f"unknown extractor {extractor!r}; choose one of {sorted(EXTRACTORS)}")
     fmt = detect_format(fileobj, source_name)
     if fmt == "empty":
         stats.skip("empty_file")
         return iter(())
     if fmt == "warc":
-        return iter_warc_documents(fileobj, source_name, stats, max_chars, max_record_bytes)
+        return iter_warc_documents(fileobj, source_name, stats, max_chars, max_record_bytes, extractor)
     if fmt == "jsonl":
         return iter_jsonl_documents(fileobj, source_name, stats, max_chars, max_line_bytes)
     return iter_parquet_documents(fileobj, source_name, stats, max_chars)
 
 
 def ingest_file(fileobj: BinaryIO, source_name: str, max_chars: int = DEFAULT_MAX_CHARS,
-                max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> tuple[pa.Table, IngestStats]:
+                max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+                extractor: str = DEFAULT_EXTRACTOR) -> tuple[pa.Table, IngestStats]:
     """All documents of one source file as a ``DOC_SCHEMA`` table, with its counters.
     ``fileobj`` must be binary and seekable (local files, fsspec files, BytesIO)."""
     if not fileobj.seekable():
         fileobj = io.BytesIO(fileobj.read())
     stats = IngestStats()
-    rows = list(iter_documents(fileobj, source_name, stats, max_chars, max_record_bytes))
+    rows = list(iter_documents(fileobj, source_name, stats, max_chars, max_record_bytes,
+                               extractor=extractor))
     return pa.Table.from_pylist(rows, schema=DOC_SCHEMA), stats
 
 
@@ -755,12 +752,14 @@ def iter_batches(fileobj: BinaryIO, source_name: str, stats: IngestStats,
                  max_chars: int = DEFAULT_MAX_CHARS,
                  max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
                  max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
-                 batch_rows: int = BATCH_ROWS, batch_chars: int = BATCH_CHARS) -> Iterator[pa.Table]:
+                 batch_rows: int = BATCH_ROWS, batch_chars: int = BATCH_CHARS,
+                 extractor: str = DEFAULT_EXTRACTOR) -> Iterator[pa.Table]:
     """The documents of one seekable source file as ``DOC_SCHEMA`` tables of at most
     ``batch_rows`` rows / about ``batch_chars`` characters of text, so memory stays bounded
     by a batch whatever the file's size."""
     rows, chars = [], 0
-    for doc in iter_documents(fileobj, source_name, stats, max_chars, max_record_bytes, max_line_bytes):
+    for doc in iter_documents(fileobj, source_name, stats, max_chars, max_record_bytes, max_line_bytes,
+                              extractor):
         rows.append(doc)
         chars += len(doc["text"])
         if len(rows) >= batch_rows or chars >= batch_chars:
