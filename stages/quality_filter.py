@@ -45,9 +45,14 @@ class QualityFilterConfig:
                                 "are already exempt from curly_bracket)")
 
 
-def group_names(column: pa.ChunkedArray | pa.Array) -> list[str]:
-    """The perplexity group of each document (``UNKNOWN_GROUP`` where the column is empty)."""
-    return [g or UNKNOWN_GROUP for g in column.to_pylist()]
+def group_names(column: pa.ChunkedArray | pa.Array, kinds: pa.ChunkedArray | pa.Array | None = None) -> list[str]:
+    """The perplexity group of each document: its ``q_kind`` for code and math pages (a prose
+    LM ranks them against each other, not against the prose of their language), else its group
+    column's value (``UNKNOWN_GROUP`` where empty)."""
+    values = column.to_pylist()
+    kinds = kinds.to_pylist() if kinds is not None else [None] * len(values)
+    return [k if k in (quality_heuristics.CODE, quality_heuristics.MATH) else g or UNKNOWN_GROUP
+            for g, k in zip(values, kinds)]
 
 
 def score_table(table: pa.Table, lm: ngram_lm.KneserNeyLM, classifier) -> pa.Table:
@@ -102,7 +107,7 @@ def apply_thresholds(scored: pa.Table, thresholds: dict, group_column: str, heur
     (above its group's drop threshold), ``hq_score`` (below ``min_hq_score``) and ``lang`` (not
     in ``langs``; empty keeps all). Stats: documents in and out, removals per reason, documents
     in and out per page kind, and the rejected documents' whitespace words."""
-    groups = group_names(scored.column(group_column))
+    groups = group_names(scored.column(group_column), scored.column("q_kind"))
     ppl, hq = scored.column("ppl").to_numpy(), scored.column("hq_score").to_numpy()
     doc_langs = scored.column("lang").to_pylist()
     bucket, reasons = [], []

@@ -355,10 +355,10 @@ class QualityThresholds(StageWork):
 
     def do(self, ctx):
         col = self.params["group_column"]
-        t = pa.concat_tables([read_parquet(ctx, ctx.scratch_path("scored", f"s{i:06d}.parquet"), columns=[col, "ppl"])
+        t = pa.concat_tables([read_parquet(ctx, ctx.scratch_path("scored", f"s{i:06d}.parquet"), columns=[col, "ppl", "q_kind"])
                               for i in range(self.stage_task.num_shards())])
         thresholds = quality_filter.group_thresholds(
-            quality_filter.group_names(t.column(col)), t.column("ppl").to_numpy(), col,
+            quality_filter.group_names(t.column(col), t.column("q_kind")), t.column("ppl").to_numpy(), col,
             self.params["ppl_drop_percentile"], self.params["ppl_drop_min_ratio"], self.params["min_group_docs"])
         ctx.fs.pipe_file(ctx.scratch_path("thresholds.json"), json.dumps(thresholds).encode())
         return {"groups": len(thresholds["ppl_drop_above"])}
