@@ -106,27 +106,51 @@ def docs_table(docs: list[Doc]) -> pa.Table:
                      "lang": [d.lang for d in docs], "text": [d.text for d in docs]})
 
 
-def reference_lm(docs: list[Doc]) -> wordfreq_lm.UnigramLM:
-    """The wordfreq LM for the documents' languages (the pipeline builds all 42; the same tables)."""
-    langs = sorted({d.lang for d in docs} & set(wordfreq_lm.wordfreq_languages()))
+def reference_lm(docs: list[Doc], extra_langs=()) -> wordfreq_lm.UnigramLM:
+    """The wordfreq LM for the documents' languages and ``extra_langs`` (the pipeline builds all
+    42: the same tables)."""
+    langs = sorted(({d.lang for d in docs} | set(extra_langs)) & set(wordfreq_lm.wordfreq_languages()))
     return wordfreq_lm.UnigramLM.from_wordfreq(langs, tiny().reference_lm.vocab_words)
 
 
-def run_filter(docs: list[Doc], lm=None, profile=None) -> dict:
-    """quality_filter's three steps on ``docs`` with the profile's (default ``tiny``) quality
-    parameters and the real-crawl models: the wordfreq LM and a fastText classifier whose
-    positives / negatives are the LM's head / tail of this crawl (as ``QualityClassifier`` does
-    with ``seed_source=lm_head``). Returns per-document ``kept``, ``reasons``, ``ppl``,
-    ``hq_score`` (arrays in ``docs`` order) and the stats."""
-    profile = profile or tiny()
-    qc, qf = profile.quality_classifier, profile.quality_filter
-    lm = lm or reference_lm(docs)
-    table = docs_table(docs)
+def lm_head_classifier(table: pa.Table, lm, profile) -> tuple:
+    """(classifier, positives, negatives): fastText on the LM's head / tail of this crawl per
+    language, as ``QualityClassifier`` with ``seed_source=lm_head``."""
+    qc = profile.quality_classifier
     texts, langs = table.column("text").to_pylist(), table.column("lang").to_pylist()
     head, tail = quality_classifier.lm_head_tail(texts, langs, lm.perplexities(texts, langs), qc.min_lang_docs)
     clf = quality_classifier.iterate_seed(head, table, rounds=qc.rounds, high_score=qc.high_score,
                                           min_pages=qc.min_pages, prefix_hq_frac=qc.prefix_hq_frac,
                                           negatives=tail).classifier
+    return clf, len(head), len(tail)
+
+
+def builtin_models(profile) -> tuple:
+    """The models the pipeline used on every crawl before real-text references (and still uses
+    on the generated crawl): Kneser-Ney on the generated seed, fastText with the generated seed
+    as positives and random crawl pages as negatives."""
+    from deeprecipe.stages import ngram_lm, reference_texts
+    rl, qc = profile.reference_lm, profile.quality_classifier
+    lm = ngram_lm.KneserNeyLM.train(reference_texts.builtin_trusted_texts(rl.seed_docs), order=rl.order)
+
+    def classifier(table, _lm, _profile):
+        seed = reference_texts.builtin_trusted_texts(qc.seed_docs)
+        clf = quality_classifier.iterate_seed(seed, table, rounds=qc.rounds, high_score=qc.high_score,
+                                              min_pages=qc.min_pages, prefix_hq_frac=qc.prefix_hq_frac).classifier
+        return clf, len(seed), None
+    return lm, classifier
+
+
+def run_filter(docs: list[Doc], lm=None, classifier=lm_head_classifier, profile=None) -> dict:
+    """quality_filter's three steps on ``docs`` with the profile's (default ``tiny``) quality
+    parameters and, by default, the real-crawl models: the wordfreq LM and a fastText classifier
+    from the LM's head / tail (``lm_head_classifier``). Returns per-document ``kept``,
+    ``reasons``, ``ppl``, ``hq_score`` (arrays in ``docs`` order) and the stats."""
+    profile = profile or tiny()
+    qf = profile.quality_filter
+    lm = lm or reference_lm(docs)
+    table = docs_table(docs)
+    clf, positives, negatives = classifier(table, lm, profile)
     scored = quality_filter.score_table(table, lm, clf)
     col = qf.group_column
     th = quality_filter.group_thresholds(quality_filter.group_names(scored.column(col), scored.column("q_kind")),
@@ -140,7 +164,7 @@ def run_filter(docs: list[Doc], lm=None, profile=None) -> dict:
     ids = table.column("id").to_pylist()
     return {"kept": np.array([i in kept_ids for i in ids]), "reasons": [reasons.get(i, []) for i in ids],
             "ppl": scored.column("ppl").to_numpy(), "hq_score": scored.column("hq_score").to_numpy(),
-            "stats": stats, "thresholds": th, "positives": len(head), "negatives": len(tail)}
+            "stats": stats, "thresholds": th, "positives": positives, "negatives": negatives}
 
 
 def auc(spam_scores, real_scores) -> float:

@@ -16,6 +16,7 @@ characters and come out as unknown words: no real model for them. Saved as JSON 
 """
 from __future__ import annotations
 
+import heapq
 import json
 import math
 import re
@@ -40,7 +41,8 @@ def wordfreq_languages() -> list[str]:
 
 @dataclass
 class UnigramLM:
-    """``tables[lang]``: word -> log10 P(word | lang); ``unk[lang]``: log10 P of an unknown word."""
+    """``tables[lang]``: word -> log10 P(word | lang); ``unk[lang]``: log10 P of an unknown word.
+    The pooled table (``POOLED``) is built on first use."""
 
     tables: dict[str, dict[str, float]] = field(default_factory=dict)
     unk: dict[str, float] = field(default_factory=dict)
@@ -49,33 +51,38 @@ class UnigramLM:
     @classmethod
     def from_wordfreq(cls, langs: Sequence[str] = (), vocab_words: int = 50_000) -> "UnigramLM":
         """Tables of the ``vocab_words`` most frequent words of each of ``langs`` (empty: every
-        wordfreq language), plus the pooled table."""
+        wordfreq language)."""
         import wordfreq
         tables, unk = {}, {}
         for lang in langs or wordfreq_languages():
-            words = wordfreq.top_n_list(lang, vocab_words, wordlist="best")
-            freqs = {w: wordfreq.word_frequency(w, lang, wordlist="best") for w in words}
-            freqs = {w: f for w, f in freqs.items() if f > 0}
-            tables[lang] = {w: math.log10(f) for w, f in freqs.items()}
-            unk[lang] = math.log10(min(freqs.values())) - 1.0
+            freqs = heapq.nlargest(vocab_words, wordfreq.get_frequency_dict(lang, "best").items(),
+                                   key=lambda kv: kv[1])
+            tables[lang] = {w: math.log10(f) for w, f in freqs if f > 0}
+            unk[lang] = min(tables[lang].values()) - 1.0
+        return cls(tables, unk, f"wordfreq {wordfreq_version()}")
+
+    def _pooled(self) -> None:
         pooled: dict[str, float] = {}
-        for table in tables.values():
+        for table in self.tables.values():
             for w, lp in table.items():
                 if lp > pooled.get(w, -math.inf):
                     pooled[w] = lp
-        tables[POOLED], unk[POOLED] = pooled, min(unk.values())
-        return cls(tables, unk, f"wordfreq {wordfreq_version()}")
+        self.tables[POOLED], self.unk[POOLED] = pooled, min(self.unk.values())
 
     def table_of(self, lang: str | None) -> str:
-        return lang if lang in self.tables else POOLED
+        if lang in self.tables:
+            return lang
+        if POOLED not in self.tables:
+            self._pooled()
+        return POOLED
 
     def perplexity(self, text: str, lang: str | None = None) -> float:
         """Per-token perplexity ``10 ** (-mean log10 P(w | lang))``; ``inf`` without words."""
-        key = self.table_of(lang)
-        table, unk = self.tables[key], self.unk[key]
         words = normalise_words(_DIGIT.sub("0", text))
         if not words:
             return float("inf")
+        key = self.table_of(lang)
+        table, unk = self.tables[key], self.unk[key]
         return 10 ** (-sum(table.get(w, unk) for w in words) / len(words))
 
     def perplexities(self, texts: Iterable[str], langs: Iterable[str | None] | None = None) -> np.ndarray:
@@ -85,15 +92,18 @@ class UnigramLM:
         return np.array([self.perplexity(t or "", g) for t, g in zip(texts, langs)], dtype=np.float64)
 
     def save(self, path: str | Path) -> None:
-        data = {"format": FORMAT, "source": self.source, "unk": self.unk,
-                "tables": {lang: [[w, round(lp, 4)] for w, lp in t.items()] for lang, t in self.tables.items()}}
-        Path(path).write_text(json.dumps(data, ensure_ascii=False))
+        """JSON: per language the words and their log10 P (3 decimals), as two lists."""
+        own = [lang for lang in self.tables if lang != POOLED]
+        data = {"format": FORMAT, "source": self.source, "unk": {g: self.unk[g] for g in own},
+                "words": {g: list(self.tables[g]) for g in own},
+                "log10p": {g: [round(lp, 3) for lp in self.tables[g].values()] for g in own}}
+        Path(path).write_text(json.dumps(data, ensure_ascii=False, separators=(",", ":")))
 
     @classmethod
     def from_json(cls, data: dict) -> "UnigramLM":
         if data.get("format") != FORMAT:
             raise ValueError(f"not a deeprecipe wordfreq unigram model (format {data.get('format')!r})")
-        tables = {lang: {w: lp for w, lp in rows} for lang, rows in data["tables"].items()}
+        tables = {g: dict(zip(words, data["log10p"][g])) for g, words in data["words"].items()}
         return cls(tables, dict(data["unk"]), data.get("source", "wordfreq"))
 
 
