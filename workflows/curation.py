@@ -255,7 +255,7 @@ class QualityClassifier(StageTask):
     language (negatives: its tail); otherwise negatives = random crawl pages. Iterated
     DeepSeekMath-style (URL prefixes whose pages score high join the positives)."""
     code_version = "2"  # 2: seed_source auto / lm_head (real-text positives on a real crawl)
-    source_objects = (quality_classifier, reference_texts)
+    source_objects = (quality_classifier, reference_texts, ngram_lm, wordfreq_lm, quality_filter)
     config_cls = quality_classifier.QualityClassifierConfig
 
     def upstream(self):
