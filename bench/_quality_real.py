@@ -119,6 +119,7 @@ def lm_head_classifier(table: pa.Table, lm, profile) -> tuple:
     qc = profile.quality_classifier
     texts, langs = table.column("text").to_pylist(), table.column("lang").to_pylist()
     head, tail = quality_classifier.lm_head_tail(texts, langs, lm.perplexities(texts, langs), qc.min_lang_docs)
+    head, tail = quality_classifier.text_chunks(head, qc.chunk_words), quality_classifier.text_chunks(tail, qc.chunk_words)
     clf = quality_classifier.iterate_seed(head, table, rounds=qc.rounds, high_score=qc.high_score,
                                           min_pages=qc.min_pages, prefix_hq_frac=qc.prefix_hq_frac,
                                           negatives=tail).classifier

@@ -48,13 +48,15 @@ def report(name: str, docs: list, r: dict) -> None:
     print(f"- median perplexity: articles {np.median(r['ppl'][art]):,.0f}, spam {np.median(r['ppl'][spam]):,.0f}")
     print(f"- classifier scoring >= 0.5: articles {(r['hq_score'][art] >= 0.5).mean():.2f}, "
           f"spam {(r['hq_score'][spam] >= 0.5).mean():.2f}")
-    print("\n| kind | docs | kept | removed by perplexity | top reasons |\n|---|---:|---:|---:|---|")
+    print("\n| kind | docs | kept | removed by perplexity | median ppl | median hq_score | top reasons |\n"
+          "|---|---:|---:|---:|---:|---:|---|")
     by_kind = defaultdict(list)
-    for d, rs, k in zip(docs, r["reasons"], kept):
-        by_kind[d.kind].append((k, rs))
+    for d, rs, k, p, h in zip(docs, r["reasons"], kept, r["ppl"], r["hq_score"]):
+        by_kind[d.kind].append((k, rs, p, h))
     for kind, rows in by_kind.items():
-        reasons = Counter(x for _, rs in rows for x in rs)
-        print(f"| {kind} | {len(rows)} | {sum(k for k, _ in rows)} | {reasons.get('perplexity', 0)} | "
+        reasons = Counter(x for row in rows for x in row[1])
+        print(f"| {kind} | {len(rows)} | {sum(row[0] for row in rows)} | {reasons.get('perplexity', 0)} | "
+              f"{np.median([row[2] for row in rows]):,.0f} | {np.median([row[3] for row in rows]):.3f} | "
               + ", ".join(f"{x} {n}" for x, n in reasons.most_common(3)) + " |")
 
 
@@ -82,6 +84,13 @@ def main() -> None:
     t_new = time.perf_counter() - t0
     report(f"now: wordfreq LM, thresholds per lang, fastText from the LM's head/tail "
            f"({new['positives']} positives, {new['negatives']} negatives), {t_new:.1f} s", docs, new)
+
+    alone = q.run_filter(real, lm_new)
+    art = np.array([d.kind == "article" for d in real])
+    by_ppl_only = [d.url for d, rs in zip(real, alone["reasons"]) if d.kind == "article" and rs == ["perplexity"]]
+    print(f"\nreal pages alone (no spam), same models: articles kept {alone['kept'][art].mean():.3f} "
+          f"({int(alone['kept'][art].sum())}/{int(art.sum())}); removed by perplexity alone: {len(by_ppl_only)} "
+          f"(the p95 cut always takes the top of a clean crawl) {by_ppl_only}")
 
     prof = tiny()
     old_prof = dataclasses.replace(prof, quality_filter=dataclasses.replace(

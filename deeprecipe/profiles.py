@@ -106,8 +106,8 @@ def tiny() -> Profile:
                                        seed_docs=300 * quality_scale, vocab_words=50_000,
                                        langs=[]),
         quality_classifier=QualityClassifierConfig(
-            seed_source="auto", min_lang_docs=20, seed_docs=300 * quality_scale, rounds=3,
-            high_score=0.5, min_pages=3, prefix_hq_frac=0.1,
+            seed_source="auto", min_lang_docs=20, chunk_words=30, seed_docs=300 * quality_scale,
+            rounds=3, high_score=0.5, min_pages=3, prefix_hq_frac=0.1,
             max_crawl_docs=5000 * quality_scale),
         quality_filter=QualityFilterConfig(
             group_column="lang", min_group_docs=20, ppl_drop_percentile=95.0,

@@ -52,6 +52,8 @@ class QualityClassifierConfig:
                               "its tail) or a .txt/.jsonl/.parquet path")
     min_lang_docs: int = option("lm_head: languages with fewer crawl documents share pooled "
                                 "head/tail cuts")
+    chunk_words: int = option("lm_head: head/tail documents are cut into training rows of about "
+                              "this many words (0: whole documents)")
     seed_docs: int = option("trusted seed documents used for training")
     rounds: int = option("DeepSeekMath-style rounds: each adds high-scoring URL prefixes to the "
                          "positives")
@@ -171,6 +173,26 @@ class SeedIteration:
 
 
 LM_HEAD = "lm_head"
+
+
+def text_chunks(texts: Sequence[str], words: int) -> list[str]:
+    """Each text cut at line ends into pieces of at least ``words`` words (a text's last piece
+    is kept when it has at least ``words // 3``); ``words`` 0 keeps the texts whole. On a small
+    crawl this gives fastText many rows instead of a few dozen documents, so it trains past
+    P = 0.5 everywhere."""
+    if not words:
+        return list(texts)
+    out = []
+    for text in texts:
+        piece: list[str] = []
+        for line in text.split("\n"):
+            piece += line.split()
+            if len(piece) >= words:
+                out.append(" ".join(piece))
+                piece = []
+        if len(piece) >= max(words // 3, 1):
+            out.append(" ".join(piece))
+    return out
 
 
 def lm_head_tail(texts: Sequence[str], langs: Sequence[str], ppl: np.ndarray,

@@ -93,6 +93,13 @@ def test_code_and_math_pages_are_ranked_among_their_kind():
     assert names == ["en", "code", "math", "de"]
 
 
+def test_text_chunks_cut_at_line_ends():
+    text = "\n".join(" ".join(f"w{i}_{j}" for j in range(12)) for i in range(5))  # 5 lines x 12 words
+    assert [len(c.split()) for c in quality_classifier.text_chunks([text], 30)] == [36, 24]
+    assert quality_classifier.text_chunks(["a b", "c"], 0) == ["a b", "c"]
+    assert quality_classifier.text_chunks(["one two three"], 30) == []  # under a third of 30 words
+
+
 def test_lm_head_positives_train_a_classifier_that_prefers_real_text(lm):
     rng = random.Random(1)
     texts, langs = [], []
@@ -140,3 +147,4 @@ def test_quality_models_keep_real_articles_and_separate_them_from_spam(mixed):
     assert q.auc(r["ppl"][spam], r["ppl"][art]) >= 0.75
     assert q.auc(-r["hq_score"][spam], -r["hq_score"][art]) >= 0.75
     assert (r["hq_score"][art] >= 0.5).mean() >= 0.8  # was 0.00-0.02 with the generated seed
+    assert np.median(r["hq_score"][spam]) < 0.5

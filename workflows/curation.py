@@ -285,8 +285,10 @@ class QualityClassifier(StageTask):
             with tempfile.TemporaryDirectory() as tmp:
                 lm = ngram_lm.load_reference_lm(local_copy(ctx, ctx.input("lm"), "model.json", Path(tmp)))
             texts, langs = crawl.column("text").to_pylist(), crawl.column("lang").to_pylist()
-            seed, negatives = quality_classifier.lm_head_tail(texts, langs, lm.perplexities(texts, langs),
-                                                              p["min_lang_docs"])
+            head, tail = quality_classifier.lm_head_tail(texts, langs, lm.perplexities(texts, langs),
+                                                         p["min_lang_docs"])
+            seed = quality_classifier.text_chunks(head, p["chunk_words"])
+            negatives = quality_classifier.text_chunks(tail, p["chunk_words"])
         else:
             seed = reference_texts.trusted_texts(src, p["seed_docs"])
         result = quality_classifier.iterate_seed(seed, crawl, rounds=p["rounds"], high_score=p["high_score"],
