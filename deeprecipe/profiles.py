@@ -102,13 +102,17 @@ def tiny() -> Profile:
                                     rows_per_band=0, seed=1, verify=True,
                                     shingle_hash="word_combine"),
         simhash_dedup=SimhashConfig(max_distance=3, min_sentence_words=5, min_doc_words=50),
-        reference_lm=ReferenceLmConfig(order=3, seed_source="builtin",
-                                       seed_docs=300 * quality_scale),
+        # auto: the generated seed for the generated crawl, real text (wordfreq) for --source
+        reference_lm=ReferenceLmConfig(order=3, seed_source="auto",
+                                       seed_docs=300 * quality_scale, vocab_words=50_000,
+                                       langs=[]),
         quality_classifier=QualityClassifierConfig(
-            seed_source="builtin", seed_docs=300 * quality_scale, rounds=3, high_score=0.5,
-            min_pages=3, prefix_hq_frac=0.1, max_crawl_docs=5000 * quality_scale),
+            seed_source="auto", min_lang_docs=20, chunk_words=30, seed_docs=300 * quality_scale,
+            rounds=3, high_score=0.5, min_pages=3, prefix_hq_frac=0.1,
+            max_crawl_docs=5000 * quality_scale),
         quality_filter=QualityFilterConfig(
-            group_column="domain", ppl_drop_percentile=95.0, ppl_drop_min_ratio=2.0,
+            group_column="lang", min_group_docs=20, ppl_drop_percentile=95.0,
+            ppl_drop_min_ratio=2.0,
             min_hq_score=0.0, langs=[], heuristics=True, ignore_rules=["curly_bracket"]),
         pii_redact=PiiRedactConfig(types=[]),
         decontaminate=DecontaminateConfig(ngram=13, eval_sources=["builtin"]),
