@@ -26,7 +26,7 @@ from deeprecipe.stages.pii_redact import PiiRedactConfig
 from deeprecipe.stages.quality_classifier import QualityClassifierConfig
 from deeprecipe.stages.quality_filter import QualityFilterConfig
 from deeprecipe.stages.r1.config import (ColdStartSftConfig, EvaluateConfig, FinalRlConfig,
-                                         FinalSftConfig, GRPOConfig, GrpoStageConfig,
+                                         SftStageConfig, GRPOConfig, GrpoStageConfig,
                                          RejectionSampleConfig, RewardModelConfig,
                                          RewardModelStageConfig, RewardWeights, SFTConfig)
 from deeprecipe.stages.simhash_dedup import SimhashConfig
@@ -64,8 +64,8 @@ class Profile:
     grpo: GrpoStageConfig
     grpo_zero: GrpoStageConfig
     rejection_sample: RejectionSampleConfig
-    final_sft: FinalSftConfig
-    distill: FinalSftConfig
+    final_sft: SftStageConfig
+    distill: SftStageConfig
     final_rl: FinalRlConfig
     student_grpo: GrpoStageConfig
     evaluate: EvaluateConfig
@@ -148,9 +148,9 @@ def tiny() -> Profile:
         rejection_sample=RejectionSampleConfig(
             n_samples=4, max_problems=0, max_new_tokens=_TINY_NEW, temperature=1.0,
             max_paragraph_chars=2000, seed=0, batch_rows=64, dtype="fp32", **_CPU),
-        final_sft=FinalSftConfig(sft=dataclasses.replace(_TINY_SFT, epochs=8, batch_rows=4),
+        final_sft=SftStageConfig(sft=dataclasses.replace(_TINY_SFT, epochs=8, batch_rows=4),
                                  max_response_tokens=_TINY_NEW, **_CPU),
-        distill=FinalSftConfig(sft=dataclasses.replace(_TINY_SFT, epochs=4, batch_rows=16,
+        distill=SftStageConfig(sft=dataclasses.replace(_TINY_SFT, epochs=4, batch_rows=16,
                                                        micro_batch_rows=0),
                                max_response_tokens=_TINY_NEW, **_CPU),
         final_rl=FinalRlConfig(grpo=_TINY_GRPO, weights=_RULES, preference_from=0.75,

@@ -8,9 +8,7 @@ import os
 import tempfile
 from functools import cached_property
 from pathlib import Path
-from typing import ClassVar
 
-import luigi
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq

@@ -6,7 +6,6 @@ from functools import cached_property
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import luigi
 
 from deeprecipe.pipeline.sources import list_source_files, listing_digest
 from deeprecipe.pipeline.store import open_filesystem

@@ -16,7 +16,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import luigi
 import numpy as np
 
 import deeprecipe
@@ -80,28 +79,28 @@ class PretrainMoe(StageTask):
 
     @property
     def resources(self):
-        gpus = self.stage_params["gpus"]
+        gpus = self.config.gpus
         return {"gpu": gpus} if gpus else {}
 
     def upstream(self):
         return {"tokens": self.clone(TokenizePack), "tokenizer": self.clone(TokenizerTrain)}
 
     def model_overrides_for(self, ctx) -> dict:
-        p = self.stage_params
         vocab = ctx.input("tokenizer").manifest["outputs"]["metrics"]["vocab_size"]
         seq_len = ctx.input("tokens").manifest["params"]["seq_len"]
-        return {"vocab_size": vocab, "max_seq_len": seq_len, **dict(p["model_overrides"])}
+        return {"vocab_size": vocab, "max_seq_len": seq_len, **self.config.model_overrides}
 
     def build(self, ctx):
-        p, tokens = self.stage_params, ctx.input("tokens")
+        c, tokens = self.config, ctx.input("tokens")
         data_dir, train_dir = local_dir(ctx, "data"), local_dir(ctx, "train")
         shards = [str(local_copy(ctx, tokens, n, data_dir)) for n in tokens.files("train-*.npy")]
         overrides = self.model_overrides_for(ctx)
-        args = ["--model", p["model"], "--model-overrides", json.dumps(overrides),
-                "--train", json.dumps(dict(p["train"])), "--tokens", *shards, "--out", str(train_dir)]
-        if p["gpus"] and p["gpus"] > 1:
+        args = ["--model", c.model, "--model-overrides", json.dumps(overrides),
+                "--train", json.dumps(self.stage_params["train"]), "--tokens", *shards,
+                "--out", str(train_dir)]
+        if c.gpus > 1:
             cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                   f"--nproc_per_node={p['gpus']}", "-m", "deeprecipe.stages.pretrain", *args]
+                   f"--nproc_per_node={c.gpus}", "-m", "deeprecipe.stages.pretrain", *args]
         else:
             cmd = [sys.executable, "-m", "deeprecipe.stages.pretrain", *args]
         self.set_status_message(f"pretrain_moe: {' '.join(cmd[:6])} …")
@@ -109,7 +108,7 @@ class PretrainMoe(StageTask):
         # the child imports this very deeprecipe (the folder holding the package), whatever cwd
         env["PYTHONPATH"] = os.pathsep.join([str(Path(deeprecipe.__file__).resolve().parents[1]),
                                              env.get("PYTHONPATH", "")])
-        stdout = run_training(cmd, env, ctx.progress(total=int(dict(p["train"]).get("steps") or 0) or None,
+        stdout = run_training(cmd, env, ctx.progress(total=c.train.steps,
                                                      desc=f"{self.stage} steps"))
         run_summary = json.loads(stdout.strip().splitlines()[-1])  # rank 0's final metrics
 

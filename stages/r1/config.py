@@ -116,19 +116,16 @@ class RewardWeights:
 
 
 @dataclass(frozen=True)
-class ColdStartSftConfig(PostTrainRunConfig):
-    sft: SFTConfig = option("SFTConfig fields (seq_len: max_seq_len)")
-    max_response_tokens: int = option("SFT examples whose response is longer (tokens) are left "
-                                      "out")
-    max_think_lines: int = option("0 = whole reasoning; N = last N lines")
-
-
-@dataclass(frozen=True)
-class FinalSftConfig(PostTrainRunConfig):
+class SftStageConfig(PostTrainRunConfig):
     """final_sft and distill."""
     sft: SFTConfig = option("SFTConfig fields (seq_len: max_seq_len)")
     max_response_tokens: int = option("SFT examples whose response is longer (tokens) are left "
                                       "out")
+
+
+@dataclass(frozen=True)
+class ColdStartSftConfig(SftStageConfig):
+    max_think_lines: int = option("0 = whole reasoning; N = last N lines")
 
 
 @dataclass(frozen=True)
