@@ -394,7 +394,9 @@ class VersionedTask(PipelineTask):
             return cfg.build(self.config_cls, given, self.stage)
         except ParameterError:
             raise
-        except (cfg.ConfigError, ValueError) as e:
+        except cfg.ConfigError as e:  # names the stage and field already
+            raise ParameterError(str(e)) from None
+        except ValueError as e:  # a config's own check (__post_init__)
             raise ParameterError(f"{self.stage}: {e}") from None
 
     def unset_error(self, unset: list[str]) -> ParameterError:
