@@ -14,6 +14,13 @@ alphabetic character, >= 2 stop words of the document's language, duplicate-line
 5..10-gram char share <= 0.15..0.10, no "lorem ipsum", no curly bracket (C4), share of lines
 mentioning javascript <= 0.1, share of lines ending in terminal punctuation >= 0.12 (FineWeb).
 
+Repetition is counted once per cause: the duplicated n-gram scores see each distinct line once
+(exact repeated lines are what the duplicate-line rules measure), and a duplicated n-gram's first
+occurrence does not count, only its repeats (as datatrove counts for FineWeb; counting every
+occurrence doubled the score of a title or teaser that an extractor keeps twice, and removed
+8 of 86 real articles of ``shared/data/real_pages``: BENCHMARKS.md, "Heuristic rules on real
+articles").
+
 Code and math pages (DeepSeek-Coder / DeepSeekMath keep them) break prose rules, so each page
 gets a kind from two cheap scores, and a kind is exempt from the rules that are wrong for it
 (``KIND_EXEMPT_RULES``); spam still fails the rules it keeps:
@@ -152,22 +159,33 @@ def _top_ngram_char_frac(grams: np.ndarray, n: int, char_prefix: np.ndarray, tot
 
 
 def _dup_ngram_char_frac(grams: np.ndarray, n: int, word_lengths: np.ndarray, total_chars: int) -> float:
-    """Share of word characters inside n-grams that occur more than once (Gopher, no double count)."""
+    """Share of word characters inside the repeats of an n-gram: every occurrence after its
+    first (Gopher's "duplicate n-grams" as datatrove / FineWeb count them; a word inside
+    several repeats counts once).  A paragraph seen twice scores its length once, not twice."""
     if total_chars == 0 or len(grams) == 0:
         return 0.0
-    repeated = (np.bincount(grams)[grams] > 1).astype(np.int32)
-    covered = np.convolve(repeated, np.ones(n, np.int32)) > 0  # word j is inside a repeated n-gram
+    repeat = np.ones(len(grams), np.int32)
+    repeat[np.unique(grams, return_index=True)[1]] = 0  # first occurrences
+    covered = np.convolve(repeat, np.ones(n, np.int32)) > 0  # word j is inside a repeat
     return int(word_lengths[covered].sum()) / total_chars
 
 
-def ngram_scores(words: list[str]) -> dict[str, float]:
-    """``top_{2,3,4}gram_char_frac`` and ``dup_{5..10}gram_char_frac`` of lower-cased words."""
+def _ngrams_and_lengths(words: list[str], n_max: int) -> tuple[dict[int, np.ndarray], np.ndarray, np.ndarray, int]:
+    """(``ngram_ids``, word lengths, their cumulative sum with 0 first, total word characters)."""
     lengths = np.fromiter(map(len, words), np.int64, len(words))
     prefix = np.concatenate([[0], np.cumsum(lengths)])
     total = int(prefix[-1])
-    grams = ngram_ids(words, max(NGRAM_DUP)) if total else {}
+    return (ngram_ids(words, n_max) if total else {}), lengths, prefix, total
+
+
+def ngram_scores(words: list[str], dup_words: list[str] | None = None) -> dict[str, float]:
+    """``top_{2,3,4}gram_char_frac`` of lower-cased ``words`` and ``dup_{5..10}gram_char_frac``
+    of ``dup_words`` (default: ``words``)."""
     empty = np.zeros(0, np.int64)
+    grams, lengths, prefix, total = _ngrams_and_lengths(words, max(NGRAM_DUP))
     s = {f"top_{n}gram_char_frac": _top_ngram_char_frac(grams.get(n, empty), n, prefix, total) for n in NGRAM_TOP}
+    if dup_words is not None:
+        grams, lengths, _, total = _ngrams_and_lengths(dup_words, max(NGRAM_DUP))
     s.update({f"dup_{n}gram_char_frac": _dup_ngram_char_frac(grams.get(n, empty), n, lengths, total)
               for n in NGRAM_DUP})
     return s
@@ -205,7 +223,9 @@ def score_text(text: str, lang: str | None = None) -> dict[str, float]:
         "code_line_frac": n_code_lines / n_lines,
         "math_token_frac": math_token_frac(text, raw_words),
     }
-    s.update(ngram_scores(words))
+    # duplicated n-grams over each distinct line once: a repeated line (a title or teaser the
+    # extractor keeps twice, a caption under every gallery image) is the dup_line* rules' job
+    s.update(ngram_scores(words, _WORD.findall("\n".join(line_counts).lower()) if dup_lines else None))
     return s
 
 

@@ -93,7 +93,10 @@ def test_code_and_math_are_detected_and_exempt_only_from_the_rules_wrong_for_the
     assert [qh.content_kind(s) for s in (code, math, prose)] == ["code", "math", "prose"]
     assert code["code_lines"] >= 10 and prose["code_line_frac"] == 0 and prose["math_token_frac"] < 0.04
     no_exemptions = qh.Thresholds(kind_exempt_rules={}, min_words=1)
-    assert {"alpha_words", "curly_bracket", "dup_5gram"} <= set(qh.failed_rules(code, no_exemptions))
+    assert {"alpha_words", "curly_bracket"} <= set(qh.failed_rules(code, no_exemptions))
+    # its repeated statements (``out = {}``, ``return out``) are duplicate lines, counted once
+    # by the n-gram rules
+    assert code["dup_line_frac"] > 0.2 and code["dup_5gram_char_frac"] == 0
     assert {"alpha_words", "curly_bracket"} <= set(qh.failed_rules(math, no_exemptions))
     assert qh.failed_rules(code, qh.Thresholds(min_words=1)) == []
     assert qh.failed_rules(math, qh.Thresholds(min_words=1)) == []
@@ -134,15 +137,16 @@ def reference_top_ngram_char_frac(words, n, total_chars):
 
 
 def reference_dup_ngram_char_frac(words, n, total_chars):
-    """The Counter-based original: share of characters inside n-grams occurring more than once."""
+    """The set-based original: share of characters inside the repeats of an n-gram (each
+    occurrence after its first, as datatrove counts)."""
     if len(words) < n or total_chars == 0:
         return 0.0
-    grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
-    counts = Counter(grams)
-    covered = bytearray(len(words))
-    for i, g in enumerate(grams):
-        if counts[g] > 1:
+    seen, covered = set(), bytearray(len(words))
+    for i in range(len(words) - n + 1):
+        g = tuple(words[i : i + n])
+        if g in seen:
             covered[i : i + n] = b"\x01" * n
+        seen.add(g)
     return sum(len(w) for w, c in zip(words, covered) if c) / total_chars
 
 
@@ -150,6 +154,9 @@ def reference_scores(text):
     words = re.findall(r"\w+", text.lower())
     total = sum(len(w) for w in words)
     s = {f"top_{n}gram_char_frac": reference_top_ngram_char_frac(words, n, total) for n in qh.NGRAM_TOP}
+    distinct_lines = dict.fromkeys(line.strip() for line in text.split("\n") if line.strip())
+    words = re.findall(r"\w+", "\n".join(distinct_lines).lower())  # repeated lines once
+    total = sum(len(w) for w in words)
     s.update({f"dup_{n}gram_char_frac": reference_dup_ngram_char_frac(words, n, total) for n in qh.NGRAM_DUP})
     raw = text.split()
     s["alpha_word_frac"] = sum(bool(re.search(r"[^\W\d_]", w)) for w in raw) / max(1, len(raw))
@@ -159,7 +166,8 @@ def reference_scores(text):
 
 EDGE_CASES = ["", "word", "a b a b c d c d", "x yy x yy zzz q zzz q",  # ties: first-seen n-gram wins
               " ".join(["the cat sat on the mat."] * 20), "a b c d e a b c d e f a b c d e",
-              "12 34 ½ ² x_1 __ -- ok\u00a0fine\u2003em\u3000ideo\x1cfs\x85nel\u2028ls tab\tend"]
+              "12 34 ½ ² x_1 __ -- ok\u00a0fine\u2003em\u3000ideo\x1cfs\x85nel\u2028ls tab\tend",
+              "A title line\na b c d e f\n  A title line \nc d e f g"]  # a repeated line counts once
 
 
 def test_fast_scores_equal_the_counter_reference():
@@ -180,6 +188,23 @@ def test_heuristic_scores_and_rethresholding():
     loose = qh.Thresholds(max_top_ngram_char_frac={}, max_dup_ngram_char_frac={}, min_words=1)
     assert qh.failed_rules(qh.score_text(text, "en"), loose) == []
     assert qh.content_kind(s) != "code"  # one code-like line of four is not a code page
+
+
+def test_a_title_and_teaser_kept_twice_are_not_repetition_but_a_repeated_page_is():
+    rng = random.Random(3)
+    words = [f"w{rng.randrange(400)}" for _ in range(150)]
+    body = [" ".join(words[i:i + 15]) + "." for i in range(0, 150, 15)]  # 10 distinct sentences
+    title, teaser = "The council votes on the new bridge", body[0]
+    article = "\n".join([title, teaser, title, *body])  # title and teaser kept twice
+    s = qh.score_text(article, "en")
+    assert s["dup_line_frac"] > 0 and qh.failed_rules(s, qh.Thresholds(min_stop_words=0)) == []
+    # the teaser once more inside a line: its repeat counts, its first occurrence does not (both
+    # counted: ~0.17, over the 10-gram bound 0.10)
+    once_more = qh.score_text(article + "\nEarlier: " + teaser, "en")
+    assert 0.05 < once_more["dup_10gram_char_frac"] < 0.10
+    # a page made of a few lines repeated over and over still fails
+    spam = qh.score_text("\n".join(body[:3] * 6), "en")
+    assert {"dup_lines", "dup_line_chars"} <= set(qh.failed_rules(spam))
 
 
 # ---- n-gram LM ----
