@@ -63,7 +63,12 @@ def load_pages(warc: Path | None = None, expect: Path | None = None) -> list[Rea
 def held_out(page: RealPage) -> bool:
     """Whether ``page`` is in the held-out half: sha1 of its URL is odd. Extraction rules are
     tuned on the other half only."""
-    return int(hashlib.sha1(page.url.encode()).hexdigest(), 16) % 2 == 1
+    return held_out_url(page.url)
+
+
+def held_out_url(url: str) -> bool:
+    """``held_out`` of the page at ``url``."""
+    return int(hashlib.sha1(url.encode()).hexdigest(), 16) % 2 == 1
 
 
 @dataclass

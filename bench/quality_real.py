@@ -25,7 +25,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import _quality_real as q  # noqa: E402
-from bench._real_pages import load_pages  # noqa: E402
+from bench._real_pages import held_out_url, load_pages  # noqa: E402
 from deeprecipe.profiles import tiny  # noqa: E402
 from deeprecipe.stages import reference_texts  # noqa: E402
 
@@ -48,6 +48,9 @@ def report(name: str, docs: list, r: dict) -> None:
     print(f"- median perplexity: articles {np.median(r['ppl'][art]):,.0f}, spam {np.median(r['ppl'][spam]):,.0f}")
     print(f"- classifier scoring >= 0.5: articles {(r['hq_score'][art] >= 0.5).mean():.2f}, "
           f"spam {(r['hq_score'][spam] >= 0.5).mean():.2f}")
+    for half, name in ((False, "tune"), (True, "held-out")):
+        sel = art & np.array([held_out_url(d.url) == half for d in docs])
+        print(f"- articles kept, {name} half: {kept[sel].mean():.3f} ({int(kept[sel].sum())}/{int(sel.sum())})")
     print("\n| kind | docs | kept | removed by perplexity | median ppl | median hq_score | top reasons |\n"
           "|---|---:|---:|---:|---:|---:|---|")
     by_kind = defaultdict(list)
@@ -58,6 +61,25 @@ def report(name: str, docs: list, r: dict) -> None:
         print(f"| {kind} | {len(rows)} | {sum(row[0] for row in rows)} | {reasons.get('perplexity', 0)} | "
               f"{np.median([row[2] for row in rows]):,.0f} | {np.median([row[3] for row in rows]):.3f} | "
               + ", ".join(f"{x} {n}" for x, n in reasons.most_common(3)) + " |")
+
+
+def rule_table(docs: list, r: dict) -> None:
+    """Per heuristic rule: articles, real non-article pages and planted spam pages failing it,
+    and the articles / spam pages for which it is the only reason."""
+    rows = list(zip(docs, r["reasons"]))
+    rules = sorted({x for _, rs in rows for x in rs} - {"perplexity", "hq_score", "lang"})
+    print("\n| rule | articles failing | articles, only reason | real other failing | spam failing | "
+          "spam, only reason |\n|---|---:|---:|---:|---:|---:|")
+    for rule in rules:
+        cells = [sum(d.kind == "article" and rule in rs for d, rs in rows),
+                 sum(d.kind == "article" and rs == [rule] for d, rs in rows),
+                 sum(d.kind == "real_other" and rule in rs for d, rs in rows),
+                 sum(d.is_spam and rule in rs for d, rs in rows),
+                 sum(d.is_spam and rs == [rule] for d, rs in rows)]
+        print(f"| {rule} | " + " | ".join(map(str, cells)) + " |")
+    lost = [f"{d.url} ({', '.join(rs)}{', held out' if held_out_url(d.url) else ''})"
+            for d, rs, k in zip(docs, r["reasons"], r["kept"]) if d.kind == "article" and not k]
+    print("\narticles lost: " + "; ".join(lost))
 
 
 def main() -> None:
@@ -84,6 +106,7 @@ def main() -> None:
     t_new = time.perf_counter() - t0
     report(f"now: wordfreq LM, thresholds per lang, fastText from the LM's head/tail "
            f"({new['positives']} positives, {new['negatives']} negatives), {t_new:.1f} s", docs, new)
+    rule_table(docs, new)
 
     alone = q.run_filter(real, lm_new)
     art = np.array([d.kind == "article" for d in real])

@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from bench._real_pages import SHARED_REAL_PAGES
+from bench._real_pages import SHARED_REAL_PAGES, held_out_url
 from deeprecipe.stages import ngram_lm, quality_classifier, quality_filter, wordfreq_lm
 from deeprecipe.stages.generators import labelled_pages
 
@@ -141,9 +141,12 @@ def test_quality_models_keep_real_articles_and_separate_them_from_spam(mixed):
     assert 1 - r["kept"][spam].mean() >= 0.95  # spam removed
     by_models = [d for d, rs in zip(docs, r["reasons"]) if d.kind == "article" and {"perplexity", "hq_score"} & set(rs)]
     assert not by_models  # neither quality model removes a real article
-    # the whole filter: 0.87 with today's extractor (Gopher repetition / length rules on leaked
-    # teasers and short pages; see BENCHMARKS.md); the issue's goal is 0.9
-    assert r["kept"][art].mean() >= 0.85
+    # the whole filter: the issue's goal 0.9 (measured 0.919, 0.849 when duplicated n-grams
+    # counted first occurrences and repeated lines: BENCHMARKS.md, "Heuristic rules on real
+    # articles"), on the held-out half too
+    assert r["kept"][art].mean() >= 0.90
+    held = art & np.array([held_out_url(d.url) for d in docs])
+    assert held.sum() >= 40 and r["kept"][held].mean() >= 0.90
     assert q.auc(r["ppl"][spam], r["ppl"][art]) >= 0.75
     assert q.auc(-r["hq_score"][spam], -r["hq_score"][art]) >= 0.75
     assert (r["hq_score"][art] >= 0.5).mean() >= 0.8  # was 0.00-0.02 with the generated seed
