@@ -307,7 +307,7 @@ class QualityFilter(StageTask):
     Every score is a column; rejected documents are kept in ``rejected-*.parquet`` with their
     reasons, so users can re-threshold without recomputing. Code and math pages (``q_kind``) are
     exempt from the heuristics that are wrong for them (``quality_heuristics.KIND_EXEMPT_RULES``)."""
-    code_version = "4"  # 4: per-language thresholds pool small groups; LM scored per language
+    code_version = "5"  # 5: duplicated n-grams count repeats, each distinct line once (issue 21)
     source_objects = (quality_filter, quality_heuristics, ngram_lm, quality_classifier, wordfreq_lm)
     config_cls = quality_filter.QualityFilterConfig
 
