@@ -32,6 +32,16 @@ _DATE_OR_TIME = re.compile(  # 15:40, 04.06.2019, 2019-06-04, 4. Juni 2019, June
     r"\b\d{1,2}:\d{2}\b|\b\d{1,2}[./]\d{1,2}[./]\d{2,4}\b|\b\d{4}-\d{2}-\d{2}\b"
     r"|\b\d{1,2}\.? [^\W\d_]{3,}\.? (?:19|20)\d{2}\b|[^\W\d_]{3,}\.? \d{1,2}, (?:19|20)\d{2}\b")
 _BREADCRUMB = re.compile(r"(?:^|\s)(?:>|›|»|/|\|)\s\S.*(?:\s(?:>|›|»|/|\|)\s)")
+_READ_TIME = re.compile(  # 4 Min Read, Lesezeit: 3 Minuten, 5 min de lecture
+    r"\b\d+\s*min(?:ute[ns]?|s)?\.?\s*(?:read|lesezeit|lesen|de lecture)\b"
+    r"|\b(?:lesezeit|lesedauer|reading time|temps de lecture)\b", re.I)
+_TEASER_END = re.compile(  # a teaser cut short, or ending in its "read more" link
+    r"(?:\.\.\.|…|\b(?:weiterlesen|read more|mehr lesen|mehr erfahren|continue reading|lire la suite"
+    r"|en savoir plus|leer más|leggi tutto)\W*)$", re.I)
+_COOKIE = re.compile(r"\bcookies?\b", re.I)
+_CONSENT = re.compile(  # what a cookie notice says besides "cookies" (a recipe's cookies: none of it)
+    r"\b(?:websites?|webseiten?|site|browser|consent|einverstanden|zustimm\w*|akzeptier\w*|accept\w*"
+    r"|datenschutz\w*|privacy|confidentialité|navigation)\b", re.I)
 
 
 @dataclass
@@ -73,21 +83,49 @@ def _is_heading(line: Line) -> bool:
     return line.words <= HEADING_MAX_WORDS and not line.is_sentence
 
 
+def _is_meta(line: Line) -> bool:
+    """A byline, date or reading time: at most 8 words with a date, time or "N min read"."""
+    return line.words <= 8 and bool(_DATE_OR_TIME.search(line.text) or _READ_TIME.search(line.text))
+
+
+def _is_cookie_notice(line: Line) -> bool:
+    text = line.text
+    return ("ookie" in text or "OOKIE" in text) and bool(_COOKIE.search(text) and _CONSENT.search(text))
+
+
+def _is_teaser(line: Line) -> bool:
+    """Ends in "..." or a "read more" link (only the line's end is searched)."""
+    return bool(_TEASER_END.search(line.text[-30:]))
+
+
 def clean_lines(lines: list[Line]) -> list[Line]:
-    """The lines that are not boilerplate: those up to the first short heading after the last
-    paragraph of running text (what follows it is "related", tags, newsletter, author boxes,
-    comment counts), less breadcrumbs and the short lines with a date or time above the
-    article (bylines, dates). A page without running text (also text without spaces between
-    words, as Chinese or Japanese) keeps every line."""
+    """The lines that are not boilerplate: those up to the first short heading or teaser (a
+    line ending in "..." or "read more") after the last paragraph of running text (what follows
+    it is "related", tags, newsletter, author boxes, comment counts), less breadcrumbs, cookie
+    notices outside the running text, and the short lines with a date, time or reading time
+    above the article's second paragraph (bylines, dates; some pages put a lead paragraph above
+    them). A page without running text (also text without spaces between words, as Chinese or
+    Japanese) keeps every line."""
     body = [i for i, line in enumerate(lines) if line.is_body]
+    while body and _is_cookie_notice(lines[body[-1]]):  # a cookie notice after the article
+        body.pop()
+    while body and _is_cookie_notice(lines[body[0]]):  # or above it
+        body.pop(0)
     if not body:
         return lines
-    first, end = body[0], body[-1] + 1
-    while end < len(lines) and not _is_heading(lines[end]):
+    first, last, top = body[0], body[-1], body[min(1, len(body) - 1)]
+    end = last + 1
+    while end < len(lines) and not (_is_heading(lines[end]) or _is_teaser(lines[end])):
         end += 1
-    return [line for i, line in enumerate(lines[:end])
-            if line.is_sentence or line.words > 30 or not (_BREADCRUMB.search(line.text) or (
-                i < first and line.words <= 8 and _DATE_OR_TIME.search(line.text)))]
+
+    def boilerplate(i: int, line: Line) -> bool:
+        if not first <= i <= last and _is_cookie_notice(line):
+            return True
+        if line.is_sentence or line.words > 30:
+            return False
+        return bool(_BREADCRUMB.search(line.text)) or (i < top and _is_meta(line))
+
+    return [line for i, line in enumerate(lines[:end]) if not boilerplate(i, line)]
 
 
 def render(lines: list[Line]) -> str:

@@ -38,11 +38,12 @@ def default_score(pages):
 def test_default_extractor_leaks_less_than_plain_resiliparse_and_keeps_the_text(pages, default_score):
     plain = _score(pages, "resiliparse")
     assert default_score.pages_with_expectations == 86
-    # measured 0.844 found / 0.138 leaked (plain resiliparse 0.844 / 0.229): guard the gain
+    # measured 0.844 found / 0.119 leaked, F1 0.859 (plain resiliparse 0.844 / 0.229 / 0.812):
+    # guard the gain
     assert default_score.recall >= 0.82, default_score
-    assert default_score.leak_rate <= 0.14, default_score
-    assert default_score.leak_rate <= plain.leak_rate - 0.08
-    assert default_score.f1 >= plain.f1 + 0.03
+    assert default_score.leak_rate <= 0.12, default_score
+    assert default_score.leak_rate <= plain.leak_rate - 0.10
+    assert default_score.f1 >= plain.f1 + 0.04
     held = _score(pages, hx.DEFAULT_EXTRACTOR, only_held_out=True)
     assert held.pages_with_expectations == 50 and held.f1 >= 0.80, held
 
@@ -51,7 +52,7 @@ def test_no_page_comes_out_empty_where_trafilatura_finds_text(default_score):
     assert default_score.empty_pages == []
 
 
-@pytest.mark.xfail(strict=True, reason="issue 21 target not reached yet: found 0.84, leaked 0.14 "
+@pytest.mark.xfail(strict=True, reason="issue 21 target not reached yet: found 0.84, leaked 0.12 "
                    "(BENCHMARKS.md, 'HTML extraction on real pages: boilerplate-line rules')")
 def test_issue_target_found_at_least_90_percent_and_at_most_5_percent_leaked(default_score):
     assert default_score.recall >= 0.9 and default_score.leak_rate <= 0.05
@@ -81,3 +82,20 @@ def test_rules_cut_the_boilerplate_after_the_article_and_keep_headings_inside_it
         "The council voted on Monday to replace the old bridge over the river, after years of debate.",
         "What happens next",
         "Work starts in spring and the road stays closed for about eighteen months, the city said."]
+
+
+def test_rules_drop_bylines_after_a_lead_reading_times_cookie_notices_and_teasers():
+    article = [
+        "Bakers in the old town sold twice as many cookies this December as a year ago, the guild said.",
+        "By Jane Doe, 12.03.2024, 14:05",
+        "Most shops baked through the night and some website orders had to wait a week, owners said.",
+        "A cookie is a small website file, the privacy office reminded readers who asked about it.",
+        "Prices rose by about a tenth because butter and sugar cost more than last winter, they added."]
+    lines = hx.text_lines("\n".join([
+        "4 Min Read", article[0], article[1], *article[2:],
+        "We use cookies to improve our website. By continuing you accept our privacy policy.",
+        "The mayor opened the new market hall on Saturday and promised more stalls next year. Read more"]))
+    kept = [line.text for line in hx.clean_lines(lines)]
+    # byline after the lead paragraph, reading time, cookie notice and teaser go; sentences
+    # about cookies inside the article stay
+    assert kept == [article[0], *article[2:]]

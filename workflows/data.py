@@ -51,7 +51,7 @@ class SyntheticCrawl(StageTask):
 # -- crawl_ingest ----------------------------------------------------------------------------
 class CrawlIngest(StageTask):
     """WARC/WET/JSONL/Parquet source files → documents (id, url, domain, lang, text, source)."""
-    code_version = "3"  # 2: WARC framing checked (bad_framing), rows written in batches; 3: extractor
+    code_version = "4"  # 2: WARC framing checked (bad_framing), rows written in batches; 3: extractor; 4: rules
     source_objects = (crawl_ingest, html_extract)
     config_cls = crawl_ingest.CrawlIngestConfig
 
