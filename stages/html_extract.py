@@ -3,8 +3,8 @@ output, and trafilatura for the pages where next to nothing is left.
 
 * ``resiliparse``: ``extract_plain_text(main_content=True)`` as it is.
 * ``resiliparse_rules``: the same, less the lines ``clean_lines`` drops: what follows the
-  article after a short heading ("related", tags, newsletter, author boxes), breadcrumbs,
-  bylines and dates above the article.
+  article after a short heading or a teaser ("related", tags, newsletter, author boxes),
+  breadcrumbs, cookie notices, bylines, dates and reading times above the article.
 * ``hybrid`` (default): ``resiliparse_rules``, and trafilatura's extraction of the page when
   the rules leave under ``MIN_KEPT_CHARS`` (``needs_fallback``), so most pages cost one
   resiliparse pass and no page comes out empty where trafilatura finds text.
@@ -12,7 +12,8 @@ output, and trafilatura for the pages where next to nothing is left.
   kept), for comparison; ``hybrid_fast`` falls back to its fast mode.
 
 The rules were tuned on one half of ``shared/data/real_pages`` (``bench/_real_pages.held_out``
-says which) and use no site names or page strings. Output lines are paragraphs
+says which) and use no site names or page strings; the words they look for (reading time,
+"read more", what a cookie notice says) are in English, German, French and a few others. Output lines are paragraphs
 (``preserve_formatting``); list items start with ``• `` (not indented).
 """
 from __future__ import annotations
