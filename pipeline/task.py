@@ -117,8 +117,9 @@ def config_option(config_cls: type, name: str) -> luigi.Parameter:
         kind = luigi.OptionalDictParameter
     elif origin in (list, tuple):
         kind = luigi.OptionalListParameter
-    elif origin is bool:
-        kind = luigi.OptionalBoolParameter
+    elif origin is bool:  # --Task-field true|false: a profile's True can be turned off
+        return luigi.OptionalBoolParameter(default=None, description=help_text,
+                                           parsing=luigi.BoolParameter.EXPLICIT_PARSING)
     elif origin is int:
         kind = luigi.OptionalIntParameter
     elif origin is float:

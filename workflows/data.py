@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 
 from deeprecipe.pipeline.sources import list_source_files, listing_digest
 from deeprecipe.pipeline.store import open_filesystem
-from deeprecipe.stages import crawl_ingest, html_extract, url_dedup
+from deeprecipe.stages import crawl_ingest, html_extract, url_dedup, warc_frames
 from deeprecipe.stages.generators import (crawl_languages, crawl_page_parts, crawl_pages, crawl_spec,
                                           synthetic_crawl)
 
@@ -52,7 +52,7 @@ class SyntheticCrawl(StageTask):
 class CrawlIngest(StageTask):
     """WARC/WET/JSONL/Parquet source files → documents (id, url, domain, lang, text, source)."""
     code_version = "4"  # 2: WARC framing checked (bad_framing), rows written in batches; 3: extractor; 4: rules
-    source_objects = (crawl_ingest, html_extract)
+    source_objects = (crawl_ingest, html_extract, warc_frames)
     config_cls = crawl_ingest.CrawlIngestConfig
 
     def upstream(self):
