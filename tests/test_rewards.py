@@ -220,3 +220,23 @@ def test_reasoning_steps_drop_the_answer_and_announcements():
     assert reasoning_steps(think, "50") == ["20 + 30 = 50", "So Ana has 50 apples."]
     assert reasoning_steps(think, "") == ["20 + 30 = 50", "So Ana has 50 apples."]
     assert reasoning_steps("Ana has apples.", "ana") == []  # 2 tokens left
+
+
+def test_generated_solutions_keep_the_format_and_their_shortcuts_lose_it():
+    """Every task and level's reference solution, as the chat template's decode gives it, as an
+    R1-Zero base writes it (one line, spaces around the tags) and cut to its last line (tiny's
+    cold start), scores format 1; the same answer behind an empty or answer-only think scores
+    format 0 and keeps its accuracy."""
+    from deeprecipe.stages.generators import reasoning_data as rd
+    from deeprecipe.stages.r1.chat import shorten_solution
+    rows = rd.generate_problems(8, seed=1, held_out_frac=0.2)
+    assert {r["level"] for r in rows} == set(rd.LEVELS)
+    for r in rows:
+        one_line = " " + " ".join(r["solution"].split("\n")).replace("<answer>", " <answer> ")
+        for genuine in (r["solution"], one_line, shorten_solution(r["solution"], 1)):
+            assert format_reward(genuine) == 1.0 and accuracy_reward(genuine, r) == 1.0, genuine
+        a = r["answer"]
+        for shortcut in (f"<think></think><answer>{a}</answer>",
+                         f"<think>\n{a}\n</think>\n<answer>{a}</answer>",
+                         f" <think> The answer is {a}. </think> <answer> {a} </answer>"):
+            assert format_reward(shortcut) == 0.0 and accuracy_reward(shortcut, r) == 1.0, shortcut
