@@ -58,7 +58,7 @@ def signed_steps(x: int, op: str, y: int) -> tuple[list[str], int]:
 def make_arithmetic_chain(rng: random.Random, held_out_frac: float) -> dict:
     """`Compute ...`: one product `p x q` and _CHAIN_TERMS more terms joined by + or -, the
     product in any place. Sized so the worked solution stays under 512 tokens of a 32k BPE
-    vocabulary (BENCHMARKS.md: mean 380, largest 492 of 300)."""
+    vocabulary (`bench/reasoning_lengths.py`: mean 378, largest 490 of 300)."""
     p = rd._n_digits(rng, _PRODUCT_DIGITS[0])
     q = rd._n_digits(rng, _PRODUCT_DIGITS[1])
     others = [rd._n_digits(rng, rng.choice(_CHAIN_TERM_DIGITS)) for _ in range(_CHAIN_TERMS)]
