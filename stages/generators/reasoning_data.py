@@ -14,7 +14,7 @@ generated with.
 Generated tasks (levels 1..4, harder upwards; level 4 of arithmetic, word_problem and counting
 chains several steps and lives in `stages.generators.multistep`):
     arithmetic    column + / − with carries and borrows, long × with partial products;
-                  4: `a x b + c - d`-style chains
+                  4: `a x b ± c` / `c ± a x b` chains
     word_problem  a quantity changed by 2 / 3 / 4 templated steps; 4: 5 steps and a distractor
     countdown     reach a target with given numbers (any valid expression is accepted)
     counting      how many times a letter occurs in a word or phrase; 4: longer, mixed case

@@ -31,9 +31,9 @@ def format_reward(text: str, require_reasoning: bool = True) -> float:
 
     Structure: each of the four tags occurs exactly once; only whitespace before `<think>`,
     between `</think>` and `<answer>`, and after `</answer>`; the answer is non-empty. The
-    reasoning rule closes the `<think></think><answer>50</answer>` shortcut (BENCHMARKS.md run 9:
-    the accuracy reward collected with an empty or token reasoning block) for every prompt
-    style alike (the chat template and the R1-Zero one produce the same tags). Pass
+    reasoning rule closes the `<think></think><answer>50</answer>` shortcut (issue 24, after
+    run 9's grpo_zero: the accuracy reward collected behind an empty or token reasoning block)
+    for every prompt style alike (the chat template and the R1-Zero one produce the same tags). Pass
     require_reasoning=False only for replies that are meant to carry an empty CoT (R1's
     non-reasoning data: greetings, the preference prompts of final RL).
     """
