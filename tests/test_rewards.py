@@ -194,6 +194,8 @@ SHORTCUTS = [
     ("answer announced", "<think>\nThe answer is 50.\n</think>\n<answer>50</answer>"),
     ("announced with the unit", "<think>So the final answer is 50 apples.</think><answer>50</answer>"),
     ("punctuation only", "<think>\n...\n=\n</think>\n<answer>50</answer>"),
+    ("the r1-zero template's placeholder copied",
+     " <think> reasoning process here </think> <answer> 50 </answer>"),
     ("run 9: no opening tag", "\nSolution: 20 + 30 = 50 </think>\n<answer>50</answer>"),
 ]
 

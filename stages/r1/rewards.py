@@ -52,7 +52,8 @@ MIN_STEP_TOKENS = 3
 reasoning step (`reasoning_steps`)."""
 _STEP_TOKEN_RE = re.compile(r"[^\W_]+|[-+*/=<>^%\u00d7\u00f7\u2212]")
 _ANNOUNCEMENT_WORDS = frozenset(
-    "the answer final result is so thus therefore hence i we think get it equals my".split())
+    "the answer final result is so thus therefore hence i we think get it equals my".split()
+    + "reasoning process here".split())  # the R1-Zero template's placeholder, copied
 
 
 def _step_tokens(s: str) -> list[str]:
@@ -63,7 +64,8 @@ def reasoning_steps(think: str, answer: str) -> list[str]:
     """The lines of a think block that are reasoning steps, not the answer repeated.
 
     A line is a step when, after dropping every token of `answer` and the words that only
-    announce an answer (`_ANNOUNCEMENT_WORDS`: "the answer is", "so", "therefore", "I think", …),
+    announce an answer (`_ANNOUNCEMENT_WORDS`: "the answer is", "so", "therefore", "I think", …,
+    and the R1-Zero template's placeholder "reasoning process here"),
     it still holds MIN_STEP_TOKENS tokens, a token being a word, a number or an operator sign
     (+ - * / x = < > ^ %). So `12 + 38 = 50`, `Ana has 5 apples.` and every line of the
     generated solutions' steps count; an empty block, `50`, `The answer is 50.` or `So the
