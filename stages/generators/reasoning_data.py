@@ -56,7 +56,8 @@ class ReasoningDataConfig:
     seed: int = option("generator seed of the problems and rows")
     n_per_task_level: int = option("generated problems per (task, level)")
     tasks: list = option("problem tasks to generate (empty: all)", display_empty="all")
-    levels: list = option("difficulty levels to generate (empty: all)", display_empty="all")
+    levels: list = option("difficulty levels to generate, of 1-4 (4: multi-step problems, "
+                          "`stages.generators.multistep`; empty: all)", display_empty="all")
     held_out_frac: float = option("share of problems (by id hash) held out for evaluation")
     rl_frac: float = option("share of problems (by id hash) kept for the RL stages and rejection "
                             "sampling, never solved in SFT or pretraining; 0: RL uses train")
