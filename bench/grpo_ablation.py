@@ -14,6 +14,9 @@ control. Nothing is written to the store: each variant's result is one JSON line
 
 --eval-k 16 samples every held-out problem 16 times (default: the profile's k): each row then
 carries pass@k up to 16, e.g. for the `cold_start` control, how far GRPO could sharpen it.
+Each row keeps its per-problem correct counts (same held-out subset and order in every run of
+one store): `bench/grpo_paired.py` reads the ablation.jsonl files of several commands (or of
+processes on several GPUs) and prints each variant's paired gain over the control.
 
 A variant is a name of VARIANTS or NAME=JSON (GRPOConfig overrides, plus the bench's own
 "permute_rewards": true: the null control, `permuted_advantages`). A variant is not started
@@ -280,9 +283,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name}: failed: {err!r}", flush=True)
                 del policy
                 continue
-        row.update({k: res[k] for k in ("pass@1", "pass@k", "format_rate",
+        row.update({k: res[k] for k in ("k", "pass@1", "pass@k", "format_rate",
                                         "mean_response_tokens", "per_task", "per_level",
-                                        "wrong_examples")},
+                                        "wrong_examples", "correct_per_problem")},
                    pass_at_max_k=res["pass@k"][str(res["k"])], wall_s=time.time() - t1)
         del policy
         torch.cuda.empty_cache() if device.type == "cuda" else None

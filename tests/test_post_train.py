@@ -203,7 +203,7 @@ class ScriptedModel(nn.Module):
 
 
 def test_evaluate_counts_pass_at_1_and_format(tok):
-    model = ScriptedModel(tok, "<think>\nadd\n</think>\n<answer>4</answer>")
+    model = ScriptedModel(tok, "<think>\n2 + 2 = 4\n</think>\n<answer>4</answer>")
     problems = [{"id": "a", "task": "arithmetic", "prompt": "Compute 2 + 2.", "answer": "4"},
                 {"id": "b", "task": "arithmetic", "prompt": "Compute 1 + 3.", "answer": "4"},
                 {"id": "c", "task": "counting", "prompt": "Count to five.", "answer": "5"}]
@@ -224,7 +224,7 @@ def test_a_prompt_styles_stop_tokens_end_its_responses(tok, monkeypatch):
     """A base model runs on past its answer; with `PROMPT_STOPS['r1_zero']` = ('</answer>',)
     R1-Zero samples end there (kept), with none (the default) only at <|eos|>."""
     problem = {"id": "a", "task": "arithmetic", "prompt": "Compute 2 + 2.", "answer": "4"}
-    answer, tail = "<think>\nadd\n</think>\n<answer>4</answer>", " and then 3 + 3 is 6"
+    answer, tail = "<think>\n2 + 2 = 4\n</think>\n<answer>4</answer>", " and then 3 + 3 is 6"
     mark = tok.encode(prompt_text(problem["prompt"], "r1_zero"))[-1]
     assert mark not in tok.encode(answer + tail)  # the script starts once, after the prompt
     model = ScriptedModel(tok, answer + tail, mark=mark)
@@ -273,7 +273,7 @@ def test_paired_difference_is_tighter_than_unpaired_when_problems_share_difficul
 
 
 def test_rejection_sample_keeps_correct_readable_unique(tok):
-    model = ScriptedModel(tok, "<think>\nadd\n</think>\n<answer>4</answer>")
+    model = ScriptedModel(tok, "<think>\n2 + 2 = 4\n</think>\n<answer>4</answer>")
     problems = [{"id": "a", "task": "arithmetic", "prompt": "Compute 2 + 2.", "answer": "4"},
                 {"id": "c", "task": "counting", "prompt": "Count to five.", "answer": "5"}]
     kept, stats = rejection_sample(model, problems, tok, n=3, max_new_tokens=40)
@@ -283,12 +283,13 @@ def test_rejection_sample_keeps_correct_readable_unique(tok):
 
 
 def test_readable_filter():
-    ok = "<think>\nadd the ones\n</think>\n<answer>4</answer>"
+    ok = "<think>\nadd the ones: 2 + 2 = 4\n</think>\n<answer>4</answer>"
     assert readable(ok, 100)
-    assert not readable("<think>\nadd 的 ones\n</think>\n<answer>4</answer>", 100)
+    assert not readable("<think>\nadd 的 ones: 2 + 2 = 4\n</think>\n<answer>4</answer>", 100)
     assert not readable("<think>\n" + "word " * 50 + "\n</think>\n<answer>4</answer>", 100)
-    assert not readable("<think>\n```x```\n</think>\n<answer>4</answer>", 100)
+    assert not readable("<think>\n```2 + 2 = 4```\n</think>\n<answer>4</answer>", 100)
     assert not readable("add the ones <answer>4</answer>", 100)
+    assert not readable("<think>\n\n</think>\n<answer>4</answer>", 100)  # no reasoning
 
 
 def test_dense_student_has_no_moe_layer():
@@ -502,7 +503,7 @@ def test_grpo_skip_equal_groups_updates_only_on_groups_with_unequal_rewards(tok,
 
 
 def test_evaluate_reports_levels_and_wrong_examples(tok):
-    model = ScriptedModel(tok, "<think>\nadd\n</think>\n<answer>4</answer>")
+    model = ScriptedModel(tok, "<think>\n2 + 2 = 4\n</think>\n<answer>4</answer>")
     problems = [{"id": "a", "task": "arithmetic", "level": 1, "prompt": "Compute 2 + 2.", "answer": "4"},
                 {"id": "b", "task": "arithmetic", "level": 2, "prompt": "Compute 3 + 3.", "answer": "6"},
                 {"id": "c", "task": "counting", "level": 1, "prompt": "Count to five.", "answer": "5"}]

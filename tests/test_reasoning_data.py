@@ -113,7 +113,7 @@ def test_gsm8k_loader_parses_final_answers(tmp_path):
         {"question": "Natalia sold 48 clips in April and half as many in May. How many in total?",
          "answer": "In May she sold 48/2 = <<48/2=24>>24 clips.\n"
                    "Altogether 48+24 = <<48+24=72>>72 clips.\n#### 72"},
-        {"question": "A big number?", "answer": "It is large.\n#### 1,250"},
+        {"question": "A big number?", "answer": "It is 1,000 + 250.\n#### 1,250"},
         {"question": "No final answer", "answer": "just text"},
         {"question": "Missing answer"},
     ]
@@ -160,12 +160,16 @@ def test_factual_qa_greetings_and_safety():
     for r in qa:
         assert "____" in r["prompt"] and r["answer"] not in r["prompt"]
         assert r["answer"] in " ".join(sentences)
-        assert accuracy_reward(r["solution"], r) == 1.0 and format_reward(r["solution"]) == 1.0
+        assert accuracy_reward(r["solution"], r) == 1.0
+        # non-reasoning replies carry an empty CoT: the structure holds, there is no reasoning
+        assert format_reward(r["solution"], require_reasoning=False) == 1.0
+        assert format_reward(r["solution"]) == 0.0
         assert r["solution"].startswith("<think>\n\n</think>")   # no CoT for trivial prompts
     assert nr.factual_qa_from_sentences(sentences, seed=0) == qa
 
     greetings = nr.greeting_rows()
-    assert greetings and all(format_reward(r["solution"]) == 1.0 for r in greetings)
+    assert greetings and all(format_reward(r["solution"], require_reasoning=False) == 1.0
+                         for r in greetings)
 
     pairs = nr.safety_preference_pairs(held_out_frac=0.3)
     table = nr.preference_pairs_to_table(pairs)

@@ -7,26 +7,26 @@ from deeprecipe.stages.r1.rewards import (R1_REASONING_WEIGHTS, accuracy_reward,
                             countdown_correct, evaluate_countdown_expression, extract_answer,
                             format_reward, language_consistency_reward, parse_number)
 
-OK = "<think>\nwork it out\n</think>\n<answer>42</answer>"
+OK = "<think>\n12 + 30 = 42\n</think>\n<answer>42</answer>"
 
 FORMAT_CASES = [
     ("well formed", OK, 1.0),
-    ("no whitespace between blocks", "<think>x</think><answer>42</answer>", 1.0),
-    ("surrounding whitespace", "  \n<think>x</think>\n<answer>42</answer>\n  ", 1.0),
-    ("empty think is allowed", "<think>\n\n</think>\n<answer>Hello!</answer>", 1.0),
+    ("no whitespace between blocks", "<think>12 + 30 = 42</think><answer>42</answer>", 1.0),
+    ("surrounding whitespace", "  \n<think>12 + 30 = 42</think>\n<answer>42</answer>\n  ", 1.0),
+    ("empty think", "<think>\n\n</think>\n<answer>Hello!</answer>", 0.0),
     ("missing think", "<answer>42</answer>", 0.0),
-    ("missing answer", "<think>x</think>", 0.0),
+    ("missing answer", "<think>12 + 30 = 42</think>", 0.0),
     ("plain text", "the answer is 42", 0.0),
-    ("unclosed think", "<think>x<answer>42</answer>", 0.0),
-    ("unclosed answer", "<think>x</think><answer>42", 0.0),
-    ("duplicated think", "<think>a</think><think>b</think><answer>42</answer>", 0.0),
-    ("duplicated answer", "<think>a</think><answer>41</answer><answer>42</answer>", 0.0),
+    ("unclosed think", "<think>12 + 30 = 42<answer>42</answer>", 0.0),
+    ("unclosed answer", "<think>12 + 30 = 42</think><answer>42", 0.0),
+    ("duplicated think", "<think>12 + 30 = 42</think><think>b</think><answer>42</answer>", 0.0),
+    ("duplicated answer", "<think>12 + 30 = 42</think><answer>41</answer><answer>42</answer>", 0.0),
     ("trailing text", OK + " I hope this helps", 0.0),
     ("text before think", "Sure. " + OK, 0.0),
-    ("text between blocks", "<think>x</think> so <answer>42</answer>", 0.0),
-    ("answer before think", "<answer>42</answer><think>x</think>", 0.0),
-    ("empty answer", "<think>x</think><answer>  </answer>", 0.0),
-    ("nested tag in think", "<think>x <answer>1</answer></think><answer>42</answer>", 0.0),
+    ("text between blocks", "<think>12 + 30 = 42</think> so <answer>42</answer>", 0.0),
+    ("answer before think", "<answer>42</answer><think>12 + 30 = 42</think>", 0.0),
+    ("empty answer", "<think>12 + 30 = 42</think><answer>  </answer>", 0.0),
+    ("nested tag in think", "<think>12 + 30 <answer>1</answer></think><answer>42</answer>", 0.0),
 ]
 
 
@@ -36,7 +36,7 @@ def test_format_reward(name, text, want):
 
 
 def wrap(answer: str) -> str:
-    return f"<think>reasoning</think>\n<answer>{answer}</answer>"
+    return f"<think>work through the problem</think>\n<answer>{answer}</answer>"
 
 
 NUM = {"id": "p", "task": "arithmetic", "answer": "1000"}
@@ -64,7 +64,7 @@ ACCURACY_CASES = [
     ("number inside words", wrap("about 1000 or so"), NUM, 0.0),
     ("two numbers", wrap("1000 1001"), NUM, 0.0),
     ("no answer tag", "<think>1000</think> 1000", NUM, 0.0),
-    ("two answer tags (hedging)", "<think>x</think><answer>999</answer><answer>1000</answer>",
+    ("two answer tags (hedging)", "<think>12 + 30 = 42</think><answer>999</answer><answer>1000</answer>",
      NUM, 0.0),
     ("negative", wrap("-37"), NEG, 1.0),
     ("negative, unicode minus", wrap("\u221237"), NEG, 1.0),
@@ -179,5 +179,66 @@ def test_combined_reward_weights():
 
 
 def test_extract_answer_strips():
-    assert extract_answer("<think>x</think><answer>\n 7 \n</answer>") == "7"
+    assert extract_answer("<think>12 + 30 = 42</think><answer>\n 7 \n</answer>") == "7"
     assert extract_answer("<answer>1</answer><answer>2</answer>") is None
+
+
+# ----------------------------------------------------------------------------- the think shortcut
+
+WP = {"id": "w", "task": "word_problem", "answer": "50"}
+SHORTCUTS = [
+    ("empty think, no whitespace", "<think></think><answer>50</answer>"),
+    ("blank think", "<think>\n\n</think>\n<answer>50</answer>"),
+    ("r1-zero spacing, blank think", " <think> </think> <answer> 50 </answer>"),
+    ("answer repeated", "<think>50</think>\n<answer>50</answer>"),
+    ("answer announced", "<think>\nThe answer is 50.\n</think>\n<answer>50</answer>"),
+    ("announced with the unit", "<think>So the final answer is 50 apples.</think><answer>50</answer>"),
+    ("punctuation only", "<think>\n...\n=\n</think>\n<answer>50</answer>"),
+    ("the r1-zero template's placeholder copied",
+     " <think> reasoning process here </think> <answer> 50 </answer>"),
+    ("run 9: no opening tag", "\nSolution: 20 + 30 = 50 </think>\n<answer>50</answer>"),
+]
+
+
+@pytest.mark.parametrize("name,text", SHORTCUTS, ids=[c[0] for c in SHORTCUTS])
+def test_think_shortcut_scores_no_format_but_keeps_accuracy(name, text):
+    parts = combined_reward(text, WP)
+    assert parts["accuracy"] == 1.0 and parts["format"] == 0.0 and parts["total"] == 1.0
+
+
+def test_a_real_reasoning_step_restores_the_format():
+    assert format_reward("<think>20 + 30 = 50</think><answer>50</answer>") == 1.0
+    assert format_reward(" <think> Ana has 20 apples and gets 30 more. </think> "
+                         "<answer> 50 </answer>") == 1.0
+    # the structure-only check (replies meant to carry an empty CoT) still accepts the shortcut
+    assert format_reward("<think>\n\n</think>\n<answer>Hello!</answer>",
+                         require_reasoning=False) == 1.0
+    assert format_reward("<think></think>", require_reasoning=False) == 0.0
+
+
+def test_reasoning_steps_drop_the_answer_and_announcements():
+    from deeprecipe.stages.r1.rewards import reasoning_steps
+    think = "\nThe answer is 50.\n20 + 30 = 50\n50\nSo Ana has 50 apples.\n"
+    assert reasoning_steps(think, "50") == ["20 + 30 = 50", "So Ana has 50 apples."]
+    assert reasoning_steps(think, "") == ["20 + 30 = 50", "So Ana has 50 apples."]
+    assert reasoning_steps("Ana has apples.", "ana") == []  # 2 tokens left
+
+
+def test_generated_solutions_keep_the_format_and_their_shortcuts_lose_it():
+    """Every task and level's reference solution, as the chat template's decode gives it, as an
+    R1-Zero base writes it (one line, spaces around the tags) and cut to its last line (tiny's
+    cold start), scores format 1; the same answer behind an empty or answer-only think scores
+    format 0 and keeps its accuracy."""
+    from deeprecipe.stages.generators import reasoning_data as rd
+    from deeprecipe.stages.r1.chat import shorten_solution
+    rows = rd.generate_problems(8, seed=1, held_out_frac=0.2)
+    assert {r["level"] for r in rows} == set(rd.LEVELS)
+    for r in rows:
+        one_line = " " + " ".join(r["solution"].split("\n")).replace("<answer>", " <answer> ")
+        for genuine in (r["solution"], one_line, shorten_solution(r["solution"], 1)):
+            assert format_reward(genuine) == 1.0 and accuracy_reward(genuine, r) == 1.0, genuine
+        a = r["answer"]
+        for shortcut in (f"<think></think><answer>{a}</answer>",
+                         f"<think>\n{a}\n</think>\n<answer>{a}</answer>",
+                         f" <think> The answer is {a}. </think> <answer> {a} </answer>"):
+            assert format_reward(shortcut) == 0.0 and accuracy_reward(shortcut, r) == 1.0, shortcut

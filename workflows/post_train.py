@@ -188,9 +188,9 @@ class GrpoBase(StageTask):
     was killed) continues from it instead of starting over. Not a parameter: how often a run
     saves does not change what it computes."""
     state_every_s: ClassVar[float] = 180.0
-    code_version = "9"  # 4: is_weight / is_truncated; 5: grad_norm, update_rows; 6: the rl split;
+    code_version = "10"  # 4: is_weight / is_truncated; 5: grad_norm, update_rows; 6: the rl split;
     # 7: metrics kl_max, skipped; 8: hf/ (transformers export); 9: metrics.png a 3-column grid
-    # with grad_norm and informative_groups
+    # with grad_norm and informative_groups; 10: format reward needs a real reasoning block
     source_objects = (chat, r1_config, model_io, rollout, r1_grpo, grpo_loss, reward_model, rewards,
                       sampler, rl_state, training_io, hf_export, report)
     config_cls = r1_config.GrpoStageConfig
@@ -349,7 +349,7 @@ class RejectionSample(StageTask):
     format-valid, single-language ones without over-long paragraphs, deduplicated
     (samples.parquet); plus the non-reasoning rows with their reference replies
     (non_reasoning.parquet). `max_problems` draws a seeded subset of the problems."""
-    code_version = "3"  # 3: rl split
+    code_version = "4"  # 3: rl split; 4: readable needs a real reasoning block
     source_objects = (chat, model_io, rollout, rejection, rewards, sampler)
     config_cls = r1_config.RejectionSampleConfig
 
@@ -393,10 +393,11 @@ class Evaluate(StageTask):
     """pass@1 over k samples (T=0.6, top-p 0.95) on a seeded subset of `max_problems` held-out
     problems (every task and level) for every model, per task and per level; format rate;
     response length; wrong-answer examples; report.md with PNG plots."""
-    code_version = "7"  # 3: per-level pass@1, wrong examples; 4: standard errors, paired
+    code_version = "8"  # 3: per-level pass@1, wrong examples; 4: standard errors, paired
                         # diffs; 5: their within_2se flag; 6: pass@k for k = 1, 2, 4, ..., k;
                         # 7: models that did not train named (report, results, metrics), plots
-                        # with error bars, labelled axes, rl_curves as small multiples
+                        # with error bars, labelled axes, rl_curves as small multiples;
+                        # 8: format rate needs a real reasoning block
     source_objects = (chat, model_io, rollout, evaluation, rewards, sampler, report)
     config_cls = r1_config.EvaluateConfig
     models = luigi.ListParameter(default=[], description="models to evaluate, of "

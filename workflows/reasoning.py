@@ -3,6 +3,7 @@ text that pretraining mixes in (`reasoning_corpus`, train-split problems only)."
 from __future__ import annotations
 
 
+from deeprecipe.stages.generators import multistep as ms
 from deeprecipe.stages.generators import non_reasoning as nr
 from deeprecipe.stages.generators import reasoning_corpus as rc
 from deeprecipe.stages.generators import reasoning_data as rd
@@ -15,8 +16,8 @@ class ReasoningData(StageTask):
     """Generated verifiable problems (train / rl / held-out by id hash: `problems-{split}.parquet`),
     non-reasoning rows (factual QA from curated corpus sentences, greetings) and safety
     preference pairs, as Parquet."""
-    code_version = "2"  # 2: the rl split
-    source_objects = (rd, nr)
+    code_version = "3"  # 2: the rl split; 3: level 4 (multistep)
+    source_objects = (rd, ms, nr)
     config_cls = rd.ReasoningDataConfig
 
     def upstream(self):
@@ -72,7 +73,7 @@ class ReasoningCorpus(StageTask):
     more generated ones per (task, level), held-out and RL problems excluded; one Parquet part
     (id, task, level, style, text)."""
     code_version = "3"  # 2: tagged documents as Q/A threads; 3: rl-split problems excluded
-    source_objects = (rc, rd)
+    source_objects = (rc, rd, ms)
     config_cls = rc.ReasoningCorpusConfig
 
     def upstream(self):

@@ -11,11 +11,13 @@ and 'held_out' (evaluation), decided by a hash of the problem's canonical conten
 (`problem_id`), so one problem never lands in two, whatever the wording, seed or order it was
 generated with.
 
-Generated tasks (levels 1..3, harder upwards):
-    arithmetic    column + / − with carries and borrows, long × with partial products
-    word_problem  a quantity changed by 2 / 3 / 4 templated steps
+Generated tasks (levels 1..4, harder upwards; level 4 of arithmetic, word_problem and counting
+chains several steps and lives in `stages.generators.multistep`):
+    arithmetic    column + / − with carries and borrows, long × with partial products;
+                  4: `a x b ± c` / `c ± a x b` chains
+    word_problem  a quantity changed by 2 / 3 / 4 templated steps; 4: 5 steps and a distractor
     countdown     reach a target with given numbers (any valid expression is accepted)
-    counting      how many times a letter occurs in a word or phrase
+    counting      how many times a letter occurs in a word or phrase; 4: longer, mixed case
     sorting       sort a list of integers ascending or descending
 """
 from __future__ import annotations
@@ -36,7 +38,8 @@ ROW_FIELDS = ("id", "task", "level", "split", "prompt", "answer", "solution", "m
 ROW_SCHEMA = pa.schema([("id", pa.string()), ("task", pa.string()), ("level", pa.int32()),
                         ("split", pa.string()), ("prompt", pa.string()), ("answer", pa.string()),
                         ("solution", pa.string()), ("meta", pa.string())])
-LEVELS = (1, 2, 3)
+LEVELS = (1, 2, 3, 4)
+MULTISTEP_LEVEL = 4  # arithmetic, word_problem, counting: `multistep.MAKERS`
 TRAIN, RL, HELD_OUT = "train", "rl", "held_out"
 SPLITS = (TRAIN, RL, HELD_OUT)
 
@@ -53,7 +56,8 @@ class ReasoningDataConfig:
     seed: int = option("generator seed of the problems and rows")
     n_per_task_level: int = option("generated problems per (task, level)")
     tasks: list = option("problem tasks to generate (empty: all)", display_empty="all")
-    levels: list = option("difficulty levels to generate (empty: all)", display_empty="all")
+    levels: list = option("difficulty levels to generate, of 1-4 (4: multi-step problems, "
+                          "`stages.generators.multistep`; empty: all)", display_empty="all")
     held_out_frac: float = option("share of problems (by id hash) held out for evaluation")
     rl_frac: float = option("share of problems (by id hash) kept for the RL stages and rejection "
                             "sampling, never solved in SFT or pretraining; 0: RL uses train")
@@ -213,7 +217,16 @@ def _n_digits(rng: random.Random, d: int) -> int:
     return rng.randint(10 ** (d - 1) if d > 1 else 2, 10 ** d - 1)
 
 
+def multistep_maker(task: str) -> Callable[[random.Random, float], dict]:
+    """The level-4 maker of a task (`multistep` builds on this module's step writers, so it is
+    imported on first use)."""
+    from deeprecipe.stages.generators import multistep
+    return multistep.MAKERS[task]
+
+
 def make_arithmetic(rng: random.Random, level: int, held_out_frac: float) -> dict:
+    if level == MULTISTEP_LEVEL:
+        return multistep_maker("arithmetic")(rng, held_out_frac)
     op = rng.choice("+-*")
     if op == "*":
         da, db = _MUL_DIGITS[level]
@@ -291,6 +304,8 @@ def _word_step(rng: random.Random, x: int, who: tuple[str, str, str], item: str)
 
 
 def make_word_problem(rng: random.Random, level: int, held_out_frac: float) -> dict:
+    if level == MULTISTEP_LEVEL:
+        return multistep_maker("word_problem")(rng, held_out_frac)
     n_steps = level + 1  # 2, 3, 4
     who, item = rng.choice(_NAMES), rng.choice(_ITEMS)
     x = rng.randint(5, 60)
@@ -310,7 +325,7 @@ def make_word_problem(rng: random.Random, level: int, held_out_frac: float) -> d
 
 # ----------------------------------------------------------------------------- countdown
 
-_COUNTDOWN_SHAPE = {1: (3, 1, 20), 2: (4, 1, 25), 3: (5, 1, 50)}  # count, low, high
+_COUNTDOWN_SHAPE = {1: (3, 1, 20), 2: (4, 1, 25), 3: (5, 1, 50), 4: (6, 1, 100)}  # count, low, high
 _OPS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b,
         "/": lambda a, b: a // b}
 
@@ -392,6 +407,8 @@ def _counting_token(rng: random.Random) -> str:
 
 
 def make_counting(rng: random.Random, level: int, held_out_frac: float) -> dict:
+    if level == MULTISTEP_LEVEL:
+        return multistep_maker("counting")(rng, held_out_frac)
     lo, hi = _COUNT_WORDS[level]
     text = " ".join(_counting_token(rng) for _ in range(rng.randint(lo, hi)))
     letters = sorted(set(text.replace(" ", "")))
@@ -413,7 +430,7 @@ def make_counting(rng: random.Random, level: int, held_out_frac: float) -> dict:
                     render_response(steps, str(count)), held_out_frac)
 
 
-_SORT_SHAPE = {1: (5, 0, 99), 2: (8, -99, 99), 3: (12, -999, 999)}
+_SORT_SHAPE = {1: (5, 0, 99), 2: (8, -99, 99), 3: (12, -999, 999), 4: (12, -9999, 9999)}
 
 
 def make_sorting(rng: random.Random, level: int, held_out_frac: float) -> dict:

@@ -340,7 +340,7 @@ def preference_reward(rm: RewardModel, tok, weights: dict, start_step: int) -> R
     def reward(text: str, problem, step: int) -> dict:
         if problem["task"] in VERIFIER_OF_TASK:
             return {**rule(text, problem, step), "preference": 0.0}
-        fmt = format_reward(text)
+        fmt = format_reward(text, require_reasoning=False)  # replies with an empty CoT
         pref = 0.0
         if step >= start_step:
             answer = extract_answer(text) or text

@@ -4,7 +4,7 @@ A response is scored as text; a problem is a row of `stages.generators.reasoning
 `task` and `answer`; countdown rows also carry `meta` = {"numbers": [...], "target": n}, as a
 dict or a JSON string). No neural reward model: every reward here is a rule you can read.
 
-    format_reward(text)                         1.0 / 0.0
+    format_reward(text)                         1.0 / 0.0 (tags in order, a real reasoning block)
     accuracy_reward(text, problem)              1.0 / 0.0
     language_consistency_reward(text, 'en')     share in [0, 1]
     combined_reward(text, problem, weights)     {'format', 'accuracy', 'language', 'total'}
@@ -25,17 +25,56 @@ _TAGS = ("<think>", "</think>", "<answer>", "</answer>")
 _FORMAT_RE = re.compile(r"\s*<think>(.*?)</think>\s*<answer>(.*?)</answer>\s*", re.DOTALL)
 
 
-def format_reward(text: str) -> float:
-    """1.0 iff `text` is exactly `<think>…</think>` then `<answer>…</answer>`, nothing after.
+def format_reward(text: str, require_reasoning: bool = True) -> float:
+    """1.0 iff `text` is exactly `<think>…</think>` then `<answer>…</answer>`, nothing after,
+    and (require_reasoning) the think block is a real reasoning block (`reasoning_steps`).
 
-    Rules: each of the four tags occurs exactly once; only whitespace before `<think>`, between
-    `</think>` and `<answer>`, and after `</answer>`; the answer is non-empty. The think part may
-    be empty (R1's non-reasoning replies carry an empty CoT).
+    Structure: each of the four tags occurs exactly once; only whitespace before `<think>`,
+    between `</think>` and `<answer>`, and after `</answer>`; the answer is non-empty. The
+    reasoning rule closes the `<think></think><answer>50</answer>` shortcut (issue 24, after
+    run 9's grpo_zero: the accuracy reward collected behind an empty or token reasoning block)
+    for every prompt style alike (the chat template and the R1-Zero one produce the same tags). Pass
+    require_reasoning=False only for replies that are meant to carry an empty CoT (R1's
+    non-reasoning data: greetings, the preference prompts of final RL).
     """
     if any(text.count(tag) != 1 for tag in _TAGS):
         return 0.0
     m = _FORMAT_RE.fullmatch(text)
-    return 1.0 if m is not None and m.group(2).strip() else 0.0
+    if m is None or not m.group(2).strip():
+        return 0.0
+    if require_reasoning and not reasoning_steps(m.group(1), m.group(2)):
+        return 0.0
+    return 1.0
+
+
+MIN_STEP_TOKENS = 3
+"""Tokens a line of the think block needs, besides the answer and announcement words, to be a
+reasoning step (`reasoning_steps`)."""
+_STEP_TOKEN_RE = re.compile(r"[^\W_]+|[-+*/=<>^%\u00d7\u00f7\u2212]")
+_ANNOUNCEMENT_WORDS = frozenset(
+    "the answer final result is so thus therefore hence i we think get it equals my".split()
+    + "reasoning process here".split())  # the R1-Zero template's placeholder, copied
+
+
+def _step_tokens(s: str) -> list[str]:
+    return _STEP_TOKEN_RE.findall(unicodedata.normalize("NFKC", s).lower())
+
+
+def reasoning_steps(think: str, answer: str) -> list[str]:
+    """The lines of a think block that are reasoning steps, not the answer repeated.
+
+    A line is a step when, after dropping every token of `answer` and the words that only
+    announce an answer (`_ANNOUNCEMENT_WORDS`: "the answer is", "so", "therefore", "I think", …,
+    and the R1-Zero template's placeholder "reasoning process here"),
+    it still holds MIN_STEP_TOKENS tokens, a token being a word, a number or an operator sign
+    (+ - * / x = < > ^ %). So `12 + 38 = 50`, `Ana has 5 apples.` and every line of the
+    generated solutions' steps count; an empty block, `50`, `The answer is 50.` or `So the
+    final answer is 50 apples` do not. The rule is textual: it cannot tell a right step from a
+    wrong one (the accuracy reward grades the answer) nor a copied question from worked text.
+    """
+    drop = set(_step_tokens(answer)) | _ANNOUNCEMENT_WORDS
+    return [line.strip() for line in think.splitlines()
+            if sum(t not in drop for t in _step_tokens(line)) >= MIN_STEP_TOKENS]
 
 
 def extract_think(text: str) -> str | None:
