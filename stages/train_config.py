@@ -32,6 +32,9 @@ class TrainConfig:
     checkpoint_every_steps: int | None = 500
     checkpoint_every_minutes: float | None = 10.0
     keep_checkpoints: int = 2
+    # A collective (all-reduce, barrier) waiting longer than this fails its rank, so a hung peer
+    # (dead host, SIGSTOP) ends the attempt and the launcher restarts the job (elastic restart).
+    collective_timeout_s: float = 900.0
     log_every: int = 10                # log line (and nothing else) every N steps
     seed: int = 0
     compile: bool = False              # torch.compile the blocks and loss (compile_regions)
@@ -46,6 +49,9 @@ class TrainConfig:
         for name in ("steps", "micro_batch", "grad_accum", "keep_checkpoints", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainConfig.{name}={getattr(self, name)} must be >= 1")
+        if self.collective_timeout_s <= 0:
+            raise ValueError(f"TrainConfig.collective_timeout_s={self.collective_timeout_s} "
+                             "must be > 0")
         if not 0 <= self.gamma_off_frac <= 1:
             raise ValueError(f"TrainConfig.gamma_off_frac={self.gamma_off_frac} not in [0, 1]")
         if not 0 < self.gamma_decay_frac <= 1:
