@@ -22,7 +22,7 @@ import os
 import queue
 import re
 import shlex
-import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -152,6 +152,17 @@ NODE_STARTERS: dict[str, Callable[[str, Sequence[str]], list[str]]] = {
 """How a node's launcher starts: name -> (host, argv) -> the argv run here. Add your own."""
 
 
+PASSED_ENV_PREFIXES = ("NCCL_", "GLOO_", "TORCH_", "OMP_", "CUDA_", "DEEPRECIPE_")
+"""Variables of the task's environment that travel to every host's launcher (with PYTHONPATH)."""
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now (for a rendezvous on this machine)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def default_starter(hosts_spec: str) -> str:
     return "local" if not hosts_spec else "srun" if hosts_spec == "slurm" else "ssh"
 
@@ -183,6 +194,7 @@ def torchrun_argv(rdzv: Rendezvous, host: str, module: str, args: Sequence[str],
             "-m", "torch.distributed.run", f"--nnodes={len(rdzv.hosts)}",
             f"--nproc-per-node={rdzv.ranks_per_host}", "--rdzv-backend=c10d",
             f"--rdzv-endpoint={rdzv.endpoint}", f"--rdzv-id={rdzv.run_id}",
+            f"--rdzv-conf=is_host={str(host == rdzv.hosts[0]).lower()}",
             f"--max-restarts={rdzv.max_restarts}", f"--local-addr={host}",
             "-m", module, *args]
 
@@ -193,15 +205,15 @@ class JobFailed(RuntimeError):
     """A node's launcher exited non-zero; the message carries torchrun's failure report."""
 
 
-_REPORT_START = re.compile(r"Root Cause|Failures:|ChildFailedError|Traceback")
-
-
 def failure_report(lines: Sequence[str], max_lines: int = 60) -> str:
-    """torchrun's failure summary (failed rank, exit code or signal, the rank's traceback) out
-    of a launcher's log, else its last lines."""
-    starts = [i for i, line in enumerate(lines) if _REPORT_START.search(line)]
-    tail = lines[starts[0]:] if starts else lines
-    return "".join(tail[-max_lines:])
+    """What a failed launcher says about the failure: torchrun's last summary (from its last
+    'Failures:' line: failed rank, exit code or signal, the rank's traceback out of its error
+    file), else the last Python traceback, else its last lines."""
+    for marker in ("Failures:", "Traceback (most recent call last)"):
+        starts = [i for i, line in enumerate(lines) if marker in line]
+        if starts:
+            return "".join(lines[starts[-1]:][:max_lines])
+    return "".join(lines[-max_lines:])
 
 
 def _pump(name: str, stream, out: queue.Queue, keep: list[str]) -> None:
@@ -225,8 +237,7 @@ def run_job(commands: Mapping[str, Sequence[str]], on_line: Callable[[str, str],
         for host, argv in commands.items():
             outs[host] = tempfile.TemporaryFile("w+")
             procs[host] = subprocess.Popen(list(argv), stdout=outs[host], stderr=subprocess.PIPE,
-                                           text=True, env=dict(env) if env else None,
-                                           start_new_session=True)
+                                           text=True, env=dict(env) if env else None)
             logs[host] = []
             threading.Thread(target=_pump, args=(host, procs[host].stderr, lines, logs[host]),
                              daemon=True).start()
@@ -255,7 +266,8 @@ def run_job(commands: Mapping[str, Sequence[str]], on_line: Callable[[str, str],
 
 
 def _stop(procs: Mapping[str, subprocess.Popen]) -> None:
+    """SIGTERM every launcher still running (torchrun stops its ranks; ssh and srun pass it on)."""
     for p in procs.values():
         if p.poll() is None:
-            os.killpg(p.pid, signal.SIGTERM)
+            p.terminate()
 

@@ -67,6 +67,7 @@ log = logging.getLogger(__name__)
 
 PEAK_BF16_FLOPS_H100_H200 = 989e12   # dense BF16 datasheet peak per GPU (RECIPE.md)
 FORMAT = "deeprecipe-pretrain-v1"
+SUMMARY_FILE = "run-summary.json"   # rank 0's final metrics, written by `main` into --out
 # Keys of DeepSpeed optimiser state_dicts that are Python objects, not data: the loss scaler
 # (static 1.0 without fp16; on load DeepSpeed keeps its own) and the parameter slice map
 # (rebuilt from the model on load). Everything else is tensors, numbers, strings and lists.
@@ -625,7 +626,11 @@ def main(argv: list[str] | None = None) -> dict:
     data = TokenSource.from_npy(args.tokens, seed=train_cfg.seed)
     final = train(model_cfg, train_cfg, data, args.out, resume=not args.no_resume)
     if final.get("world_size") and int(os.environ.get("RANK", "0")) == 0:
-        print(json.dumps({k: v for k, v in final.items() if k != "router_bias"}))
+        summary = json.dumps({k: v for k, v in final.items() if k != "router_bias"})
+        tmp = Path(args.out) / f"{TMP_PREFIX}{SUMMARY_FILE}"
+        tmp.write_text(summary)
+        os.replace(tmp, Path(args.out) / SUMMARY_FILE)   # rank 0 may run on any host
+        print(summary)
     return final
 
 

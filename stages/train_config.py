@@ -84,6 +84,21 @@ class PretrainConfig:
     """pretrain_moe's (and pretrain_student's) parameters."""
     model: str = option("MoE config name (stages/moe_model.MOE_CONFIGS)")
     model_overrides: dict = option("MoEConfig fields changed from the named config")
-    gpus: int = option("0: CPU; N > 1: torchrun with N ranks")
+    gpus: int = option("0: CPU; N > 1: torchrun with N ranks (per host when hosts is set)")
     train: TrainConfig = option("TrainConfig fields")
+    hosts: str = option("where the ranks run: '' = this machine; 'slurm' = every host of the "
+                        "Slurm allocation the task runs in (SLURM_JOB_NODELIST); else a "
+                        "hostfile path (one 'host [slots=N]' per line)", "")
+    node_start: str = option("how each host's torchrun starts (stages.launch.NODE_STARTERS): "
+                             "'ssh', 'srun', 'local' (this machine); '' = srun for "
+                             "hosts='slurm', ssh for a hostfile", "")
+    rdzv_port: int = option("c10d rendezvous port on the first host (0: a free port, one host "
+                            "only)", 29400)
+    max_restarts: int = option("times a failed or hung job restarts from its newest "
+                               "checkpoint inside the task (torchrun --max-restarts; the "
+                               "single-process run is re-run)", 3)
+
+    def __post_init__(self):
+        if self.max_restarts < 0:
+            raise ValueError(f"PretrainConfig.max_restarts={self.max_restarts} must be >= 0")
 

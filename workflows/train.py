@@ -11,9 +11,7 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import luigi
@@ -21,7 +19,7 @@ import numpy as np
 
 import deeprecipe
 from deeprecipe.pipeline.lazy import lazy_module
-from deeprecipe.stages import train_config
+from deeprecipe.stages import launch, train_config   # neither imports torch
 
 from .base import LOCAL_CACHE, StageTask, local_copy, local_dir
 from .pretrain import TokenizePack, TokenizerTrain
@@ -38,25 +36,29 @@ hf_import = lazy_module("deeprecipe.stages.hf_import")
 STEP_LINE = re.compile(r"\bstep (\d+) (loss .*)$")
 
 
-def run_training(cmd: list[str], env: dict, bar) -> str:
-    """Run the training process; pass its log through to this process's stderr and turn its
-    phase and step lines into progress (terminal and luigid). Returns its stdout."""
+def run_training(commands: list[str] | dict[str, list[str]], env: dict, bar) -> str:
+    """Run the training job (one command, or one launcher per host: `stages.launch.run_job`);
+    pass its log through to this process's stderr (prefixed by the host when there are
+    several) and turn its phase and step lines into progress (terminal and luigid). Returns
+    the first command's stdout; a failed job raises `launch.JobFailed` with the failing rank's
+    report."""
+    if not isinstance(commands, dict):
+        commands = {"": commands}
+    several = len(commands) > 1
     bar.update_to(0, "starting the training process (imports torch and DeepSpeed)")
-    with tempfile.TemporaryFile("w+") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.PIPE, text=True, env=env)
-        for line in proc.stderr:
-            sys.stderr.write(line)
-            m = STEP_LINE.search(line.rstrip())
-            if m:
-                bar.update_to(int(m.group(1)), m.group(2))
-            elif "engine" in line or "training steps" in line or "resumed from" in line:
-                bar.update_to(bar.n, line.rstrip().split(" ", 2)[-1])
-        rc = proc.wait()
+
+    def on_line(host: str, line: str) -> None:
+        sys.stderr.write(f"[{host}] {line}" if several else line)
+        m = STEP_LINE.search(line.rstrip())
+        if m:
+            bar.update_to(int(m.group(1)), m.group(2))
+        elif "engine" in line or "training steps" in line or "resumed from" in line:
+            bar.update_to(bar.n, line.rstrip().split(" ", 2)[-1])
+
+    try:
+        return launch.run_job(commands, on_line, env=env)
+    finally:
         bar.close()
-        if rc:
-            raise subprocess.CalledProcessError(rc, cmd)
-        out.seek(0)
-        return out.read()
 
 
 DIST_VARS = ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE")
@@ -80,11 +82,40 @@ class PretrainMoe(StageTask):
 
     @property
     def resources(self):
-        gpus = self.stage_params["gpus"]
-        return {"gpu": gpus} if gpus else {}
+        # GPUs of this machine; a job on `hosts` uses theirs (the allocation's or the hostfile's)
+        gpus, hosts = self.stage_params["gpus"], self.stage_params["hosts"]
+        return {"gpu": gpus} if gpus and not hosts else {}
 
     def upstream(self):
         return {"tokens": self.clone(TokenizePack), "tokenizer": self.clone(TokenizerTrain)}
+
+    def job_commands(self, args: list[str], env: dict,
+                     run_id: str) -> tuple[dict[str, list[str]], int]:
+        """(host -> the command that starts its launcher, world size). One process for
+        gpus <= 1 on this machine; else torchrun on every host (`stages.launch`), joined by a
+        c10d rendezvous on the first host, restarting its ranks up to max_restarts times."""
+        p = self.stage_params
+        module = "deeprecipe.stages.pretrain"
+        if not p["hosts"] and p["gpus"] <= 1:
+            return {"": [sys.executable, "-m", module, *args]}, 1
+        hosts = launch.resolve_hosts(p["hosts"], max(1, p["gpus"]))
+        port = p["rdzv_port"] or (launch.free_port() if not p["hosts"] else 0)
+        if not port:
+            raise ValueError("pretrain_moe: rdzv_port 0 (a free port) only works on one host; "
+                             "give --PretrainMoe-rdzv-port for a multi-host job")
+        rdzv = launch.Rendezvous(hosts=tuple(hosts), ranks_per_host=max(1, p["gpus"]), port=port,
+                                 run_id=run_id,
+                                 max_restarts=p["max_restarts"])
+        starter = p["node_start"] or launch.default_starter(p["hosts"])
+        if starter not in launch.NODE_STARTERS:
+            raise ValueError(f"pretrain_moe: node_start={starter!r}; choose one of "
+                             f"{sorted(launch.NODE_STARTERS)}")
+        start = launch.NODE_STARTERS[starter]
+        passed = {k: v for k, v in env.items() if k == "PYTHONPATH" or k.startswith(
+            launch.PASSED_ENV_PREFIXES)}
+        commands = {host: start(host, launch.torchrun_argv(rdzv, host, module, args, passed))
+                    for host in hosts}
+        return commands, len(hosts) * rdzv.ranks_per_host
 
     def model_overrides_for(self, ctx) -> dict:
         p = self.stage_params
@@ -99,19 +130,31 @@ class PretrainMoe(StageTask):
         overrides = self.model_overrides_for(ctx)
         args = ["--model", p["model"], "--model-overrides", json.dumps(overrides),
                 "--train", json.dumps(dict(p["train"])), "--tokens", *shards, "--out", str(train_dir)]
-        if p["gpus"] and p["gpus"] > 1:
-            cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                   f"--nproc_per_node={p['gpus']}", "-m", "deeprecipe.stages.pretrain", *args]
-        else:
-            cmd = [sys.executable, "-m", "deeprecipe.stages.pretrain", *args]
-        self.set_status_message(f"pretrain_moe: {' '.join(cmd[:6])} …")
         env = {k: v for k, v in os.environ.items() if k not in DIST_VARS}  # the run picks its own
         # the child imports this very deeprecipe (the folder holding the package), whatever cwd
         env["PYTHONPATH"] = os.pathsep.join([str(Path(deeprecipe.__file__).resolve().parents[1]),
                                              env.get("PYTHONPATH", "")])
-        stdout = run_training(cmd, env, ctx.progress(total=int(dict(p["train"]).get("steps") or 0) or None,
-                                                     desc=f"{self.stage} steps"))
-        run_summary = json.loads(stdout.strip().splitlines()[-1])  # rank 0's final metrics
+        summary_path = train_dir / pretrain.SUMMARY_FILE
+        summary_path.unlink(missing_ok=True)
+        commands, world = self.job_commands(args, env, f"{ctx.stage}-{ctx.version}")
+        self.set_status_message(f"pretrain_moe: {world} rank(s) on {len(commands)} host(s)")
+        steps = int(dict(p["train"]).get("steps") or 0) or None
+        for attempt in range(p["max_restarts"] + 1):
+            try:
+                run_training(commands, env, ctx.progress(total=steps, desc=f"{self.stage} steps"))
+                break
+            except launch.JobFailed as e:
+                # torchrun restarted its ranks max_restarts times already: the job gave up.
+                # The single process (no torchrun) is re-run here instead.
+                if world > 1 or attempt == p["max_restarts"]:
+                    raise
+                sys.stderr.write(f"pretrain_moe: training failed ({e}); restart {attempt + 1} "
+                                 f"of {p['max_restarts']} from the newest checkpoint\n")
+        run_summary = json.loads(summary_path.read_text())  # rank 0's final metrics
+        if run_summary["world_size"] != world or run_summary["step"] != steps:
+            raise RuntimeError(f"pretrain_moe: the job ended at step {run_summary['step']} with "
+                               f"{run_summary['world_size']} ranks; expected {steps} steps on "
+                               f"{world}")
 
         rows = [json.loads(line) for line in (train_dir / "metrics.jsonl").read_text().splitlines() if line]
         final = sorted(training_io.checkpoint_dirs(train_dir))[-1]
