@@ -42,7 +42,6 @@ import logging
 import os
 import random
 import shutil
-import socket
 import time
 from dataclasses import asdict, dataclass
 from datetime import timedelta
@@ -55,6 +54,7 @@ import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 from torch.distributed.elastic.multiprocessing.errors import record
 
+from deeprecipe.stages.launch import free_port
 from deeprecipe.stages.moe_model import MoEConfig, MoETransformer, compile_regions, update_router_bias
 from deeprecipe.stages.report import plot_pretrain_metrics
 from deeprecipe.stages.train_config import TrainConfig, lr_multiplier
@@ -182,12 +182,6 @@ class DistContext:
     backend: str
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def init_distributed(timeout_s: float | None = None) -> DistContext:
     """Join (or create) the default process group: RANK/WORLD_SIZE/LOCAL_RANK from a launcher,
     else a world of one on 127.0.0.1 and a free port. nccl on CUDA, gloo on CPU. A collective
@@ -208,7 +202,7 @@ def init_distributed(timeout_s: float | None = None) -> DistContext:
             if world > 1:
                 raise RuntimeError("WORLD_SIZE > 1 but MASTER_PORT is not set; start the ranks "
                                    "with `deepspeed`/`torchrun` or set MASTER_ADDR/MASTER_PORT")
-            os.environ["MASTER_PORT"] = str(_free_port())
+            os.environ["MASTER_PORT"] = str(free_port())
         dist.init_process_group("nccl" if cuda else "gloo", rank=rank, world_size=world,
                                 device_id=device if cuda else None,
                                 timeout=timedelta(seconds=timeout_s) if timeout_s else None)

@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from deeprecipe.stages.launch import JobFailed, Rendezvous, run_job, torchrun_argv
 from deeprecipe.stages.training_io import checkpoint_dirs
 from tests.conftest import free_port
-from tests.test_pretrain import TRAIN, read_rows, worker_env, write_spec
+from tests.test_pretrain import TRAIN, read_rows, tokens_path, worker_env, write_spec  # noqa: F401 (fixture)
 
 STEPS, FAULT_AFTER = 20, 15          # checkpoints at 10 and 20; the fault falls between them
 TIMEOUT_S = 10.0                     # collective timeout of these runs (hang detection)
@@ -38,17 +38,9 @@ def run_two_ranks(tmp: Path, name: str, tokens: Path, faults=(), max_restarts: i
 
 
 @pytest.fixture(scope="module")
-def tokens(tmp_path_factory) -> Path:
-    from tests.test_pretrain import successor_tokens
-    path = tmp_path_factory.mktemp("elastic") / "tokens.npy"
-    np.save(path, successor_tokens(96))
-    return path
-
-
-@pytest.fixture(scope="module")
-def uninterrupted(tokens, tmp_path_factory) -> Path:
+def uninterrupted(tokens_path, tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("uninterrupted")
-    run_two_ranks(tmp, "run", tokens, max_restarts=0)
+    run_two_ranks(tmp, "run", tokens_path, max_restarts=0)
     return tmp / "run"
 
 
@@ -68,16 +60,16 @@ def assert_same_run(out: Path, reference: Path) -> None:
         torch.testing.assert_close(got[k], want[k], rtol=1e-5, atol=1e-6, msg=k)
 
 
-def test_sigkilled_rank_restarts_job_from_last_checkpoint(tokens, uninterrupted, tmp_path):
-    _, lines = run_two_ranks(tmp_path, "killed", tokens, faults=[
+def test_sigkilled_rank_restarts_job_from_last_checkpoint(tokens_path, uninterrupted, tmp_path):
+    _, lines = run_two_ranks(tmp_path, "killed", tokens_path, faults=[
         {"attempt": 0, "rank": 1, "after_step": FAULT_AFTER, "signal": "SIGKILL"}])
     log = "".join(lines)
     assert "failed (exitcode: -9) local_rank: 1" in log, log[-3000:]   # torchrun saw the kill
     assert_same_run(tmp_path / "killed", uninterrupted)
 
 
-def test_sigstopped_rank_is_detected_by_timeout_and_restarted(tokens, uninterrupted, tmp_path):
-    wall, lines = run_two_ranks(tmp_path, "stopped", tokens, faults=[
+def test_sigstopped_rank_is_detected_by_timeout_and_restarted(tokens_path, uninterrupted, tmp_path):
+    wall, lines = run_two_ranks(tmp_path, "stopped", tokens_path, faults=[
         {"attempt": 0, "rank": 1, "after_step": FAULT_AFTER, "signal": "SIGSTOP"}])
     log = "".join(lines)
     assert "[rank0]: RuntimeError" in log and "Timed out waiting" in log, log[-3000:]
@@ -85,8 +77,8 @@ def test_sigstopped_rank_is_detected_by_timeout_and_restarted(tokens, uninterrup
     assert_same_run(tmp_path / "stopped", uninterrupted)
 
 
-def test_restarts_exhausted_fails_with_the_failing_ranks_report(tokens, tmp_path):
+def test_restarts_exhausted_fails_with_the_failing_ranks_report(tokens_path, tmp_path):
     with pytest.raises(JobFailed) as e:
-        run_two_ranks(tmp_path, "dead", tokens, max_restarts=0, faults=[
+        run_two_ranks(tmp_path, "dead", tokens_path, max_restarts=0, faults=[
             {"attempt": 0, "rank": 1, "after_step": 2, "signal": "SIGKILL"}])
     assert "rank: 1" in str(e.value) and "SIGKILL" in str(e.value), str(e.value)

@@ -76,7 +76,7 @@ def put_hf_export(ctx, model, tok_json: Path, scratch: Path) -> None:
 
 class PretrainMoe(StageTask):
     """DeepSeekMoE pretraining (aux-loss-free routing, DeepSpeed ZeRO, bf16 on GPU)."""
-    code_version = "2"  # 2: hf/ (transformers export)
+    code_version = "3"  # 2: hf/ (transformers export); 3: multi-host launch, elastic restarts
     source_objects = (pretrain, train_config, training_io, moe_model, hf_export, report)
     config_cls = train_config.PretrainConfig
 
