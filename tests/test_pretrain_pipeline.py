@@ -134,9 +134,8 @@ def test_two_nodes_of_two_ranks_commit_one_artifact(trained_store, tmp_path):
     assert met["world_size"] == 4 and met["steps"] == 4, met
     assert {"config.json", "model.safetensors", "metrics.jsonl"} <= {
         f["name"] for f in m["outputs"]["files"]}
-    # both launchers ran (each prints torchrun's banner), rank 0's steps reached the task
-    assert "[127.0.0.1] " in r.stderr and "[127.0.0.2] " in r.stderr
-    assert "pretrain_moe steps 4/4" in r.stderr
+    # 4 ranks = both launchers joined the rendezvous; rank 0's step lines reached the task
+    assert "step 4 loss" in r.stderr and "pretrain_moe steps 4/4" in r.stderr
 
 
 def test_failing_multi_node_job_fails_the_task_with_the_ranks_error(trained_store, tmp_path):
