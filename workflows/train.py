@@ -43,7 +43,7 @@ def run_training(commands: list[str] | dict[str, list[str]], env: dict, bar) -> 
     the first command's stdout; a failed job raises `launch.JobFailed` with the failing rank's
     report."""
     if not isinstance(commands, dict):
-        commands = {"": commands}
+        commands = {"localhost": commands}
     several = len(commands) > 1
     bar.update_to(0, "starting the training process (imports torch and DeepSpeed)")
 
@@ -97,7 +97,7 @@ class PretrainMoe(StageTask):
         p = self.stage_params
         module = "deeprecipe.stages.pretrain"
         if not p["hosts"] and p["gpus"] <= 1:
-            return {"": [sys.executable, "-m", module, *args]}, 1
+            return {"localhost": [sys.executable, "-m", module, *args]}, 1
         hosts = launch.resolve_hosts(p["hosts"], max(1, p["gpus"]))
         port = p["rdzv_port"] or (launch.free_port() if not p["hosts"] else 0)
         if not port:
