@@ -82,3 +82,38 @@ def test_restarts_exhausted_fails_with_the_failing_ranks_report(tokens_path, tmp
         run_two_ranks(tmp_path, "dead", tokens_path, max_restarts=0, faults=[
             {"attempt": 0, "rank": 1, "after_step": 2, "signal": "SIGKILL"}])
     assert "rank: 1" in str(e.value) and "SIGKILL" in str(e.value), str(e.value)
+
+
+def test_checkpoint_replaced_or_pruned_is_never_left_partial(tmp_path, monkeypatch):
+    """A process killed while commit_checkpoint deletes an old or same-step folder (simulated:
+    rmtree raises before removing anything) leaves no partial `checkpoint-*` behind: the folder
+    was renamed to a temp name first, and the newest complete checkpoint is intact."""
+    import shutil
+
+    from deeprecipe.stages import training_io
+
+    def make(name: str, step_marker: str) -> Path:
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "model.safetensors").write_text(step_marker)
+        (folder / "trainer_state.json").write_text("{}")
+        return folder
+
+    make("checkpoint-00000010", "10")
+    make("checkpoint-00000020", "old 20")
+
+    def killed_mid_delete(path, *a, **kw):
+        if Path(path).exists():
+            raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(shutil, "rmtree", killed_mid_delete)
+    with pytest.raises(KeyboardInterrupt):   # re-saving step 20 replaces the old folder
+        training_io.commit_checkpoint(make(".tmp-checkpoint-00000020", "new 20"),
+                                      tmp_path / "checkpoint-00000020", keep=2)
+    assert [p.name for p in checkpoint_dirs(tmp_path)] == ["checkpoint-00000010"]
+    monkeypatch.undo()
+    training_io.commit_checkpoint(tmp_path / ".tmp-checkpoint-00000020",
+                                  tmp_path / "checkpoint-00000020", keep=1)
+    assert [p.name for p in checkpoint_dirs(tmp_path)] == ["checkpoint-00000020"]
+    assert (tmp_path / "checkpoint-00000020" / "model.safetensors").read_text() == "new 20"
+    assert not any(p.name.startswith("checkpoint-00000010") for p in tmp_path.iterdir())
