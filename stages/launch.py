@@ -205,15 +205,20 @@ class JobFailed(RuntimeError):
     """A node's launcher exited non-zero; the message carries torchrun's failure report."""
 
 
-def failure_report(lines: Sequence[str], max_lines: int = 60) -> str:
+def failure_report(lines: Sequence[str], max_lines: int = 120) -> str:
     """What a failed launcher says about the failure: torchrun's last summary (from its last
     'Failures:' line: failed rank, exit code or signal, the rank's traceback out of its error
-    file), else the last Python traceback, else its last lines."""
+    file), else the last Python traceback, else its last lines. A longer block keeps its first
+    20 and last lines (a traceback ends with the error)."""
+    block = list(lines[-max_lines:])
     for marker in ("Failures:", "Traceback (most recent call last)"):
         starts = [i for i, line in enumerate(lines) if marker in line]
         if starts:
-            return "".join(lines[starts[-1]:][:max_lines])
-    return "".join(lines[-max_lines:])
+            block = list(lines[starts[-1]:])
+            break
+    if len(block) > max_lines:
+        block = block[:20] + ["...\n"] + block[-(max_lines - 20):]
+    return "".join(block)
 
 
 def _pump(name: str, stream, out: queue.Queue, keep: list[str]) -> None:

@@ -95,3 +95,10 @@ def test_failure_report_starts_at_torchruns_summary():
     assert failure_report(["a\n", "Traceback (most recent call last):\n", "E\n"]) == (
         "Traceback (most recent call last):\nE\n")
     assert failure_report(["a\n", "b\n"]) == "a\nb\n"
+
+
+def test_a_long_failure_report_keeps_its_head_and_the_error_at_the_end():
+    block = ["Failures:\n"] + [f"frame {i}\n" for i in range(500)] + ["ValueError: bad\n"]
+    report = failure_report(["noise\n"] + block, max_lines=50).splitlines()
+    assert len(report) == 51 and report[0] == "Failures:" and report[20] == "..."
+    assert report[-1] == "ValueError: bad"
