@@ -9,6 +9,7 @@ string found is a false positive. Strings are compared with white space collapse
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -57,6 +58,12 @@ def load_pages(warc: Path | None = None, expect: Path | None = None) -> list[Rea
                                   list(e.get("must_contain", [])), list(e.get("must_not_contain", [])),
                                   e.get("lang")))
     return pages
+
+
+def held_out(page: RealPage) -> bool:
+    """Whether ``page`` is in the held-out half: sha1 of its URL is odd. Extraction rules are
+    tuned on the other half only."""
+    return int(hashlib.sha1(page.url.encode()).hexdigest(), 16) % 2 == 1
 
 
 @dataclass

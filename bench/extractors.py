@@ -1,4 +1,5 @@
-"""Main-text extractors on the generated crawl: resiliparse (what crawl_ingest uses) vs trafilatura.
+"""Main-text extractors on the generated crawl: crawl_ingest's default (hybrid: resiliparse with
+boilerplate-line rules), plain resiliparse, and trafilatura.
 
 Speed is pages per second on one core (the process is pinned to one CPU). Quality uses the
 generator's knowledge of each page: *boilerplate leaked* is the share of boilerplate strings of
@@ -20,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from deeprecipe.stages.crawl_ingest import html_main_text  # noqa: E402
+from deeprecipe.stages import html_extract as hx  # noqa: E402
 from deeprecipe.stages.generators.crawl_pages import render_page  # noqa: E402
 from deeprecipe.stages.generators.crawl_spec import Page, SyntheticCrawlConfig  # noqa: E402
 
@@ -31,19 +32,11 @@ def _collapse(text: str) -> str:
     return _SPACE.sub(" ", text).strip()
 
 
-def resiliparse_main_text(html: str) -> str:
-    return html_main_text(html)
-
-
-def trafilatura_text(html: str, fast: bool) -> str:
-    import trafilatura
-    return trafilatura.extract(html, include_comments=False, include_tables=True, fast=fast) or ""
-
-
 EXTRACTORS = {
-    "resiliparse 2.0 (main_content)": resiliparse_main_text,
-    "trafilatura 2.3 (default)": lambda html: trafilatura_text(html, fast=False),
-    "trafilatura 2.3 (fast)": lambda html: trafilatura_text(html, fast=True),
+    f"{hx.DEFAULT_EXTRACTOR} (crawl_ingest's default)": hx.EXTRACTORS[hx.DEFAULT_EXTRACTOR],
+    "resiliparse 2.0 (main_content)": hx.resiliparse_text,
+    "trafilatura 2.3 (default)": lambda html: hx.trafilatura_text(html, fast=False),
+    "trafilatura 2.3 (fast)": lambda html: hx.trafilatura_text(html, fast=True),
 }
 
 

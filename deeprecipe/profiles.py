@@ -26,7 +26,7 @@ from deeprecipe.stages.pii_redact import PiiRedactConfig
 from deeprecipe.stages.quality_classifier import QualityClassifierConfig
 from deeprecipe.stages.quality_filter import QualityFilterConfig
 from deeprecipe.stages.r1.config import (ColdStartSftConfig, EvaluateConfig, FinalRlConfig,
-                                         FinalSftConfig, GRPOConfig, GrpoStageConfig,
+                                         SftStageConfig, GRPOConfig, GrpoStageConfig,
                                          RejectionSampleConfig, RewardModelConfig,
                                          RewardModelStageConfig, RewardWeights, SFTConfig)
 from deeprecipe.stages.simhash_dedup import SimhashConfig
@@ -64,8 +64,8 @@ class Profile:
     grpo: GrpoStageConfig
     grpo_zero: GrpoStageConfig
     rejection_sample: RejectionSampleConfig
-    final_sft: FinalSftConfig
-    distill: FinalSftConfig
+    final_sft: SftStageConfig
+    distill: SftStageConfig
     final_rl: FinalRlConfig
     student_grpo: GrpoStageConfig
     evaluate: EvaluateConfig
@@ -95,19 +95,24 @@ def tiny() -> Profile:
     quality_scale = 1  # trusted seed documents and crawl documents scored: x10 small, x100 cluster
     return Profile(
         synthetic_crawl=SyntheticCrawlConfig(seed=0, num_files=4, pages_per_file=400),
-        crawl_ingest=CrawlIngestConfig(files_per_shard=1, max_chars=1_000_000),
+        crawl_ingest=CrawlIngestConfig(files_per_shard=1, max_chars=1_000_000,
+                                       extractor="hybrid"),
         url_dedup=UrlDedupConfig(num_buckets=4),
         minhash_dedup=MinhashConfig(threshold=0.8, num_perm=112, ngram=5, bands=0,
                                     rows_per_band=0, seed=1, verify=True,
                                     shingle_hash="word_combine"),
         simhash_dedup=SimhashConfig(max_distance=3, min_sentence_words=5, min_doc_words=50),
-        reference_lm=ReferenceLmConfig(order=3, seed_source="builtin",
-                                       seed_docs=300 * quality_scale),
+        # auto: the generated seed for the generated crawl, real text (wordfreq) for --source
+        reference_lm=ReferenceLmConfig(order=3, seed_source="auto",
+                                       seed_docs=300 * quality_scale, vocab_words=50_000,
+                                       langs=[]),
         quality_classifier=QualityClassifierConfig(
-            seed_source="builtin", seed_docs=300 * quality_scale, rounds=3, high_score=0.5,
-            min_pages=3, prefix_hq_frac=0.1, max_crawl_docs=5000 * quality_scale),
+            seed_source="auto", min_lang_docs=20, chunk_words=30, seed_docs=300 * quality_scale,
+            rounds=3, high_score=0.5, min_pages=3, prefix_hq_frac=0.1,
+            max_crawl_docs=5000 * quality_scale),
         quality_filter=QualityFilterConfig(
-            group_column="domain", ppl_drop_percentile=95.0, ppl_drop_min_ratio=2.0,
+            group_column="lang", min_group_docs=20, ppl_drop_percentile=95.0,
+            ppl_drop_min_ratio=2.0,
             min_hq_score=0.0, langs=[], heuristics=True, ignore_rules=["curly_bracket"]),
         pii_redact=PiiRedactConfig(types=[]),
         decontaminate=DecontaminateConfig(ngram=13, eval_sources=["builtin"]),
@@ -143,9 +148,9 @@ def tiny() -> Profile:
         rejection_sample=RejectionSampleConfig(
             n_samples=4, max_problems=0, max_new_tokens=_TINY_NEW, temperature=1.0,
             max_paragraph_chars=2000, seed=0, batch_rows=64, dtype="fp32", **_CPU),
-        final_sft=FinalSftConfig(sft=dataclasses.replace(_TINY_SFT, epochs=8, batch_rows=4),
+        final_sft=SftStageConfig(sft=dataclasses.replace(_TINY_SFT, epochs=8, batch_rows=4),
                                  max_response_tokens=_TINY_NEW, **_CPU),
-        distill=FinalSftConfig(sft=dataclasses.replace(_TINY_SFT, epochs=4, batch_rows=16,
+        distill=SftStageConfig(sft=dataclasses.replace(_TINY_SFT, epochs=4, batch_rows=16,
                                                        micro_batch_rows=0),
                                max_response_tokens=_TINY_NEW, **_CPU),
         final_rl=FinalRlConfig(grpo=_TINY_GRPO, weights=_RULES, preference_from=0.75,

@@ -421,6 +421,37 @@ def grouped_mm_triton(x_MK: torch.Tensor, w_EKN: torch.Tensor, offs_E1: torch.Te
     return _GroupedMMTriton.apply(x_MK, w_EKN, offs_E1)
 
 
+WEIGHT_CACHE = os.environ.get("DEEPRECIPE_MOE_WEIGHT_CACHE", "1") != "0"
+
+
+def fused_gate_up(w_gate_EDF: torch.Tensor, w_up_EDF: torch.Tensor,
+                  dtype: torch.dtype) -> torch.Tensor:
+    """[Wg | Wu] as one (E, D, 2F) buffer in ``dtype`` (the cast the weights need anyway), so
+    gate and up are one GEMM (x read once) and dX one GEMM with K = 2F.
+
+    Without autograd (sampling, evaluation) the buffer is kept on ``w_gate_EDF`` and reused
+    while neither weight changed (their in-place version counters, which every optimiser step
+    and ``copy_`` bump), so a decode step does not rewrite 2 x E x D x F weights per layer.
+    With autograd (training) it is built each call. ``DEEPRECIPE_MOE_WEIGHT_CACHE=0`` turns the
+    reuse off (the baseline of bench/sampler_gpu.py)."""
+    key = None
+    if WEIGHT_CACHE and not torch.is_grad_enabled():
+        try:
+            key = (w_gate_EDF._version, w_up_EDF._version, w_up_EDF.data_ptr(), dtype)
+        except RuntimeError:  # inference tensors keep no version counter
+            key = None
+        held = getattr(w_gate_EDF, "_fused_gate_up", None) if key else None
+        if held is not None and held[0] == key:
+            return held[1]
+    E, D, Fe = w_gate_EDF.shape
+    wgu = torch.empty(E, D, 2 * Fe, device=w_gate_EDF.device, dtype=dtype)
+    wgu[:, :, :Fe].copy_(w_gate_EDF)
+    wgu[:, :, Fe:].copy_(w_up_EDF)
+    if key is not None:
+        w_gate_EDF._fused_gate_up = (key, wgu)
+    return wgu
+
+
 class _MoEExpertsTriton(torch.autograd.Function):
     """The whole routed-expert computation in Triton (see the module docstring)."""
 
@@ -433,11 +464,7 @@ class _MoEExpertsTriton(torch.autograd.Function):
         w_NK = topk_w_NK.float().contiguous()
         order_M, token_M, offs_E1, _ = permute_tokens(topk_idx_NK, E)
         pos_M = inverse_permutation(order_M)
-        # [Wg | Wu] in x's dtype: the cast the weights need anyway, written into one buffer,
-        # so gate and up are one GEMM (x read once) and dX one GEMM with K = 2F
-        wgu = torch.empty(E, D, 2 * Fe, device=x_ND.device, dtype=dt)
-        wgu[:, :, :Fe].copy_(w_gate_EDF)
-        wgu[:, :, Fe:].copy_(w_up_EDF)
+        wgu = fused_gate_up(w_gate_EDF, w_up_EDF, dt)
         wd = w_down_EFD.to(dt)
         sched = _schedule(offs_E1, N * K, x_ND)
         gu_M2F = _gmm(x_ND, wgu, offs_E1, sched, a_rows=token_M)

@@ -10,6 +10,7 @@ import importlib
 import json
 import os
 import sys
+from collections.abc import Mapping
 
 from . import lineage
 from .store import ArtifactStore, StoreError, redact, resolve_store_url
@@ -360,7 +361,7 @@ def param_rows(task) -> list[dict]:
     empty_means = getattr(task, "display_empty", {}) or {}
     try:
         resolved = task.stage_params
-    except ValueError:  # some parameter unset: shown as such
+    except ValueError:  # unset or invalid: the caller prints the error
         resolved = {}
     rows = []
     for name in task.tunable_param_names():
@@ -376,6 +377,8 @@ def param_rows(task) -> list[dict]:
             source = "default"
         value = resolved.get(name)  # a dict option merged into the profile's
         shown = empty_means[name] if name in empty_means and value in (0, [], (), "") else value
+        if source == "command line" and isinstance(raw, Mapping) and isinstance(value, dict):
+            shown = f"{json.dumps(dict(raw), default=dict)} (other fields: profile)"
         rows.append({"name": name, "flag": f"--{family}-{name.replace('_', '-')}",
                      "value": shown if isinstance(shown, str) else json.dumps(shown, default=dict),
                      "source": source, "help": p.description or ""})
@@ -394,6 +397,10 @@ def cmd_params(store, args):
                 continue
             rows = param_rows(t)
             print(f"\n{t.stage} ({t.get_task_family()}, code_version {t.code_version})")
+            try:
+                t.stage_params
+            except ValueError as e:
+                print(f"  error: {e}")
             if not rows:
                 print("  (no parameters)")
             width = max((len(r["flag"]) for r in rows), default=0)

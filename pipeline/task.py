@@ -117,8 +117,9 @@ def config_option(config_cls: type, name: str) -> luigi.Parameter:
         kind = luigi.OptionalDictParameter
     elif origin in (list, tuple):
         kind = luigi.OptionalListParameter
-    elif origin is bool:
-        kind = luigi.OptionalBoolParameter
+    elif origin is bool:  # --Task-field true|false: a profile's True can be turned off
+        return luigi.OptionalBoolParameter(default=None, description=help_text,
+                                           parsing=luigi.BoolParameter.EXPLICIT_PARSING)
     elif origin is int:
         kind = luigi.OptionalIntParameter
     elif origin is float:
@@ -394,7 +395,9 @@ class VersionedTask(PipelineTask):
             return cfg.build(self.config_cls, given, self.stage)
         except ParameterError:
             raise
-        except (cfg.ConfigError, ValueError) as e:
+        except cfg.ConfigError as e:  # names the stage and field already
+            raise ParameterError(str(e)) from None
+        except ValueError as e:  # a config's own check (__post_init__)
             raise ParameterError(f"{self.stage}: {e}") from None
 
     def unset_error(self, unset: list[str]) -> ParameterError:

@@ -4,7 +4,8 @@ Formats are recognised by content (magic bytes, looking through gzip) and, faili
 extension:
 
 * WARC / WARC.gz (``warcio``): ``response`` records with a 2xx status and an HTML content type
-  become documents (HTML -> main text with resiliparse); other records are counted by reason.
+  become documents (HTML -> main text by ``extractor``, ``stages/html_extract.py``: resiliparse
+  with boilerplate-line rules by default); other records are counted by reason.
 * WET (a WARC of ``conversion`` records): the text is taken as it is.
 * JSONL / JSONL.gz: one JSON object per line, ``text`` required, ``id`` and ``url`` kept.
 * Parquet: columns as for JSONL (``text`` required).
@@ -34,15 +35,16 @@ from urllib.parse import urlsplit
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from resiliparse.extract.html2text import extract_plain_text
 from resiliparse.parse.encoding import bytes_to_str, detect_encoding, detect_mime, map_encoding_to_html5
-from resiliparse.parse.html import HTMLTree
 from resiliparse.parse.lang import detect_fast
 from warcio.archiveiterator import ArchiveIterator
 from warcio.exceptions import ArchiveLoadFailed
-from warcio.statusandheaders import StatusAndHeadersParser, StatusAndHeadersParserException
+from warcio.statusandheaders import StatusAndHeadersParserException
 
 from deeprecipe.pipeline.config import option
+from deeprecipe.stages import warc_frames
+from deeprecipe.stages.warc_frames import SourceFileError
+from deeprecipe.stages.html_extract import DEFAULT_EXTRACTOR, EXTRACTORS, html_main_text
 
 DOC_SCHEMA = pa.schema([
     ("id", pa.string()),             # from the input when present, else sha1(source_name:offset)[:16]
@@ -85,11 +87,13 @@ _PARQUET_EXTENSIONS = (".parquet", ".pq")
 class CrawlIngestConfig:
     files_per_shard: int = option("source files per ingest work unit (a Luigi task each)")
     max_chars: int = option("characters kept per document; longer text is cut there and counted")
+    extractor: str = option("HTML main-text extractor, one of stages/html_extract.py's "
+                            "EXTRACTORS", DEFAULT_EXTRACTOR)
 
-
-class SourceFileError(ValueError):
-    """A source file that cannot be read at all (unknown format, unreadable container)."""
-    permanent = True  # the same file fails the same way again: not worth a retry
+    def __post_init__(self):
+        if self.extractor not in EXTRACTORS:
+            raise ValueError(f"--CrawlIngest-extractor must be one of {', '.join(EXTRACTORS)}, "
+                             f"got {self.extractor!r}")
 
 
 class EmptyCorpusError(ValueError):
@@ -198,24 +202,6 @@ def decode_html(body: bytes, http_charset: str | None) -> str | None:
     return text
 
 
-def resiliparse_main_text(html: str) -> str:
-    """Main-content plain text of an HTML page (resiliparse: boilerplate such as navigation,
-    footers, cookie banners and sidebars removed; paragraphs kept as lines; alt texts, form fields
-    and user comment sections dropped)."""
-    tree = HTMLTree.parse(html)
-    return extract_plain_text(tree, main_content=True, preserve_formatting=True, alt_texts=False,
-                              links=False, form_fields=False, comments=False).strip()
-
-
-EXTRACTORS = {"resiliparse": resiliparse_main_text}
-DEFAULT_EXTRACTOR = "resiliparse"
-
-
-def html_main_text(html: str, extractor: str = DEFAULT_EXTRACTOR) -> str:
-    """Main text of an HTML page by the named extractor (``EXTRACTORS``)."""
-    return EXTRACTORS[extractor](html)
-
-
 _HTML_SNIFF_PREFIXES = (b"<!doctype html", b"<html", b"<head", b"<body", b"<script", b"<title",
                         b"<div", b"<p", b"<!--")  # a subset of the WHATWG MIME-sniffing HTML patterns
 
@@ -308,7 +294,8 @@ def detect_format(fileobj: BinaryIO, source_name: str) -> str:
 
 # ------------------------------------------------------------------------------------ readers
 
-def _warc_record_text(record, max_record_bytes: int) -> tuple[str | None, str | None]:
+def _warc_record_text(record, max_record_bytes: int,
+                      extractor: str = DEFAULT_EXTRACTOR) -> tuple[str | None, str | None]:
     """(text, None) for a record that is a document, else (None, skip reason). Reads the payload
     (at most ``max_record_bytes`` + 1 bytes) only for HTML responses and conversion records."""
     if record.rec_type not in ("response", "conversion"):
@@ -335,214 +322,16 @@ def _warc_record_text(record, max_record_bytes: int) -> tuple[str | None, str | 
         if html is None:
             return None, "decode_error"
         try:
-            text = html_main_text(html)
+            text = html_main_text(html, extractor)
         except Exception:  # noqa: BLE001 - resiliparse's HTMLParserException and friends
             return None, "html_parse_error"
     return (text, None) if text.strip() else (None, "empty_text")
 
 
-_WARC_MAGIC = b"WARC/"
-_RESYNC = b"\nWARC/1."
-_HEADER_LIMIT = 1 << 16   # WARC headers longer than this are a framing error
-_TRAILER = b"\r\n\r\n"  # the two CRLFs that close every WARC record
-
-
-class _Frame:
-    """One record's place in the file: ``offset`` (of its gzip member for .gz), ``data`` (the
-    record's bytes, None when over the size cap), or ``problem`` ('truncated' | 'bad_framing'
-    | 'too_large')."""
-    __slots__ = ("offset", "data", "problem")
-
-    def __init__(self, offset: int, data: bytes | None = None, problem: str | None = None):
-        self.offset, self.data, self.problem = offset, data, problem
-
-
-def _content_length(header: bytes) -> int | None:
-    for line in header.split(b"\r\n")[1:]:
-        name, sep, value = line.partition(b":")
-        if sep and name.strip().lower() == b"content-length":
-            try:
-                n = int(value.strip())
-            except ValueError:
-                return None
-            return n if n >= 0 else None
-    return None
-
-
-def _split_record(buf: bytes, at_eof: bool) -> tuple[str, int, int]:
-    """Frame of the record starting ``buf``: ('ok' | 'truncated' | 'bad_framing',
-    header length, block length)."""
-    if not buf.startswith(_WARC_MAGIC):
-        return ("truncated" if at_eof and _WARC_MAGIC.startswith(buf) else "bad_framing"), 0, 0
-    end = buf.find(b"\r\n\r\n", 0, _HEADER_LIMIT)
-    if end < 0:
-        return ("truncated" if at_eof and len(buf) < _HEADER_LIMIT else "bad_framing"), 0, 0
-    length = _content_length(buf[:end])
-    if length is None:
-        return "bad_framing", 0, 0
-    return "ok", end + 4, length
-
-
-def _resync(fileobj: BinaryIO, start: int) -> int | None:
-    """Offset of the next line that starts ``WARC/1.`` after ``start`` (streamed)."""
-    position, carry = start, b""
-    fileobj.seek(start)
-    while chunk := fileobj.read(1 << 20):
-        window = carry + chunk
-        found = window.find(_RESYNC)
-        if found >= 0:
-            return position - len(carry) + found + 1
-        carry = window[-(len(_RESYNC) - 1):]
-        position += len(chunk)
-    return None
-
-
-def _plain_frames(fileobj: BinaryIO, max_block: int) -> Iterator[_Frame]:
-    """Frames of an uncompressed WARC: each record's Content-Length must end at its closing
-    CRLF CRLF followed by the next ``WARC/`` header or the end of the file."""
-    size = fileobj.seek(0, io.SEEK_END)
-    pos = 0
-    while True:
-        fileobj.seek(pos)
-        head = fileobj.read(_HEADER_LIMIT)
-        if not head.strip():
-            return  # end of file (blank lines after the last record are fine)
-        state, header_len, length = _split_record(head, pos + len(head) >= size)
-        if state == "ok":
-            block_end = pos + header_len + length
-            if block_end + len(_TRAILER) > size:
-                fileobj.seek(block_end)
-                tail = fileobj.read(len(_TRAILER))
-                # the file ends inside the record (or its trailer); a Content-Length too large
-                # for a record followed by another one is a framing error instead
-                if _resync(fileobj, pos + 1) is None and _TRAILER.startswith(tail):
-                    yield _Frame(pos, problem="truncated")
-                    return
-                state = "bad_framing"
-            else:
-                fileobj.seek(block_end)
-                after = fileobj.read(len(_TRAILER) + len(_WARC_MAGIC))
-                nxt = after[len(_TRAILER):]
-                if after[:len(_TRAILER)] != _TRAILER or not (
-                        not nxt.strip() or _WARC_MAGIC.startswith(nxt) or nxt.startswith(_WARC_MAGIC)):
-                    state = "bad_framing"
-        if state == "truncated":
-            yield _Frame(pos, problem="truncated")
-            return
-        if state == "bad_framing":
-            yield _Frame(pos, problem="bad_framing")
-            nxt_pos = _resync(fileobj, pos + 1)
-            if nxt_pos is None:
-                return
-            pos = nxt_pos
-            continue
-        record_len = header_len + length + len(_TRAILER)
-        if length > max_block:
-            yield _Frame(pos, problem="too_large")
-        else:
-            fileobj.seek(pos)
-            yield _Frame(pos, fileobj.read(record_len))
-        pos += record_len
-
-
-def _read_member(fileobj: BinaryIO, start: int, keep: int) -> tuple[bytes, int, bytes, int, str]:
-    """Decompress the gzip member at ``start`` keeping at most ``keep`` bytes of output:
-    (kept bytes, total output length, last 4 output bytes, compressed length, state) with state
-    'ok' | 'truncated' (the file ends inside it) | 'corrupt'."""
-    fileobj.seek(start)
-    d = zlib.decompressobj(zlib.MAX_WBITS | 16)
-    kept, total, tail, consumed = [], 0, b"", 0
-    have = 0
-    while not d.eof:
-        chunk = fileobj.read(1 << 18)
-        if not chunk:
-            return b"".join(kept), total, tail, consumed, "truncated"
-        consumed += len(chunk)
-        try:
-            data = d.decompress(chunk, 1 << 22)
-            while True:
-                total += len(data)
-                tail = (tail + data)[-4:]
-                if have < keep:
-                    kept.append(data[:keep - have])
-                    have += len(kept[-1])
-                if d.eof or not d.unconsumed_tail:
-                    break
-                data = d.decompress(d.unconsumed_tail, 1 << 22)
-        except zlib.error:
-            return b"".join(kept), total, tail, consumed, "corrupt"
-    return b"".join(kept), total, tail, consumed - len(d.unused_data), "ok"
-
-
-def _gzip_frames(fileobj: BinaryIO, max_block: int, source_name: str) -> Iterator[_Frame]:
-    """Frames of a WARC.gz, one record per gzip member; a member whose record is framed badly
-    (or whose gzip data is corrupt) is skipped and reading resumes at the next member."""
-    size = fileobj.seek(0, io.SEEK_END)
-    pos = 0
-    keep = max_block + _HEADER_LIMIT + 8
-    while pos < size:
-        fileobj.seek(pos)
-        magic = fileobj.read(3)
-        if not magic.strip(b"\x00\r\n \t"):
-            return
-        if magic != b"\x1f\x8b\x08":
-            if not fileobj.read(1 << 16).strip(b"\x00\r\n \t") and not magic.strip(b"\x00\r\n \t"):
-                return
-            yield _Frame(pos, problem="bad_framing")
-            nxt = _next_member(fileobj, pos + 1)
-            if nxt is None:
-                return
-            pos = nxt
-            continue
-        data, total, tail, clen, state = _read_member(fileobj, pos, keep)
-        if state == "truncated":
-            yield _Frame(pos, problem="truncated")
-            return
-        if state == "corrupt":
-            yield _Frame(pos, problem="bad_framing")
-            nxt = _next_member(fileobj, pos + 1)
-            if nxt is None:
-                return
-            pos = nxt
-            continue
-        frame_state, header_len, length = _split_record(data, total <= len(data))
-        if frame_state == "ok" and header_len + length + len(_TRAILER) < total and \
-                data[header_len + length + len(_TRAILER):].startswith(_WARC_MAGIC):
-            raise SourceFileError(
-                f"{source_name}: gzip-compressed as one member instead of one member per record. "
-                "Fix it with `warcio recompress IN OUT` and ingest OUT.")
-        if frame_state != "ok" or header_len + length + len(_TRAILER) != total or tail != _TRAILER:
-            yield _Frame(pos, problem="truncated" if frame_state == "truncated" and total == 0
-                         else "bad_framing")
-        elif length > max_block:
-            yield _Frame(pos, problem="too_large")
-        else:
-            yield _Frame(pos, data)
-        pos += clen
-
-
-def _next_member(fileobj: BinaryIO, start: int) -> int | None:
-    """Offset of the next gzip member after ``start`` whose content starts a WARC record."""
-    position, carry = start, b""
-    fileobj.seek(start)
-    while chunk := fileobj.read(1 << 20):
-        window = carry + chunk
-        i = window.find(b"\x1f\x8b\x08")
-        while i >= 0:
-            offset = position - len(carry) + i
-            data, _, _, _, _ = _read_member(fileobj, offset, len(_WARC_MAGIC))
-            if data.startswith(_WARC_MAGIC):
-                return offset
-            i = window.find(b"\x1f\x8b\x08", i + 1)
-        fileobj.seek(position + len(chunk))
-        carry = window[-2:]
-        position += len(chunk)
-    return None
-
-
 def iter_warc_documents(fileobj: BinaryIO, source_name: str, stats: IngestStats,
                         max_chars: int = DEFAULT_MAX_CHARS,
-                        max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> Iterator[dict]:
+                        max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+                        extractor: str = DEFAULT_EXTRACTOR) -> Iterator[dict]:
     """Documents of a WARC / WARC.gz / WET file; ``source_offset`` is the record's byte offset
     (of its gzip member for .gz). Every record's framing is checked (its Content-Length must
     end exactly at the closing CRLF CRLF, before the next header or gzip member): a record
@@ -552,8 +341,9 @@ def iter_warc_documents(fileobj: BinaryIO, source_name: str, stats: IngestStats,
     ``truncated`` once; documents before it are kept."""
     fileobj.seek(0)
     gzipped = fileobj.read(2) == b"\x1f\x8b"
-    max_block = max_record_bytes + _HEADER_LIMIT  # the block holds the HTTP headers too
-    frames = _gzip_frames(fileobj, max_block, source_name) if gzipped else _plain_frames(fileobj, max_block)
+    max_block = max_record_bytes + warc_frames.HEADER_LIMIT  # the block holds the HTTP headers too
+    frames = (warc_frames.gzip_frames(fileobj, max_block, source_name) if gzipped
+              else warc_frames.plain_frames(fileobj, max_block))
     records_seen = False
     for frame in frames:
         stats.records_read += 1
@@ -571,7 +361,7 @@ def iter_warc_documents(fileobj: BinaryIO, source_name: str, stats: IngestStats,
             continue
         try:
             record = next(iter(ArchiveIterator(io.BytesIO(frame.data))))
-            text, reason = _warc_record_text(record, max_record_bytes)
+            text, reason = _warc_record_text(record, max_record_bytes, extractor)
         except (StopIteration, ArchiveLoadFailed, EOFError, zlib.error, OSError, ValueError,
                 AttributeError, StatusAndHeadersParserException):
             stats.skip("bad_framing")
@@ -725,29 +515,35 @@ def _row_document(obj: dict, source_name: str, offset: int, stats: IngestStats, 
 def iter_documents(fileobj: BinaryIO, source_name: str, stats: IngestStats,
                    max_chars: int = DEFAULT_MAX_CHARS,
                    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
-                   max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> Iterator[dict]:
+                   max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+                   extractor: str = DEFAULT_EXTRACTOR) -> Iterator[dict]:
     """Documents (dicts with the ``DOC_SCHEMA`` fields) of one seekable binary source file, in
-    file order; ``stats`` is updated as they are read. Raises ``SourceFileError`` for a file of no
-    known format; counts an empty file as ``empty_file``."""
+    file order; ``stats`` is updated as they are read. HTML goes through ``extractor`` (a key of
+    ``EXTRACTORS``). Raises ``SourceFileError`` for a file of no known format; counts an empty
+    file as ``empty_file``."""
+    if extractor not in EXTRACTORS:
+        raise ValueError(f"unknown extractor {extractor!r}; choose one of {sorted(EXTRACTORS)}")
     fmt = detect_format(fileobj, source_name)
     if fmt == "empty":
         stats.skip("empty_file")
         return iter(())
     if fmt == "warc":
-        return iter_warc_documents(fileobj, source_name, stats, max_chars, max_record_bytes)
+        return iter_warc_documents(fileobj, source_name, stats, max_chars, max_record_bytes, extractor)
     if fmt == "jsonl":
         return iter_jsonl_documents(fileobj, source_name, stats, max_chars, max_line_bytes)
     return iter_parquet_documents(fileobj, source_name, stats, max_chars)
 
 
 def ingest_file(fileobj: BinaryIO, source_name: str, max_chars: int = DEFAULT_MAX_CHARS,
-                max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> tuple[pa.Table, IngestStats]:
+                max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+                extractor: str = DEFAULT_EXTRACTOR) -> tuple[pa.Table, IngestStats]:
     """All documents of one source file as a ``DOC_SCHEMA`` table, with its counters.
     ``fileobj`` must be binary and seekable (local files, fsspec files, BytesIO)."""
     if not fileobj.seekable():
         fileobj = io.BytesIO(fileobj.read())
     stats = IngestStats()
-    rows = list(iter_documents(fileobj, source_name, stats, max_chars, max_record_bytes))
+    rows = list(iter_documents(fileobj, source_name, stats, max_chars, max_record_bytes,
+                               extractor=extractor))
     return pa.Table.from_pylist(rows, schema=DOC_SCHEMA), stats
 
 
@@ -755,12 +551,14 @@ def iter_batches(fileobj: BinaryIO, source_name: str, stats: IngestStats,
                  max_chars: int = DEFAULT_MAX_CHARS,
                  max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
                  max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
-                 batch_rows: int = BATCH_ROWS, batch_chars: int = BATCH_CHARS) -> Iterator[pa.Table]:
+                 batch_rows: int = BATCH_ROWS, batch_chars: int = BATCH_CHARS,
+                 extractor: str = DEFAULT_EXTRACTOR) -> Iterator[pa.Table]:
     """The documents of one seekable source file as ``DOC_SCHEMA`` tables of at most
     ``batch_rows`` rows / about ``batch_chars`` characters of text, so memory stays bounded
     by a batch whatever the file's size."""
     rows, chars = [], 0
-    for doc in iter_documents(fileobj, source_name, stats, max_chars, max_record_bytes, max_line_bytes):
+    for doc in iter_documents(fileobj, source_name, stats, max_chars, max_record_bytes, max_line_bytes,
+                              extractor):
         rows.append(doc)
         chars += len(doc["text"])
         if len(rows) >= batch_rows or chars >= batch_chars:

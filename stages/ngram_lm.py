@@ -34,8 +34,13 @@ BOS, EOS = "<s>", "</s>"
 @dataclass(frozen=True)
 class ReferenceLmConfig:
     order: int = option("n-gram order of the Kneser-Ney reference LM")
-    seed_source: str = option("'builtin' or a .txt/.jsonl/.parquet path")
+    seed_source: str = option("'auto' (builtin for the generated crawl, wordfreq for a --source "
+                              "crawl), 'builtin' (generated seed), 'wordfreq' (per-language "
+                              "word frequencies of real text) or a .txt/.jsonl/.parquet path")
     seed_docs: int = option("trusted seed documents used for training")
+    vocab_words: int = option("wordfreq: most frequent words kept per language")
+    langs: list = option("wordfreq: languages with a table of their own (others use the pooled "
+                         "table); empty: all 42 wordfreq languages", display_empty="all")
 
 
 _DIGIT = re.compile(r"\d")
@@ -136,8 +141,8 @@ class KneserNeyLM:
         lp, n = self.log10_prob_text(text)
         return 10 ** (-lp / n) if n else float("inf")
 
-    def perplexities(self, texts: Iterable[str]) -> np.ndarray:
-        """float64 ``(len(texts),)``."""
+    def perplexities(self, texts: Iterable[str], langs: Iterable[str] | None = None) -> np.ndarray:
+        """float64 ``(len(texts),)`` (one model for every language: ``langs`` is not used)."""
         return np.array([self.perplexity(t or "") for t in texts], dtype=np.float64)
 
     # ---- persistence (JSON, no pickle) ----
@@ -149,13 +154,37 @@ class KneserNeyLM:
 
     @classmethod
     def load(cls, path: str | Path) -> "KneserNeyLM":
-        data = json.loads(Path(path).read_text())
+        return cls.from_json(json.loads(Path(path).read_text()))
+
+    @classmethod
+    def from_json(cls, data: dict) -> "KneserNeyLM":
         if data.get("format") != "deeprecipe.kneser_ney.v1":
-            raise ValueError(f"{path}: not a deeprecipe Kneser-Ney model (format {data.get('format')!r})")
+            raise ValueError(f"not a deeprecipe Kneser-Ney model (format {data.get('format')!r})")
         counts = [{tuple(row[:-1]): int(row[-1]) for row in table} for table in data["counts"]]
         model = cls(data["order"], counts, [tuple(d) for d in data["discounts"]])
         model._derive()
         return model
+
+
+AUTO, WORDFREQ = "auto", "wordfreq"
+
+
+def resolve_seed_source(seed_source: str, crawl_source: str) -> str:
+    """``auto`` -> ``builtin`` for the generated crawl (no ``--source``: its languages are the
+    generator's), ``wordfreq`` for a real crawl; any other value unchanged."""
+    if seed_source != AUTO:
+        return seed_source
+    return WORDFREQ if crawl_source else "builtin"
+
+
+def load_reference_lm(path: str | Path):
+    """The reference LM saved at ``path``: ``KneserNeyLM`` or ``wordfreq_lm.UnigramLM`` (by its
+    ``format``). Both have ``perplexities(texts, langs)``."""
+    from deeprecipe.stages import wordfreq_lm
+    data = json.loads(Path(path).read_text())
+    if data.get("format") == wordfreq_lm.FORMAT:
+        return wordfreq_lm.UnigramLM.from_json(data)
+    return KneserNeyLM.from_json(data)
 
 
 BUCKETS = ("head", "middle", "tail")

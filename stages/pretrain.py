@@ -19,8 +19,8 @@ Choices (see RECIPE.md, "MoE pretraining"):
   `engine.step()`.
 - Checkpoint `checkpoint-<step:08d>/`: `model.safetensors` (module state, router biases are
   buffers in it), `config.json` (so `training_io.load_model` opens it), `trainer_state.json`
-  (step, LR scheduler, data position, per-rank RNG states), and the optimiser as safetensors + a JSON
-  index (`optimizer.json`: the state_dict's tree with tensors replaced by names, plus the
+  (step, LR scheduler, data position, per-rank RNG states), and the optimiser as safetensors + a
+  JSON index (`optimizer.json`: the state_dict's tree with tensors replaced by names, plus the
   param-group -> parameter-name mapping). Plain fp32 ZeRO-0 keeps one replicated torch AdamW:
   rank 0 writes `optimizer.safetensors`. ZeRO-1/2 and bf16 partition the optimiser: every rank
   writes its own `optimizer-rank{r}.safetensors` (its partition of Adam moments and fp32 master

@@ -10,6 +10,11 @@ pages (negatives), score the crawl, compute per URL prefix (domain + first path 
 share of pages scoring >= ``high_score``; prefixes with >= ``min_pages`` pages and a share
 > ``prefix_hq_frac`` are marked positive and ALL their pages join the seed of the next round
 (this recalls pages the classifier missed).  N rounds; per-round stats are returned.
+
+On a real crawl there may be no trusted corpus to hand: ``lm_head_tail`` then takes the
+positives from the crawl itself, the documents in the head of the reference LM (trained on real
+text: ``wordfreq_lm``) within their language, and the negatives from its tail, as CCNet's
+head / tail buckets; the classifier generalises them through word bigrams.
 """
 
 from __future__ import annotations
@@ -41,7 +46,14 @@ _M_PERTURB = -6  # mallopt parameter, glibc malloc.h
 
 @dataclass(frozen=True)
 class QualityClassifierConfig:
-    seed_source: str = option("positives: 'builtin' or a .txt/.jsonl/.parquet path")
+    seed_source: str = option("positives: 'auto' (builtin for the generated crawl, lm_head for "
+                              "a --source crawl), 'builtin' (generated seed), 'lm_head' (crawl "
+                              "documents in the reference LM's head, per language; negatives "
+                              "its tail) or a .txt/.jsonl/.parquet path")
+    min_lang_docs: int = option("lm_head: languages with fewer crawl documents share pooled "
+                                "head/tail cuts")
+    chunk_words: int = option("lm_head: head/tail documents are cut into training rows of about "
+                              "this many words (0: whole documents)")
     seed_docs: int = option("trusted seed documents used for training")
     rounds: int = option("DeepSeekMath-style rounds: each adds high-scoring URL prefixes to the "
                          "positives")
@@ -160,11 +172,53 @@ class SeedIteration:
     rounds: list[dict] = field(default_factory=list)
 
 
+LM_HEAD = "lm_head"
+
+
+def text_chunks(texts: Sequence[str], words: int) -> list[str]:
+    """Each text cut at line ends into pieces of at least ``words`` words (a text's last piece
+    is kept when it has at least ``words // 3``); ``words`` 0 keeps the texts whole. On a small
+    crawl this gives fastText many rows instead of a few dozen documents, so it trains past
+    P = 0.5 everywhere."""
+    if not words:
+        return list(texts)
+    out = []
+    for text in texts:
+        piece: list[str] = []
+        for line in text.split("\n"):
+            piece += line.split()
+            if len(piece) >= words:
+                out.append(" ".join(piece))
+                piece = []
+        if len(piece) >= max(words // 3, 1):
+            out.append(" ".join(piece))
+    return out
+
+
+def lm_head_tail(texts: Sequence[str], langs: Sequence[str], ppl: np.ndarray,
+                 min_lang_docs: int) -> tuple[list[str], list[str]]:
+    """(head, tail) texts: perplexity <= p33 / > p67 of the text's language (languages of fewer
+    than ``min_lang_docs`` texts pooled, as in ``quality_filter.group_thresholds``)."""
+    from deeprecipe.stages import quality_filter
+    groups = [g or quality_filter.UNKNOWN_GROUP for g in langs]
+    th = quality_filter.group_thresholds(groups, ppl, "lang", 95.0, 1.0, min_lang_docs)
+    head, tail = [], []
+    for text, g, p in zip(texts, groups, ppl):
+        lo, hi = th["ccnet_head_middle"][quality_filter.threshold_group(th, g)]
+        if p <= lo:
+            head.append(text)
+        elif p > hi:
+            tail.append(text)
+    return head, tail
+
+
 def iterate_seed(
     seed_texts: Sequence[str], crawl: pa.Table, rounds: int = 3, high_score: float = 0.5, min_pages: int = 3,
-    prefix_hq_frac: float = 0.1, negatives_ratio: float = 1.0, seed: int = 0, **train_kw,
+    prefix_hq_frac: float = 0.1, negatives_ratio: float = 1.0, seed: int = 0,
+    negatives: Sequence[str] | None = None, **train_kw,
 ) -> SeedIteration:
-    """DeepSeekMath seed iteration over ``crawl`` (columns ``url``, ``text``)."""
+    """DeepSeekMath seed iteration over ``crawl`` (columns ``url``, ``text``). Negatives: random
+    crawl pages (``negatives_ratio`` x the positives), or ``negatives`` when given."""
     rng = random.Random(seed)
     texts = crawl.column("text").to_pylist()
     urls = crawl.column("url").to_pylist()
@@ -175,12 +229,13 @@ def iterate_seed(
     for r in range(rounds):
         extra = [t for t, p in zip(texts, prefixes_of) if p in found]
         positives = list(seed_texts) + extra
-        negatives = rng.sample(texts, min(len(texts), int(len(positives) * negatives_ratio)))
-        clf = FastTextClassifier.train(positives, negatives, seed=seed + r, **train_kw)
+        negs = (list(negatives) if negatives is not None
+                else rng.sample(texts, min(len(texts), int(len(positives) * negatives_ratio))))
+        clf = FastTextClassifier.train(positives, negs, seed=seed + r, **train_kw)
         scores = clf.score(texts)
         new = set(hq_prefixes(urls, scores, high_score, min_pages, prefix_hq_frac)) - found
         found |= new
-        history.append({"round": r, "positives": len(positives), "negatives": len(negatives),
+        history.append({"round": r, "positives": len(positives), "negatives": len(negs),
                         "crawl_high": int((scores >= high_score).sum()), "new_prefixes": sorted(new)})
         if not new and r > 0:
             break

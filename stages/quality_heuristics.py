@@ -18,9 +18,10 @@ Code and math pages (DeepSeek-Coder / DeepSeekMath keep them) break prose rules,
 gets a kind from two cheap scores, and a kind is exempt from the rules that are wrong for it
 (``KIND_EXEMPT_RULES``); spam still fails the rules it keeps:
 
-* ``code`` when ``code_line_frac`` (share of non-empty lines that look like code: indented by
-  >= 2 spaces or a tab, ending in ``{ } ;`` or ``):``, starting with a lower-case keyword such as
-  ``def return for if var function #include``, or an assignment ``name = value``) >= 0.3 and
+* ``code`` when ``code_line_frac`` (share of non-empty lines that look like code: ending in
+  ``{ } ;`` or ``):``, starting with a lower-case keyword such as ``def return for if var
+  function #include``, an assignment ``name = value``, or a call alone ``f(x)``; indentation
+  does not count, since extractors indent list items) >= 0.3 and
   ``code_lines`` (their count) >= 3, so one stray line does not make a short page code.
   Exempt from: alpha_words (operators and literals are tokens without letters), curly_bracket
   (C-family blocks), dup_lines (short structural lines such as ``}`` or ``return x`` repeat;
@@ -75,10 +76,10 @@ NGRAM_DUP = (5, 6, 7, 8, 9, 10)
 
 _CODE_KEYWORDS = ("def|class|return|import|from|for|while|if|elif|else|try|except|var|let|const|function|"
                   "public|private|static|package|func|fn|struct|#include|#define")
-_CODE_LINE = re.compile(
-    r"^(?:[ \t]{2,}\S"                                   # indented (extracted <pre> keeps it)
-    rf"|[ \t]*(?:{_CODE_KEYWORDS})(?![\w#])[^.!?]*$"     # lower-case keyword, no sentence end
-    r"|[ \t]*[\w.\[\]'\"]+[ \t]*(?:[-+*/%|&]?=|:=)[ \t]*\S)"  # assignment
+_CODE_LINE = re.compile(  # indentation alone says nothing: extractors indent list items
+    rf"^(?:[ \t]*(?:{_CODE_KEYWORDS})(?![\w#])[^.!?]*$"     # lower-case keyword, no sentence end
+    r"|[ \t]*[\w.\[\]'\"]+[ \t]*(?:[-+*/%|&]?=|:=)[ \t]*\S"  # assignment
+    r"|[ \t]*[\w.]+\([^()]*(?:\([^()]*\)[^()]*)*\)[ \t]*;?[ \t]*$)"  # a call alone: f(x), a.b(c(d));
     r"|[{};][ \t]*$|\)[ \t]*:[ \t]*$"                      # block / statement end
 )
 # a math token: LaTeX command, operator, or a '$' delimiter ('$x', 'x$'; not a price '$20')

@@ -31,7 +31,6 @@ def word_shingles(text: str, n: int = 5) -> list[str]:
     return list(dict.fromkeys(grams))
 
 
-
 def fmix64(h: np.ndarray) -> np.ndarray:
     """MurmurHash3 64-bit finaliser on a uint64 array (wrapping arithmetic)."""
     h = h ^ (h >> np.uint64(33))

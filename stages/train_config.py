@@ -10,7 +10,8 @@ from deeprecipe.pipeline.config import option
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Pretraining (`stages.pretrain.train`): optimiser, schedule, ZeRO, router bias, checkpoints."""
+    """Pretraining (`stages.pretrain.train`): optimiser, schedule, ZeRO, router bias,
+    checkpoints."""
     steps: int = 1000                  # optimiser steps
     micro_batch: int = 8               # sequences per rank per micro-batch
     grad_accum: int = 1                # micro-batches per optimiser step

@@ -93,3 +93,16 @@ def test_no_luigi_parameter_is_declared_in_more_than_one_task_class():
                     name = st.targets[0].id
                     assert name not in seen, f"{name}: {seen.get(name)} and {node.name}"
                     seen[name] = node.name
+
+
+def test_params_shows_the_fields_given_and_names_an_unknown_one(tmp_path, capsys):
+    from deeprecipe.pipeline import cli
+    Register.clear_instance_cache()
+    cli.main(["--store", str(tmp_path), "params", "RunR1Pipeline", "--stage", "grpo",
+              "--Grpo-grpo", '{"lr": 3e-6}'])
+    out = capsys.readouterr().out
+    assert '{"lr": 3e-06} (other fields: profile) [command line]' in out
+    Register.clear_instance_cache()
+    cli.main(["--store", str(tmp_path), "params", "RunR1Pipeline", "--stage", "grpo",
+              "--Grpo-grpo", '{"lrr": 3e-6}'])
+    assert "error: grpo.grpo: unknown field(s) ['lrr']" in capsys.readouterr().out

@@ -373,3 +373,27 @@ def test_corrupt_gzip_member_mid_file_resumes_at_the_next_member():
     members[2] = bytes(broken)
     table, stats = ingest_file(io.BytesIO(b"".join(members)), "c.warc.gz")
     assert table.num_rows == 5 and stats.skipped == {"bad_framing": 1}, stats
+
+
+# ------------------------------------------------------------------ extractor choice (issue 21)
+
+def test_extractor_is_chosen_per_ingest_and_an_unknown_one_is_a_clear_error():
+    page = ("<html><body><article><h1>Die Brücke</h1><p>Der Stadtrat präsentiert die Ergebnisse "
+            "der Studie über die alte Brücke am Fluss, und die Anwohner begrüßen die Entscheidung.</p>"
+            "<p>Während des Sommers bleibt die Straße gesperrt, teilte die Behörde am Montag mit.</p>"
+            "<p>Die Arbeiten beginnen im Frühjahr und sollen nach achtzehn Monaten abgeschlossen "
+            "sein, sagte die Bürgermeisterin bei der Vorstellung der Pläne im Rathaus.</p>"
+            "<h3>Mehr zum Thema</h3><p>Zehn Ausflugsziele für das Wochenende rund um die Stadt, die "
+            "Sie kennen sollten …</p></article></body></html>").encode()
+    data = make_warc([("http://zeitung.de/a", "text/html; charset=utf-8", page)], gzip_records=False)
+    texts = {name: ingest_file(io.BytesIO(data), "a.warc", extractor=name)[0].column("text")[0].as_py()
+             for name in ("hybrid", "resiliparse")}
+    assert "Mehr zum Thema" in texts["resiliparse"] and "Mehr zum Thema" not in texts["hybrid"]
+    assert texts["hybrid"].split() == texts["resiliparse"].split()[:len(texts["hybrid"].split())]
+    with pytest.raises(ValueError, match="unknown extractor 'nope'"):
+        ingest_file(io.BytesIO(data), "a.warc", extractor="nope")
+    from deeprecipe.pipeline.task import ParameterError
+    from deeprecipe.workflows.data import CrawlIngest
+    with pytest.raises(ParameterError, match="--CrawlIngest-extractor must be one of hybrid"):
+        CrawlIngest(extractor="nope").stage_params
+    assert CrawlIngest().stage_params["extractor"] == "hybrid"  # the profile's value

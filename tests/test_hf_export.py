@@ -15,7 +15,8 @@ transformers = pytest.importorskip("transformers")
 
 from deeprecipe.stages import hf_export  # noqa: E402
 from deeprecipe.stages.moe_model import MOE_CONFIGS, MoEConfig, MoETransformer  # noqa: E402
-from deeprecipe.stages.r1.chat import ChatTokenizer, chat_prompt, render_chat, sft_pair  # noqa: E402
+from deeprecipe.stages.r1.chat import (ChatTokenizer, chat_prompt, render_chat,  # noqa: E402
+                                       sft_pair)
 from deeprecipe.stages.r1.model_io import dense_overrides  # noqa: E402
 from deeprecipe.stages.r1.sampler import generate  # noqa: E402
 from deeprecipe.stages.tokenizer_train import train_tokenizer  # noqa: E402

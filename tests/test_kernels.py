@@ -351,3 +351,19 @@ def test_moe_experts_bf16_gpu(backend):
         rel = ((a.float() - b).norm() / b.norm()).item()
         assert rel < 1e-2, f"d{name}: relative error {rel:.2e}"
     assert all(torch.all(w[E - 2:] == 0) for w in grads[2:])  # the two empty experts
+
+
+def test_fused_gate_up_is_reused_without_autograd_until_a_weight_changes():
+    from deeprecipe.kernels.moe_grouped import fused_gate_up
+    g, u = torch.randn(3, 8, 5), torch.randn(3, 8, 5)
+    with torch.no_grad():
+        first = fused_gate_up(g, u, torch.float32)
+        assert torch.equal(first, torch.cat([g, u], dim=-1))
+        assert fused_gate_up(g, u, torch.float32).data_ptr() == first.data_ptr()  # reused
+        u.mul_(2.0)  # an optimiser step or copy_ bumps the version: rebuilt, not stale
+        second = fused_gate_up(g, u, torch.float32)
+        assert torch.equal(second, torch.cat([g, u], dim=-1))
+        assert fused_gate_up(g, u, torch.float64).dtype == torch.float64  # keyed by dtype
+    # with autograd (training) a fresh buffer every call
+    a, b = fused_gate_up(g, u, torch.float32), fused_gate_up(g, u, torch.float32)
+    assert a.data_ptr() != b.data_ptr() and not hasattr(u, "_fused_gate_up")

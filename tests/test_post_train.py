@@ -143,7 +143,7 @@ def test_grpo_moves_probability_towards_rewarded_outputs(tok, problems):
         return {"space": hit, "total": hit}
 
     cfg = GRPOConfig(steps=10, prompts_per_step=4, group_size=8, max_new_tokens=3, lr=2e-2,
-                        beta=0.01, clip_eps=0.2, updates_per_batch=2, ref_reset_every=5)
+                     beta=0.01, clip_eps=0.2, updates_per_batch=2, ref_reset_every=5)
     rows = grpo_train(model, problems[:4], tok, cfg, space_first)
     after = first_token_mass(model, tok, prompts, rewarded)
     assert after > before + 0.2, (before, after)
@@ -232,7 +232,7 @@ def test_a_prompt_styles_stop_tokens_end_its_responses(tok, monkeypatch):
     for stops, text, fmt in ((("</answer>",), answer, 1.0), ((), answer + tail, 0.0)):
         monkeypatch.setitem(PROMPT_STOPS, "r1_zero", stops)
         s = sample_responses(model, tok, [problem["prompt"]], 2, 40, style="r1_zero",
-                                generator=torch.Generator().manual_seed(0))
+                             generator=torch.Generator().manual_seed(0))
         assert s.texts[0] == [text, text] and s.finished[0] == [True, True]
         last = tok.tok.token_to_id("</answer>") if stops else tok.eos_id
         assert s.response_ids[0][0][-1] == last
@@ -308,7 +308,7 @@ def test_grpo_step_micro_batches_accumulate_to_the_whole_batch_update(tok, probl
     stats of one pass over the whole batch; with one update per batch the ratio is exactly 1."""
     pairs = [sft_pair(tok, p["prompt"], p["solution"]) for p in problems[:6]]
     tokens_BT, mask_BT = rollout_batch([p for p, _ in pairs], [r[:5 + 3 * i] for i, (_, r)
-                                                                  in enumerate(pairs)], tok.pad_id)
+                                                               in enumerate(pairs)], tok.pad_id)
     adv_B = torch.tensor([1.0, -0.5, 0.3, -1.2, 0.8, -0.4])
     results = []
     for rows, mu in ((6, 2), (2, 2), (4, 1)):
@@ -332,7 +332,7 @@ def test_grpo_step_skips_an_update_above_max_grad_norm(tok, problems):
     and the optimiser state as they were; one under it is applied."""
     pairs = [sft_pair(tok, p["prompt"], p["solution"]) for p in problems[:4]]
     tokens_BT, mask_BT = rollout_batch([p for p, _ in pairs], [r[:8] for _, r in pairs],
-                                          tok.pad_id)
+                                       tok.pad_id)
     adv_B = torch.tensor([1.0, -1.0, 0.5, -0.5])
     cfg = GRPOConfig(micro_batch_rows=4, updates_per_batch=1, beta=0.04)
     for limit, moved in ((1e-9, False), (1e9, True)):
@@ -340,7 +340,7 @@ def test_grpo_step_skips_an_update_above_max_grad_norm(tok, problems):
         before = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
         opt = adamw(model, 1e-3)
         stats = grpo_step(model, make_reference_model(model), opt, tokens_BT, mask_BT,
-                             adv_B, cfg, max_grad_norm=limit)
+                          adv_B, cfg, max_grad_norm=limit)
         after = torch.cat([p.detach().flatten() for p in model.parameters()])
         assert stats["grad_norm"] > 0 and stats["skipped"] == (0 if moved else 1)
         assert (not torch.equal(before, after)) == moved
@@ -364,7 +364,7 @@ def sampled_rollouts(sampler, tok, prompts, n: int, new_tokens: int, seed: int):
     """n samples per prompt from `sampler` -> (tokens_BT, mask_BT, sampler_logp_BT) in
     grpo_step's layout (rows grouped by prompt)."""
     s = sample_responses(sampler, tok, prompts, n, new_tokens, temperature=1.0,
-                            generator=torch.Generator().manual_seed(seed))
+                         generator=torch.Generator().manual_seed(seed))
     flat_prompts = [ids for ids in s.prompt_ids for _ in range(n)]
     flat_resp = [r for g in s.response_ids for r in g]
     flat_lp = [lp for g in s.logprobs for lp in g]
@@ -383,7 +383,7 @@ def step_on_samples(policy, sampler, tok, prompts, n: int, new_tokens: int, seed
              torch.randn(len(tokens_BT), generator=torch.Generator().manual_seed(adv_seed)))
     opt = torch.optim.SGD(policy.parameters(), lr=0.0)
     return grpo_step(policy, make_reference_model(policy), opt, tokens_BT, mask_BT,
-                        adv_B, cfg, sampler_BT)
+                     adv_B, cfg, sampler_BT)
 
 
 def test_sampler_gap_is_zero_for_the_policy_itself_and_positive_for_another_model(tok, problems):
@@ -448,7 +448,7 @@ def test_grpo_freeze_router_keeps_the_routers_and_trains_the_rest(tok, problems)
         return {"len": r, "total": r}
 
     cfg = GRPOConfig(steps=3, prompts_per_step=2, group_size=4, max_new_tokens=4, lr=1e-2,
-                        freeze_router=True)
+                     freeze_router=True)
     rows = grpo_train(model, problems[:4], tok, cfg, length_reward)
     params = dict(model.named_parameters())
     assert all(torch.equal(params[n], w) for n, w in routers.items())
@@ -483,20 +483,20 @@ def test_grpo_skip_equal_groups_updates_only_on_groups_with_unequal_rewards(tok,
         return {"len": r, "total": r}
 
     cfg = GRPOConfig(steps=4, prompts_per_step=4, group_size=4, max_new_tokens=4, lr=1e-2,
-                        updates_per_batch=1, skip_equal_groups=True)
+                     updates_per_batch=1, skip_equal_groups=True)
     rows = grpo_train(tiny_model(tok.vocab_size, seed=9), problems[:4], tok, cfg,
-                         half_constant)
+                      half_constant)
     for r in rows:
         assert r["update_rows"] == round(r["informative_groups"] * 4) * 4 <= 8, r
     assert any(r["update_rows"] > 0 for r in rows)
     full = grpo_train(tiny_model(tok.vocab_size, seed=9), problems[:4], tok,
-                         dataclasses.replace(cfg, skip_equal_groups=False), half_constant)
+                      dataclasses.replace(cfg, skip_equal_groups=False), half_constant)
     assert all(r["update_rows"] == 16 for r in full)
 
     model = tiny_model(tok.vocab_size, seed=9)
     before = [p.detach().clone() for p in model.parameters()]
     rows = grpo_train(model, problems[:4], tok, dataclasses.replace(cfg, steps=2),
-                         lambda text, problem, step: {"total": 1.0})
+                      lambda text, problem, step: {"total": 1.0})
     assert [r["update_rows"] for r in rows] == [0, 0] and rows[0]["grad_norm"] == 0.0
     assert all(torch.equal(p, b) for p, b in zip(model.parameters(), before))
 
@@ -533,7 +533,7 @@ def test_grpo_resumed_from_a_saved_state_equals_the_uninterrupted_run(tok, probl
     (reset at step 2), AdamW moments, sampling generator, problem order and spike history all
     come back from safetensors + JSON."""
     cfg = GRPOConfig(steps=5, prompts_per_step=4, group_size=4, max_new_tokens=6, lr=1e-2,
-                        beta=0.04, updates_per_batch=1, ref_reset_every=2, skip_grad_spike=4.0)
+                     beta=0.04, updates_per_batch=1, ref_reset_every=2, skip_grad_spike=4.0)
     assert len(problems) == 8  # 4 prompts a step: the order is reshuffled after the resume too
 
     def reward(text, problem, step):  # rewards that differ within groups: real updates
@@ -558,7 +558,7 @@ def test_grpo_resumed_from_a_saved_state_equals_the_uninterrupted_run(tok, probl
     first = tiny_model(tok.vocab_size, seed=2)
     with pytest.raises(Killed):  # saves after every step (save_every_s tiny), dies in step 4
         grpo_train(first, problems, tok, cfg, reward, on_step=kill_after_step_3,
-                      state_dir=state, save_every_s=1e-9)
+                   state_dir=state, save_every_s=1e-9)
     kept = checkpoint_dirs(state, "state.json")  # only the newest save is kept
     assert [p.name for p in kept] == ["checkpoint-00000003"]
     saved = json.loads((kept[0] / "state.json").read_text())

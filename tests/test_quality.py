@@ -107,6 +107,21 @@ def test_code_and_math_are_detected_and_exempt_only_from_the_rules_wrong_for_the
     assert one_line["code_line_frac"] == 1.0 and qh.content_kind(one_line) == "prose"
 
 
+
+def test_indented_list_items_are_prose_and_code_needs_code_syntax():
+    # resiliparse indents list items and what nests in them; that must not look like code
+    listing = ("Ten tips for the wedding day\n\n"
+               + "\n".join(f"  {i}. Tip number {i} for the bride\n    Keep calm and drink water, the "
+                            f"planner said, and ask for help early." for i in range(1, 9))
+               + "\n" + "\n".join(f"  • item {i} of the packing list" for i in range(8)))
+    s = qh.score_text(listing, "en")
+    assert s["code_lines"] == 0 and qh.content_kind(s) == "prose"
+    # code without indentation is still code (calls alone, assignments, keywords, block ends)
+    flat = "\n".join(line.strip() for line in CODE_PAGE.splitlines())
+    assert qh.content_kind(qh.score_text(flat, "en")) == "code"
+    assert qh.code_lines(["print(total)", "client.post(url, data=json.dumps(body));",
+                          "(see the docs)", "Call me (maybe)."]) == 2
+
 # ---- speed-ups must not change a score ----
 
 def reference_top_ngram_char_frac(words, n, total_chars):

@@ -27,8 +27,8 @@ def test_every_failed_rule_is_a_reason_and_only_clean_documents_are_kept():
         "ppl": [10.0, 20.0, 500.0, 10.0],
         "hq_score": [0.9, 0.9, 0.1, 0.9],
     })
-    th = {"ccnet_head_middle": {"a": [12.0, 30.0], "unknown": [1.0, 2.0]},
-          "ppl_drop_above": {"a": 100.0, "unknown": 100.0}}
+    th = {"ccnet_head_middle": {"a": [12.0, 30.0], "code": [1.0, 2.0]},  # code pages: a group of their own
+          "ppl_drop_above": {"a": 100.0, "code": 100.0}}
     kept, rejected, stats = apply_thresholds(scored, th, "domain", heuristics=True,
                                              ignore_rules=["curly_bracket"], min_hq_score=0.5,
                                              langs=["en"])

@@ -70,7 +70,8 @@ def test_grpo_logs_reward_parts_kl_and_clipping(r1_store):
     for stage in ("grpo", "grpo_zero", "final_rl", "student_grpo"):
         man = r1_store.newest(stage)
         rows = man["outputs"]["metrics"]["per_step"]
-        assert len(rows) == man["params"]["grpo"].get("steps", metrics(r1_store, "distill")["steps"])
+        # student_grpo's steps is 0 in its config: distill's step count
+        assert len(rows) == (man["params"]["grpo"]["steps"] or metrics(r1_store, "distill")["steps"])
         for r in rows:
             assert {"reward", "reward_accuracy", "reward_format", "reward_language", "kl",
                     "clip_fraction", "response_len", "accuracy"} <= set(r), (stage, r)
@@ -194,7 +195,7 @@ def test_grpo_ablation_runs_r1_zero_and_grpo_variants_on_the_store(r1_store, tmp
         assert list(control["pass@k"]) == ["1", "2", "4", "6"]  # --eval-k 6 samples a problem
         assert control["pass_at_max_k"] == control["pass@k"]["6"] >= control["pass@1"]
     assert trained["overrides"] == {"skip_grad_spike": 4.0}
-    assert grpo_ablation.pt.PROMPT_STOPS["r1_zero"] == ()  # restored after its variant
+    assert grpo_ablation.PROMPT_STOPS["r1_zero"] == ()  # restored after its variant
     assert "fmt_onset" in trained and trained["grad_norm_max_step"] in (0.0, 1.0)
     # each variant saved its GRPO state after step 1 and removed it when it finished
     assert (tmp_path / "state").is_dir() and not list((tmp_path / "state").iterdir())

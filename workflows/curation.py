@@ -8,16 +8,14 @@ import os
 import tempfile
 from functools import cached_property
 from pathlib import Path
-from typing import ClassVar
 
-import luigi
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from deeprecipe.stages import (decontaminate, minhash_dedup, ngram_lm, pii_contact, pii_redact,
                                quality_classifier, quality_filter, quality_heuristics,
-                               reference_texts, simhash_dedup, text)
+                               reference_texts, simhash_dedup, text, wordfreq_lm)
 
 from .base import ShardMapStage, StageTask, StageWork, local_copy, part_name, sum_phase, work_of
 from .data import SyntheticCrawl, UrlDedup
@@ -219,48 +217,85 @@ class SimhashApply(StageWork):
 
 # -- side stages: reference LM and quality classifier ----------------------------------------
 class ReferenceLm(StageTask):
-    """A Kneser–Ney word n-gram LM trained on the trusted seed corpus (KenLM's role in CCNet)."""
-    code_version = "2"
-    source_objects = (ngram_lm, reference_texts, text)
+    """The reference LM (KenLM's role in CCNet): for a real crawl, per-language unigram tables of
+    real-text word frequencies (``wordfreq``); for the generated crawl, a Kneser–Ney word n-gram
+    LM trained on the generated trusted seed; or Kneser–Ney on the user's corpus."""
+    code_version = "3"  # 3: seed_source auto / wordfreq (real-text, per language)
+    source_objects = (ngram_lm, reference_texts, text, wordfreq_lm)
     config_cls = ngram_lm.ReferenceLmConfig
 
+    def resolved_seed_source(self) -> str:
+        return ngram_lm.resolve_seed_source(self.stage_params["seed_source"], self.source)
+
+    def key_extras(self):
+        src = self.resolved_seed_source()
+        return {"seed_source": src, **({"wordfreq": wordfreq_lm.wordfreq_version()} if src == ngram_lm.WORDFREQ else {})}
+
     def build(self, ctx):
-        p = self.stage_params
-        texts = reference_texts.trusted_texts(p["seed_source"], p["seed_docs"])
-        lm = ngram_lm.KneserNeyLM.train(texts, order=p["order"])
+        p, src = self.stage_params, self.resolved_seed_source()
         with tempfile.TemporaryDirectory() as tmp:
+            if src == ngram_lm.WORDFREQ:
+                lm = wordfreq_lm.UnigramLM.from_wordfreq(p["langs"], p["vocab_words"])
+                info = {"model": "wordfreq unigram", "source": lm.source,
+                        "languages": sorted(k for k in lm.tables if k != wordfreq_lm.POOLED)}
+            else:
+                texts = reference_texts.trusted_texts(src, p["seed_docs"])
+                lm = ngram_lm.KneserNeyLM.train(texts, order=p["order"])
+                info = {"model": f"kneser-ney order {p['order']}", "trained_on_docs": len(texts)}
             lm.save(os.path.join(tmp, "model.json"))
             put_local_file(ctx, os.path.join(tmp, "model.json"), "model.json")
-        return {"trained_on_docs": len(texts)}
+        return {"seed_source": src, **info}
 
 
 class QualityClassifier(StageTask):
-    """fastText quality classifier: positives = trusted seed, negatives = random crawl pages,
-    iterated DeepSeekMath-style (URL prefixes whose pages score high join the positives)."""
-    code_version = "1"
-    source_objects = (quality_classifier, reference_texts)
+    """fastText quality classifier: positives = trusted seed (generated crawl, or the user's
+    corpus) or, on a real crawl, the crawl's documents in the reference LM's head of their
+    language (negatives: its tail); otherwise negatives = random crawl pages. Iterated
+    DeepSeekMath-style (URL prefixes whose pages score high join the positives)."""
+    code_version = "2"  # 2: seed_source auto / lm_head (real-text positives on a real crawl)
+    source_objects = (quality_classifier, reference_texts, ngram_lm, wordfreq_lm, quality_filter)
     config_cls = quality_classifier.QualityClassifierConfig
 
     def upstream(self):
-        return {"docs": self.clone(SimhashDedup)}
+        return {"docs": self.clone(SimhashDedup), "lm": self.clone(ReferenceLm)}
+
+    def resolved_seed_source(self) -> str:
+        src = self.stage_params["seed_source"]
+        if src == ngram_lm.AUTO:
+            return quality_classifier.LM_HEAD if self.source else reference_texts.BUILTIN
+        return src
+
+    def key_extras(self):
+        return {"seed_source": self.resolved_seed_source()}
 
     def build(self, ctx):
-        p, docs = self.stage_params, ctx.input("docs")
+        p, docs, src = self.stage_params, ctx.input("docs"), self.resolved_seed_source()
         tables, n = [], 0
         for part in docs.parts():
             if n >= p["max_crawl_docs"]:
                 break
-            t = docs.read_table(part, columns=["url", "text"])
+            t = docs.read_table(part, columns=["url", "text", "lang"])
             tables.append(t.slice(0, p["max_crawl_docs"] - n))
             n += tables[-1].num_rows
         crawl = pa.concat_tables(tables)
-        seed = reference_texts.trusted_texts(p["seed_source"], p["seed_docs"])
+        negatives = None
+        if src == quality_classifier.LM_HEAD:
+            with tempfile.TemporaryDirectory() as tmp:
+                lm = ngram_lm.load_reference_lm(local_copy(ctx, ctx.input("lm"), "model.json", Path(tmp)))
+            texts, langs = crawl.column("text").to_pylist(), crawl.column("lang").to_pylist()
+            head, tail = quality_classifier.lm_head_tail(texts, langs, lm.perplexities(texts, langs),
+                                                         p["min_lang_docs"])
+            seed = quality_classifier.text_chunks(head, p["chunk_words"])
+            negatives = quality_classifier.text_chunks(tail, p["chunk_words"])
+        else:
+            seed = reference_texts.trusted_texts(src, p["seed_docs"])
         result = quality_classifier.iterate_seed(seed, crawl, rounds=p["rounds"], high_score=p["high_score"],
-                                                 min_pages=p["min_pages"], prefix_hq_frac=p["prefix_hq_frac"])
+                                                 min_pages=p["min_pages"], prefix_hq_frac=p["prefix_hq_frac"],
+                                                 negatives=negatives)
         with tempfile.TemporaryDirectory() as tmp:
             result.classifier.save(os.path.join(tmp, "model.bin"))
             put_local_file(ctx, os.path.join(tmp, "model.bin"), "model.bin")
-        return {"rounds": result.rounds, "prefixes_found": sorted(result.prefixes),
+        return {"seed_source": src, "rounds": result.rounds, "prefixes_found": sorted(result.prefixes),
                 "crawl_docs_scored": crawl.num_rows,
                 "crawl_high_fraction": float((result.scores >= p["high_score"]).mean()) if crawl.num_rows else 0.0}
 
@@ -272,8 +307,8 @@ class QualityFilter(StageTask):
     Every score is a column; rejected documents are kept in ``rejected-*.parquet`` with their
     reasons, so users can re-threshold without recomputing. Code and math pages (``q_kind``) are
     exempt from the heuristics that are wrong for them (``quality_heuristics.KIND_EXEMPT_RULES``)."""
-    code_version = "3"
-    source_objects = (quality_filter, quality_heuristics, ngram_lm, quality_classifier)
+    code_version = "4"  # 4: per-language thresholds pool small groups; LM scored per language
+    source_objects = (quality_filter, quality_heuristics, ngram_lm, quality_classifier, wordfreq_lm)
     config_cls = quality_filter.QualityFilterConfig
 
     def upstream(self):
@@ -302,7 +337,7 @@ class QualityScore(StageWork):
         table = ctx.input("docs").read_table(part_name(self.unit))
         with tempfile.TemporaryDirectory() as tmp:
             # on a local store the models are read in place (no copy of the fastText .bin per shard)
-            lm = ngram_lm.KneserNeyLM.load(local_copy(ctx, ctx.input("lm"), "model.json", Path(tmp)))
+            lm = ngram_lm.load_reference_lm(local_copy(ctx, ctx.input("lm"), "model.json", Path(tmp)))
             clf = quality_classifier.FastTextClassifier.load(
                 local_copy(ctx, ctx.input("classifier"), "model.bin", Path(tmp)))
         scored = quality_filter.score_table(table, lm, clf)
@@ -320,11 +355,11 @@ class QualityThresholds(StageWork):
 
     def do(self, ctx):
         col = self.params["group_column"]
-        t = pa.concat_tables([read_parquet(ctx, ctx.scratch_path("scored", f"s{i:06d}.parquet"), columns=[col, "ppl"])
+        t = pa.concat_tables([read_parquet(ctx, ctx.scratch_path("scored", f"s{i:06d}.parquet"), columns=[col, "ppl", "q_kind"])
                               for i in range(self.stage_task.num_shards())])
         thresholds = quality_filter.group_thresholds(
-            quality_filter.group_names(t.column(col)), t.column("ppl").to_numpy(), col,
-            self.params["ppl_drop_percentile"], self.params["ppl_drop_min_ratio"])
+            quality_filter.group_names(t.column(col), t.column("q_kind")), t.column("ppl").to_numpy(), col,
+            self.params["ppl_drop_percentile"], self.params["ppl_drop_min_ratio"], self.params["min_group_docs"])
         ctx.fs.pipe_file(ctx.scratch_path("thresholds.json"), json.dumps(thresholds).encode())
         return {"groups": len(thresholds["ppl_drop_above"])}
 

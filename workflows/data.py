@@ -6,11 +6,10 @@ from functools import cached_property
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import luigi
 
 from deeprecipe.pipeline.sources import list_source_files, listing_digest
 from deeprecipe.pipeline.store import open_filesystem
-from deeprecipe.stages import crawl_ingest, url_dedup
+from deeprecipe.stages import crawl_ingest, html_extract, url_dedup, warc_frames
 from deeprecipe.stages.generators import (crawl_languages, crawl_page_parts, crawl_pages, crawl_spec,
                                           synthetic_crawl)
 
@@ -52,8 +51,8 @@ class SyntheticCrawl(StageTask):
 # -- crawl_ingest ----------------------------------------------------------------------------
 class CrawlIngest(StageTask):
     """WARC/WET/JSONL/Parquet source files → documents (id, url, domain, lang, text, source)."""
-    code_version = "2"  # 2: WARC framing checked (bad_framing), rows written in batches
-    source_objects = (crawl_ingest,)
+    code_version = "3"  # 2: WARC framing checked (bad_framing), rows written in batches; 3: extractor
+    source_objects = (crawl_ingest, html_extract, warc_frames)
     config_cls = crawl_ingest.CrawlIngestConfig
 
     def upstream(self):
@@ -119,7 +118,8 @@ class CrawlIngestShard(StageWork):
                 stats = crawl_ingest.IngestStats()
                 with self._open_source(f["uri"], crawl) as fh:
                     for table in crawl_ingest.iter_batches(fh, name, stats,
-                                                           max_chars=self.params["max_chars"]):
+                                                           max_chars=self.params["max_chars"],
+                                                           extractor=self.params["extractor"]):
                         for doc_id in table.column("id").to_pylist():
                             duplicates += doc_id in seen_ids
                             seen_ids.add(doc_id)

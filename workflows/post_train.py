@@ -55,9 +55,9 @@ MODEL_FILES = ("config.json", "model.safetensors", "tokenizer.json")
 # ----------------------------------------------------------------------------- helpers
 
 
-def setup_torch(p: dict):
-    """`model_io.setup_torch` with a stage's threads, seed and device parameters."""
-    return model_io.setup_torch(p.get("threads"), p.get("seed"), p.get("device"))
+def setup_torch(config):
+    """`model_io.setup_torch` with a stage config's threads, seed (if it has one) and device."""
+    return model_io.setup_torch(config.threads, getattr(config, "seed", None), config.device)
 
 
 def model_folder(ctx, name: str, extra: tuple[str, ...] = ()) -> Path:
@@ -110,15 +110,15 @@ class ColdStartSft(StageTask):
         return {"base": self.clone(base_stage(self)), "data": self.clone(ReasoningData)}
 
     def build(self, ctx):
-        p = self.stage_params
-        device = setup_torch(p)
-        folder, tok, model = load_chat_model(ctx, "base", p["max_seq_len"], device)
+        c = self.config
+        device = setup_torch(c)
+        folder, tok, model = load_chat_model(ctx, "base", c.max_seq_len, device)
         train = read_rows(ctx, "data", "problems-train.parquet")
         held = read_rows(ctx, "data", "problems-held_out.parquet")
-        examples = chat.sft_examples(tok, train, "solution", p["max_response_tokens"],
-                                p["max_think_lines"])
-        held_examples = chat.sft_examples(tok, held, "solution", p["max_response_tokens"],
-                                     p["max_think_lines"])
+        examples = chat.sft_examples(tok, train, "solution", c.max_response_tokens,
+                                     c.max_think_lines)
+        held_examples = chat.sft_examples(tok, held, "solution", c.max_response_tokens,
+                                          c.max_think_lines)
         cfg = dataclasses.replace(self.config.sft, seq_len=self.config.max_seq_len)
         held_before = r1_sft.response_loss(model, held_examples, tok, cfg.seq_len, dtype=cfg.dtype)
         rows = r1_sft.sft(model, examples, tok, cfg, on_step=sft_progress(ctx, cfg, len(examples)))
@@ -136,7 +136,7 @@ class PretrainStudent(PretrainMoe):
     start from Qwen-32B-Base."""
 
     def model_overrides_for(self, ctx) -> dict:
-        base = moe_model.MOE_CONFIGS[self.stage_params["model"]]
+        base = moe_model.MOE_CONFIGS[self.config.model]
         return model_io.dense_overrides(base, **super().model_overrides_for(ctx))
 
 
@@ -144,7 +144,7 @@ class FinalSft(StageTask):
     """R1's final SFT: rejection-sampled reasoning + non-reasoning rows, on the pretrained BASE."""
     code_version = "3"  # 3: hf/ (transformers export)
     source_objects = (chat, r1_config, model_io, r1_sft, grpo_loss, training_io, hf_export, report)
-    config_cls = r1_config.FinalSftConfig
+    config_cls = r1_config.SftStageConfig
 
     def base_stage(self):
         return base_stage(self)
@@ -153,13 +153,13 @@ class FinalSft(StageTask):
         return {"base": self.clone(self.base_stage()), "samples": self.clone(RejectionSample)}
 
     def build(self, ctx):
-        p = self.stage_params
-        device = setup_torch(p)
-        folder, tok, model = load_chat_model(ctx, "base", p["max_seq_len"], device)
+        c = self.config
+        device = setup_torch(c)
+        folder, tok, model = load_chat_model(ctx, "base", c.max_seq_len, device)
         reasoning = read_rows(ctx, "samples", "samples.parquet")
         non_reasoning = read_rows(ctx, "samples", "non_reasoning.parquet")
         examples = chat.sft_examples(tok, reasoning + non_reasoning, "response",
-                                p["max_response_tokens"])
+                                     c.max_response_tokens)
         cfg = dataclasses.replace(self.config.sft, seq_len=self.config.max_seq_len)
         rows = r1_sft.sft(model, examples, tok, cfg, on_step=sft_progress(ctx, cfg, len(examples)))
         put_model(ctx, model, folder / "tokenizer.json", rows, ("loss", "lr"))
@@ -202,7 +202,7 @@ class GrpoBase(StageTask):
         return {"init": self.clone(self.init_stage()), "data": self.clone(ReasoningData)}
 
     def reward_fn(self, ctx, cfg, tok):
-        return r1_grpo.rule_reward(dict(self.stage_params["weights"]))
+        return r1_grpo.rule_reward(dataclasses.asdict(self.config.weights))
 
     def problems(self, ctx) -> list[dict]:
         return rd.rl_problems(ctx.input("data"))
@@ -211,16 +211,18 @@ class GrpoBase(StageTask):
         return self.config.grpo
 
     def build(self, ctx):
-        p = self.stage_params
-        device = setup_torch(p)
-        folder, tok, policy = load_chat_model(ctx, "init", p["max_seq_len"], device)
+        c = self.config
+        device = setup_torch(c)
+        folder, tok, policy = load_chat_model(ctx, "init", c.max_seq_len, device)
         cfg = self.grpo_config(ctx)
         bar = ctx.progress(total=cfg.steps, desc=f"{self.stage} steps")
         bar.update_to(0, "sampling the first batch")
-        rows = r1_grpo.grpo_train(policy, self.problems(ctx), tok, cfg, self.reward_fn(ctx, cfg, tok),
-                             on_step=lambda r: bar.update_to(r["step"] + 1, r1_grpo.grpo_step_message(r)),
-                             state_dir=local_dir(ctx, "rl_state"),
-                             save_every_s=self.state_every_s)
+        rows = r1_grpo.grpo_train(policy, self.problems(ctx), tok, cfg,
+                                  self.reward_fn(ctx, cfg, tok),
+                                  on_step=lambda r: bar.update_to(r["step"] + 1,
+                                                                  r1_grpo.grpo_step_message(r)),
+                                  state_dir=local_dir(ctx, "rl_state"),
+                                  save_every_s=self.state_every_s)
         bar.close()
         put_model(ctx, policy, folder / "tokenizer.json", rows,
                   r1_grpo.GRPO_PLOT + ("reward_preference",))
@@ -286,13 +288,13 @@ class FinalRl(GrpoBase):
         problems = super().problems(ctx)
         prefs = [r for r in read_rows(ctx, "data", "preferences.parquet") if r["split"] == rd.TRAIN]
         return r1_grpo.mix_in(problems, r1_grpo.preference_problems(prefs),
-                              self.stage_params["preference_share"])
+                              self.config.preference_share)
 
     def reward_fn(self, ctx, cfg, tok):
         rm_folder = model_folder(ctx, "reward_model", ("reward_head.safetensors",))
-        rm = reward_model.RewardModel.load(rm_folder).to(self.stage_params["device"] or "cpu")
-        return r1_grpo.preference_reward(rm, tok, dict(self.stage_params["weights"]),
-                                         int(cfg.steps * self.stage_params["preference_from"]))
+        rm = reward_model.RewardModel.load(rm_folder).to(self.config.device)
+        return r1_grpo.preference_reward(rm, tok, dataclasses.asdict(self.config.weights),
+                                         int(cfg.steps * self.config.preference_from))
 
 
 class RewardModel(StageTask):
@@ -306,11 +308,11 @@ class RewardModel(StageTask):
         return {"base": self.clone(base_stage(self)), "data": self.clone(ReasoningData)}
 
     def build(self, ctx):
-        p = self.stage_params
-        device = setup_torch(p)
+        c = self.config
+        device = setup_torch(c)
         folder = model_folder(ctx, "base")
         tok, base = model_io.load_chat_model(folder, None, device)
-        rm = reward_model.RewardModel(base)
+        rm = reward_model.RewardModel(base).to(device)
         pairs = read_rows(ctx, "data", "preferences.parquet")
         train = [r for r in pairs if r["split"] == rd.TRAIN]
         held = [r for r in pairs if r["split"] == rd.HELD_OUT]
@@ -326,7 +328,8 @@ class RewardModel(StageTask):
         return {**report.loss_summary(rows), "pairs": len(train), "train_accuracy_before": acc_before,
                 "train_accuracy": reward_model.preference_accuracy(rm, train, tok),
                 "held_out_pairs": len(held),
-                "held_out_accuracy": reward_model.preference_accuracy(rm, held, tok) if held else None}
+                "held_out_accuracy": (reward_model.preference_accuracy(rm, held, tok)
+                                      if held else None)}
 
 
 # ----------------------------------------------------------------------------- rejection sampling
@@ -354,15 +357,15 @@ class RejectionSample(StageTask):
         return {"policy": self.clone(Grpo), "data": self.clone(ReasoningData)}
 
     def build(self, ctx):
-        p = self.stage_params
-        device = setup_torch(p)
-        _, tok, policy = load_chat_model(ctx, "policy", p["max_seq_len"], device)
-        policy = model_io.inference_model(policy, p["dtype"])
-        problems = rollout.subset(rd.rl_problems(ctx.input("data")), p["max_problems"], p["seed"])
-        kept, stats = rejection.rejection_sample(policy, problems, tok, p["n_samples"],
-                                                 p["max_new_tokens"], p["temperature"], 1.0,
-                                                 p["max_paragraph_chars"], p["seed"],
-                                                 p["batch_rows"])
+        c = self.config
+        device = setup_torch(c)
+        _, tok, policy = load_chat_model(ctx, "policy", c.max_seq_len, device)
+        policy = model_io.inference_model(policy, c.dtype)
+        problems = rollout.subset(rd.rl_problems(ctx.input("data")), c.max_problems, c.seed)
+        kept, stats = rejection.rejection_sample(
+            policy, problems, tok, n=c.n_samples, max_new_tokens=c.max_new_tokens,
+            temperature=c.temperature, top_p=1.0, max_paragraph_chars=c.max_paragraph_chars,
+            seed=c.seed, batch_rows=c.batch_rows)
         ckpt = ctx.input("policy")
         for row in kept:
             row.update(checkpoint_stage=ckpt.stage, checkpoint_version=ckpt.version)
@@ -410,19 +413,20 @@ class Evaluate(StageTask):
                    if not self.models or n in self.models}, "data": self.clone(ReasoningData)}
 
     def build(self, ctx):
-        p = self.stage_params
-        device = setup_torch(p)
+        c = self.config
+        device = setup_torch(c)
         problems = rollout.subset(read_rows(ctx, "data", "problems-held_out.parquet"),
-                             p["max_problems"], p["seed"])
+                                  c.max_problems, c.seed)
         results = {}
         models = {n: m for n, m in EVAL_MODELS.items() if m[0] in self.upstream()}
         bar = ctx.progress(total=len(models), desc="evaluate models")
         for name, (upstream, style) in models.items():
-            bar.update_to(bar.n, f"{name}: {len(problems)} problems x {p['k']} samples")
-            _, tok, model = load_chat_model(ctx, upstream, p["max_seq_len"], device)
-            model = model_io.inference_model(model, p["dtype"])
-            res = evaluation.evaluate(model, problems, tok, p["k"], p["temperature"], p["top_p"],
-                              p["max_new_tokens"], style, p["seed"], p["batch_rows"])
+            bar.update_to(bar.n, f"{name}: {len(problems)} problems x {c.k} samples")
+            _, tok, model = load_chat_model(ctx, upstream, c.max_seq_len, device)
+            model = model_io.inference_model(model, c.dtype)
+            res = evaluation.evaluate(model, problems, tok, k=c.k, temperature=c.temperature,
+                                      top_p=c.top_p, max_new_tokens=c.max_new_tokens,
+                                      style=style, seed=c.seed, batch_rows=c.batch_rows)
             bar.update(1, f"{name}: pass@1 {res['pass@1']:.3f} format {res['format_rate']:.2f}")
             art = ctx.input(upstream)
             results[name] = {**res, "stage": art.stage, "version": art.version,
@@ -433,9 +437,9 @@ class Evaluate(StageTask):
         bar.close()
         curves = {n: self.curve(ctx, n) for n in ("grpo", "grpo_zero", "final", "student_rl")
                   if n in results}
-        diffs = report.paired_differences(results, p["k"])
+        diffs = report.paired_differences(results, c.k)
         out = local_dir(ctx, "report")
-        report.write_report(results, diffs, curves, problems, p, out)
+        report.write_report(results, diffs, curves, problems, self.stage_params, out)
         for name in ("report.md", "pass_at_1.png", "response_length.png", "rl_curves.png",
                      "results.json"):
             ctx.fs.put_file(str(out / name), ctx.output_path(name))
@@ -445,7 +449,7 @@ class Evaluate(StageTask):
                 "training")
         return {"models": {n: {k: r[k] for k in keep if k in r} for n, r in results.items()},
                 "paired_differences": diffs, "did_not_train": report.untrained_models(results),
-                "held_out_problems": len(problems), "k": p["k"]}
+                "held_out_problems": len(problems), "k": c.k}
 
     @staticmethod
     def curve(ctx, name: str) -> list[dict]:

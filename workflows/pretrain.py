@@ -1,10 +1,6 @@
 """Tokenizer and pretraining stages: tokenizer_train → tokenize_pack → pretrain_moe."""
 from __future__ import annotations
 
-import json
-from functools import cached_property
-
-import luigi
 from tokenizers import Tokenizer
 
 from deeprecipe.stages import tokenize_pack, tokenizer_train

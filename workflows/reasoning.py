@@ -2,7 +2,6 @@
 text that pretraining mixes in (`reasoning_corpus`, train-split problems only)."""
 from __future__ import annotations
 
-import luigi
 
 from deeprecipe.stages.generators import non_reasoning as nr
 from deeprecipe.stages.generators import reasoning_corpus as rc

@@ -14,7 +14,6 @@ import shutil
 import sys
 from pathlib import Path
 
-import luigi
 import numpy as np
 
 import deeprecipe
@@ -83,8 +82,8 @@ class PretrainMoe(StageTask):
     @property
     def resources(self):
         # GPUs of this machine; a job on `hosts` uses theirs (the allocation's or the hostfile's)
-        gpus, hosts = self.stage_params["gpus"], self.stage_params["hosts"]
-        return {"gpu": gpus} if gpus and not hosts else {}
+        c = self.config
+        return {"gpu": c.gpus} if c.gpus and not c.hosts else {}
 
     def upstream(self):
         return {"tokens": self.clone(TokenizePack), "tokenizer": self.clone(TokenizerTrain)}
@@ -94,19 +93,18 @@ class PretrainMoe(StageTask):
         """(host -> the command that starts its launcher, world size). One process for
         gpus <= 1 on this machine; else torchrun on every host (`stages.launch`), joined by a
         c10d rendezvous on the first host, restarting its ranks up to max_restarts times."""
-        p = self.stage_params
+        c = self.config
         module = "deeprecipe.stages.pretrain"
-        if not p["hosts"] and p["gpus"] <= 1:
+        if not c.hosts and c.gpus <= 1:
             return {"localhost": [sys.executable, "-m", module, *args]}, 1
-        hosts = launch.resolve_hosts(p["hosts"], max(1, p["gpus"]))
-        port = p["rdzv_port"] or (launch.free_port() if not p["hosts"] else 0)
+        hosts = launch.resolve_hosts(c.hosts, max(1, c.gpus))
+        port = c.rdzv_port or (launch.free_port() if not c.hosts else 0)
         if not port:
             raise ValueError("pretrain_moe: rdzv_port 0 (a free port) only works on one host; "
                              "give --PretrainMoe-rdzv-port for a multi-host job")
-        rdzv = launch.Rendezvous(hosts=tuple(hosts), ranks_per_host=max(1, p["gpus"]), port=port,
-                                 run_id=run_id,
-                                 max_restarts=p["max_restarts"])
-        starter = p["node_start"] or launch.default_starter(p["hosts"])
+        rdzv = launch.Rendezvous(hosts=tuple(hosts), ranks_per_host=max(1, c.gpus), port=port,
+                                 run_id=run_id, max_restarts=c.max_restarts)
+        starter = c.node_start or launch.default_starter(c.hosts)
         if starter not in launch.NODE_STARTERS:
             raise ValueError(f"pretrain_moe: node_start={starter!r}; choose one of "
                              f"{sorted(launch.NODE_STARTERS)}")
@@ -118,18 +116,18 @@ class PretrainMoe(StageTask):
         return commands, len(hosts) * rdzv.ranks_per_host
 
     def model_overrides_for(self, ctx) -> dict:
-        p = self.stage_params
         vocab = ctx.input("tokenizer").manifest["outputs"]["metrics"]["vocab_size"]
         seq_len = ctx.input("tokens").manifest["params"]["seq_len"]
-        return {"vocab_size": vocab, "max_seq_len": seq_len, **dict(p["model_overrides"])}
+        return {"vocab_size": vocab, "max_seq_len": seq_len, **self.config.model_overrides}
 
     def build(self, ctx):
-        p, tokens = self.stage_params, ctx.input("tokens")
+        c, tokens = self.config, ctx.input("tokens")
         data_dir, train_dir = local_dir(ctx, "data"), local_dir(ctx, "train")
         shards = [str(local_copy(ctx, tokens, n, data_dir)) for n in tokens.files("train-*.npy")]
         overrides = self.model_overrides_for(ctx)
-        args = ["--model", p["model"], "--model-overrides", json.dumps(overrides),
-                "--train", json.dumps(dict(p["train"])), "--tokens", *shards, "--out", str(train_dir)]
+        args = ["--model", c.model, "--model-overrides", json.dumps(overrides),
+                "--train", json.dumps(self.stage_params["train"]), "--tokens", *shards,
+                "--out", str(train_dir)]
         env = {k: v for k, v in os.environ.items() if k not in DIST_VARS}  # the run picks its own
         # the child imports this very deeprecipe (the folder holding the package), whatever cwd
         env["PYTHONPATH"] = os.pathsep.join([str(Path(deeprecipe.__file__).resolve().parents[1]),
@@ -138,18 +136,18 @@ class PretrainMoe(StageTask):
         summary_path.unlink(missing_ok=True)
         commands, world = self.job_commands(args, env, f"{ctx.stage}-{ctx.version}")
         self.set_status_message(f"pretrain_moe: {world} rank(s) on {len(commands)} host(s)")
-        steps = int(dict(p["train"]).get("steps") or 0) or None
-        for attempt in range(p["max_restarts"] + 1):
+        steps = c.train.steps
+        for attempt in range(c.max_restarts + 1):
             try:
                 run_training(commands, env, ctx.progress(total=steps, desc=f"{self.stage} steps"))
                 break
             except launch.JobFailed as e:
                 # torchrun restarted its ranks max_restarts times already: the job gave up.
                 # The single process (no torchrun) is re-run here instead.
-                if world > 1 or attempt == p["max_restarts"]:
+                if world > 1 or attempt == c.max_restarts:
                     raise
                 sys.stderr.write(f"pretrain_moe: training failed ({e}); restart {attempt + 1} "
-                                 f"of {p['max_restarts']} from the newest checkpoint\n")
+                                 f"of {c.max_restarts} from the newest checkpoint\n")
         run_summary = json.loads(summary_path.read_text())  # rank 0's final metrics
         if run_summary["world_size"] != world or run_summary["step"] != steps:
             raise RuntimeError(f"pretrain_moe: the job ended at step {run_summary['step']} with "

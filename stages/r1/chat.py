@@ -21,8 +21,6 @@ from deeprecipe.stages.generators.reasoning_data import r1_zero_prompt
 
 USER, ASSISTANT, EOS, PAD = "<|user|>", "<|assistant|>", "<|eos|>", "<|pad|>"
 PROMPT_STYLES = ("chat", "r1_zero")
-
-
 PROMPT_STOPS: dict[str, tuple[str, ...]] = {"chat": (), "r1_zero": ()}
 """Special tokens besides <|eos|> that end a sampled response, per prompt style. R1-Zero setups
 on vLLM often stop at `</answer>` (`stop=["</answer>"], include_stop_str_in_output=True`); here

@@ -50,16 +50,16 @@ class GRPOConfig:
     sampler: str = "copy"          # 'copy': a bf16 copy samples (CUDA bf16); 'policy': the
                                    # policy itself under the training autocast (no copy)
     sampler_is_cap: float = 0.0    # > 0: truncated importance weights min(pi_old/pi_sampler, cap)
-                                   # on the policy term (`grpo.truncated_is_weights`); 0: off
+                                   # on the policy term (`grpo_loss.truncated_is_weights`); 0: off
     freeze_router: bool = False    # MoE: keep the routers' weights fixed during RL
     freeze_routed_experts: bool = False  # MoE: keep the routed experts' weights fixed during RL
     loss_norm: str = "sequence"    # 'sequence': 1/|o_i| per response (GRPO); 'constant':
-                                   # 1/max_new_tokens for all (Dr. GRPO, `grpo.grpo_loss`)
+                                   # 1/max_new_tokens for all (Dr. GRPO, `grpo_loss.grpo_loss`)
     scale_advantages: bool = True  # divide by the group's reward std (False: Dr. GRPO)
     skip_equal_groups: bool = False  # leave groups whose G rewards are all equal out of the
                                      # update (advantage 0: only their KL term would act);
                                      # DAPO's dynamic-sampling filter, without re-sampling
-    kl_clamp: float = 0.0          # > 0: cap each token's k3 KL in the loss (`grpo.grpo_loss`;
+    kl_clamp: float = 0.0          # > 0: cap each token's k3 KL in the loss (`grpo_loss`;
                                    # verl's low_var_kl: 10); 0: off
     skip_grad_spike: float = 0.0   # > 0: skip an update whose gradient norm (before clipping)
                                    # exceeds this many times the median of the last
@@ -116,19 +116,16 @@ class RewardWeights:
 
 
 @dataclass(frozen=True)
-class ColdStartSftConfig(PostTrainRunConfig):
-    sft: SFTConfig = option("SFTConfig fields (seq_len: max_seq_len)")
-    max_response_tokens: int = option("SFT examples whose response is longer (tokens) are left "
-                                      "out")
-    max_think_lines: int = option("0 = whole reasoning; N = last N lines")
-
-
-@dataclass(frozen=True)
-class FinalSftConfig(PostTrainRunConfig):
+class SftStageConfig(PostTrainRunConfig):
     """final_sft and distill."""
     sft: SFTConfig = option("SFTConfig fields (seq_len: max_seq_len)")
     max_response_tokens: int = option("SFT examples whose response is longer (tokens) are left "
                                       "out")
+
+
+@dataclass(frozen=True)
+class ColdStartSftConfig(SftStageConfig):
+    max_think_lines: int = option("0 = whole reasoning; N = last N lines")
 
 
 @dataclass(frozen=True)

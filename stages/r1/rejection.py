@@ -12,7 +12,6 @@ from .model_io import sampling_generator
 from .rewards import extract_think, format_reward, is_correct, language_consistency_reward
 from .rollout import sample_responses
 
-
 _CODE_BLOCK = "```"
 
 

@@ -38,8 +38,8 @@ GRAPH_MIN_STEPS = 16    # fewer decode steps than this: capturing graphs does no
 class Generation:
     """tokens_BN: generated tokens (EOS included), pad_id after a row's end; lengths_B: tokens
     generated per row; logprobs_BN: log pi(token) under the model's own distribution
-    (temperature 1, no top-p: what `grpo.token_logprobs` recomputes, so GRPO's first ratio is 1),
-    0 at padding; finished_B: the row emitted EOS (False: it ran out of max_new_tokens)."""
+    (temperature 1, no top-p: what `grpo_loss.token_logprobs` recomputes, so GRPO's first ratio
+    is 1), 0 at padding; finished_B: the row emitted EOS (False: it ran out of max_new_tokens)."""
     tokens_BN: torch.Tensor
     lengths_B: torch.Tensor
     logprobs_BN: torch.Tensor
