@@ -42,9 +42,9 @@ import logging
 import os
 import random
 import shutil
-import socket
 import time
 from dataclasses import asdict, dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Callable
 
@@ -52,7 +52,9 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from safetensors.torch import load_file, save_file
+from torch.distributed.elastic.multiprocessing.errors import record
 
+from deeprecipe.stages.launch import free_port
 from deeprecipe.stages.moe_model import MoEConfig, MoETransformer, compile_regions, update_router_bias
 from deeprecipe.stages.report import plot_pretrain_metrics
 from deeprecipe.stages.train_config import TrainConfig, lr_multiplier
@@ -65,6 +67,7 @@ log = logging.getLogger(__name__)
 
 PEAK_BF16_FLOPS_H100_H200 = 989e12   # dense BF16 datasheet peak per GPU (RECIPE.md)
 FORMAT = "deeprecipe-pretrain-v1"
+SUMMARY_FILE = "run-summary.json"   # rank 0's final metrics, written by `main` into --out
 # Keys of DeepSpeed optimiser state_dicts that are Python objects, not data: the loss scaler
 # (static 1.0 without fp16; on load DeepSpeed keeps its own) and the parameter slice map
 # (rebuilt from the model on load). Everything else is tensors, numbers, strings and lists.
@@ -179,17 +182,12 @@ class DistContext:
     backend: str
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def init_distributed() -> DistContext:
+def init_distributed(timeout_s: float | None = None) -> DistContext:
     """Join (or create) the default process group: RANK/WORLD_SIZE/LOCAL_RANK from a launcher,
-    else a world of one on 127.0.0.1 and a free port. nccl on CUDA, gloo on CPU. The group is
-    left initialised: DeepSpeed caches sub-groups of it, so a later `train` in the same
-    process must find the same group."""
+    else a world of one on 127.0.0.1 and a free port. nccl on CUDA, gloo on CPU. A collective
+    that waits more than `timeout_s` seconds (None: torch's default) raises on that rank, so a
+    hung peer ends the attempt. The group is left initialised: DeepSpeed caches sub-groups of
+    it, so a later `train` in the same process must find the same group."""
     cuda = torch.cuda.is_available()
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = torch.device("cuda", local_rank) if cuda else torch.device("cpu")
@@ -204,11 +202,24 @@ def init_distributed() -> DistContext:
             if world > 1:
                 raise RuntimeError("WORLD_SIZE > 1 but MASTER_PORT is not set; start the ranks "
                                    "with `deepspeed`/`torchrun` or set MASTER_ADDR/MASTER_PORT")
-            os.environ["MASTER_PORT"] = str(_free_port())
+            os.environ["MASTER_PORT"] = str(free_port())
         dist.init_process_group("nccl" if cuda else "gloo", rank=rank, world_size=world,
-                                device_id=device if cuda else None)
+                                device_id=device if cuda else None,
+                                timeout=timedelta(seconds=timeout_s) if timeout_s else None)
     return DistContext(dist.get_rank(), dist.get_world_size(), local_rank, device,
                        dist.get_backend())
+
+
+def set_collective_timeout(timeout_s: float) -> None:
+    """Make every process group this rank belongs to wait at most `timeout_s` seconds in a
+    collective: the default group, and those DeepSpeed creates with `new_group` (no timeout
+    argument there, so they keep torch's 30-minute gloo default; its data-parallel all-reduce
+    runs on one). Uses torch's `_set_pg_timeout` (torch >= 2.3; private API)."""
+    from torch.distributed import distributed_c10d as c10d
+
+    for group in list(c10d._world.pg_map):
+        if not c10d._rank_not_in_group(group):
+            c10d._set_pg_timeout(timedelta(seconds=timeout_s), group)
 
 
 def _sum_over_ranks(t: torch.Tensor) -> None:
@@ -477,7 +488,7 @@ def train(model_cfg: MoEConfig, train_cfg: TrainConfig, data: TokenSource, out_d
     if data.seq_len > model_cfg.max_seq_len:
         raise ValueError(f"data seq_len {data.seq_len} > model max_seq_len "
                          f"{model_cfg.max_seq_len}; repack or raise max_seq_len")
-    ctx = init_distributed()
+    ctx = init_distributed(train_cfg.collective_timeout_s)
     return _train(model_cfg, train_cfg, data, Path(out_dir), resume, on_step, ctx)
 
 
@@ -492,6 +503,7 @@ def _train(model_cfg, cfg, data, out_dir, resume, on_step, ctx: DistContext) -> 
         log.info("building the model and the DeepSpeed engine (world size %d, %s)",
                  ctx.world_size, ctx.device)
     engine, scheduler, names = build_engine(model_cfg, cfg, ctx)
+    set_collective_timeout(cfg.collective_timeout_s)
     if ctx.rank == 0:
         log.info("engine ready in %.1f s: %d parameters", time.time() - t_build,
                  sum(p.numel() for p in engine.module.parameters()))
@@ -502,7 +514,9 @@ def _train(model_cfg, cfg, data, out_dir, resume, on_step, ctx: DistContext) -> 
     if latest:
         state = load_checkpoint(engine, scheduler, source, names, ctx, latest[0], cfg)
         start_step, resumed_from = state["step"], str(latest[0])
-        log.info("resumed from %s (step %d)", latest[0], start_step)
+        if ctx.rank == 0:
+            log.info("resumed from %s (step %d; launcher restart %s)", latest[0], start_step,
+                     os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
     metrics_path = out_dir / "metrics.jsonl"
     rows = read_metrics(metrics_path, start_step) if ctx.rank == 0 else []
     if ctx.rank == 0:
@@ -540,6 +554,7 @@ def _train(model_cfg, cfg, data, out_dir, resume, on_step, ctx: DistContext) -> 
             on_step(row)
     final = dict(row or {})
     final.update(resumed_from=resumed_from, start_step=start_step, world_size=ctx.world_size,
+                 restart_count=int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")),
                  zero_stage=cfg.zero_stage, device=str(ctx.device),
                  dtype="bf16" if engine.bfloat16_enabled() else "fp32",
                  wall_s=time.time() - run_start, checkpoint=str(ckpt) if ckpt else None,
@@ -582,6 +597,7 @@ def _train_step(engine, source: TokenSource, cfg: TrainConfig, model_cfg: MoECon
 
 # ----------------------------------------------------------------------------- CLI
 
+@record  # under torchrun: this rank's traceback goes into the launcher's failure report
 def main(argv: list[str] | None = None) -> dict:
     """`python -m deeprecipe.stages.pretrain --model tiny --tokens a.npy --out DIR [--train '{json}']`;
     also one rank under `deepspeed`/`torchrun` (which pass --local_rank / LOCAL_RANK)."""
@@ -604,7 +620,11 @@ def main(argv: list[str] | None = None) -> dict:
     data = TokenSource.from_npy(args.tokens, seed=train_cfg.seed)
     final = train(model_cfg, train_cfg, data, args.out, resume=not args.no_resume)
     if final.get("world_size") and int(os.environ.get("RANK", "0")) == 0:
-        print(json.dumps({k: v for k, v in final.items() if k != "router_bias"}))
+        summary = json.dumps({k: v for k, v in final.items() if k != "router_bias"})
+        tmp = Path(args.out) / f"{TMP_PREFIX}{SUMMARY_FILE}"
+        tmp.write_text(summary)
+        os.replace(tmp, Path(args.out) / SUMMARY_FILE)   # rank 0 may run on any host
+        print(summary)
     return final
 
 

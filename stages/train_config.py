@@ -33,6 +33,9 @@ class TrainConfig:
     checkpoint_every_steps: int | None = 500
     checkpoint_every_minutes: float | None = 10.0
     keep_checkpoints: int = 2
+    # A collective (all-reduce, barrier) waiting longer than this fails its rank, so a hung peer
+    # (dead host, SIGSTOP) ends the attempt and the launcher restarts the job (elastic restart).
+    collective_timeout_s: float = 900.0
     log_every: int = 10                # log line (and nothing else) every N steps
     seed: int = 0
     compile: bool = False              # torch.compile the blocks and loss (compile_regions)
@@ -47,6 +50,9 @@ class TrainConfig:
         for name in ("steps", "micro_batch", "grad_accum", "keep_checkpoints", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainConfig.{name}={getattr(self, name)} must be >= 1")
+        if self.collective_timeout_s <= 0:
+            raise ValueError(f"TrainConfig.collective_timeout_s={self.collective_timeout_s} "
+                             "must be > 0")
         if not 0 <= self.gamma_off_frac <= 1:
             raise ValueError(f"TrainConfig.gamma_off_frac={self.gamma_off_frac} not in [0, 1]")
         if not 0 < self.gamma_decay_frac <= 1:
@@ -79,6 +85,21 @@ class PretrainConfig:
     """pretrain_moe's (and pretrain_student's) parameters."""
     model: str = option("MoE config name (stages/moe_model.MOE_CONFIGS)")
     model_overrides: dict = option("MoEConfig fields changed from the named config")
-    gpus: int = option("0: CPU; N > 1: torchrun with N ranks")
+    gpus: int = option("0: CPU; N > 1: torchrun with N ranks (per host when hosts is set)")
     train: TrainConfig = option("TrainConfig fields")
+    hosts: str = option("where the ranks run: '' = this machine; 'slurm' = every host of the "
+                        "Slurm allocation the task runs in (SLURM_JOB_NODELIST); else a "
+                        "hostfile path (one 'host [slots=N]' per line)", "")
+    node_start: str = option("how each host's torchrun starts (stages.launch.NODE_STARTERS): "
+                             "'ssh', 'srun', 'local' (this machine); '' = srun for "
+                             "hosts='slurm', ssh for a hostfile", "")
+    rdzv_port: int = option("c10d rendezvous port on the first host (0: a free port, one host "
+                            "only)", 29400)
+    max_restarts: int = option("times a failed or hung job restarts from its newest "
+                               "checkpoint inside the task (torchrun --max-restarts; the "
+                               "single-process run is re-run)", 3)
+
+    def __post_init__(self):
+        if self.max_restarts < 0:
+            raise ValueError(f"PretrainConfig.max_restarts={self.max_restarts} must be >= 0")
 

@@ -126,12 +126,22 @@ def commit_checkpoint(tmp: Path, final: Path, keep: int,
                       marker: str = "trainer_state.json") -> None:
     """Put the finished temp folder `tmp` in place as `final` by one rename (a reader finds the
     old checkpoint or the new one whole, never part of one), then remove all but the newest
-    `keep` complete checkpoints beside it (`checkpoint_dirs` with `marker`)."""
+    `keep` complete checkpoints beside it (`checkpoint_dirs` with `marker`). A folder leaves
+    by a rename to a temp name before it is deleted, so a process killed at any point leaves
+    every `checkpoint-*` folder whole (temp folders are debris the next run removes)."""
     if final.exists():
-        shutil.rmtree(final)
+        discard_folder(final)
     os.rename(tmp, final)
     for old in checkpoint_dirs(final.parent, marker)[:-keep]:
-        shutil.rmtree(old)
+        discard_folder(old)
+
+
+def discard_folder(folder: Path) -> None:
+    """Rename `folder` to a TMP_PREFIX name beside it (one atomic step), then delete it."""
+    doomed = folder.with_name(f"{TMP_PREFIX}old-{folder.name}")
+    shutil.rmtree(doomed, ignore_errors=True)
+    os.rename(folder, doomed)
+    shutil.rmtree(doomed)
 
 
 # ----------------------------------------------------------------------------- metrics files

@@ -97,7 +97,8 @@ def write_spec(tmp: Path, name: str, **spec) -> Path:
 
 def worker_main(spec_path: str) -> None:
     """One rank: train per SPEC (tokens .npy, train config, shuffle, optional pause_after_step
-    = hang in on_step after that step, as a long run would); write result-rank{r}.json."""
+    = hang in on_step after that step, as a long run would; optional faults = this rank sends
+    itself a signal after a step of one launcher attempt); write result-rank{r}.json."""
     spec = json.loads(Path(spec_path).read_text())
     torch.set_num_threads(1)
     rank = int(os.environ.get("RANK", "0"))
@@ -106,9 +107,15 @@ def worker_main(spec_path: str) -> None:
     data = TokenSource(np.load(spec["tokens"]), seed=spec["train"]["seed"],
                        shuffle=spec.get("shuffle", True))
 
+    attempt = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
+
     def on_step(row):
         if row["step"] == spec.get("pause_after_step"):
             time.sleep(600)
+        for fault in spec.get("faults", []):   # {"attempt", "rank", "after_step", "signal"}
+            if (fault["attempt"], fault["rank"], fault["after_step"]) == (attempt, rank,
+                                                                          row["step"]):
+                os.kill(os.getpid(), getattr(signal, fault["signal"]))
 
     final = train(dataclasses.replace(MODEL, **spec.get("model", {})),
                   TrainConfig(**spec["train"]), data, spec["out_dir"], resume=True,

@@ -1,6 +1,8 @@
 """RunPretrainPipeline on tiny: tokenizer, packed tokens and a pretrained MoE whose loss falls;
 killing the training process mid-run and re-running the task resumes from its checkpoint and
-ends where an uninterrupted run ends."""
+ends where an uninterrupted run ends; two simulated nodes x 2 ranks (one c10d rendezvous)
+started by the task commit one artifact, and a failing multi-node job fails the task with the
+rank's error."""
 from __future__ import annotations
 
 import json
@@ -15,7 +17,7 @@ import numpy as np
 import pytest
 
 from deeprecipe.pipeline.store import ArtifactStore
-from tests.conftest import REPO, base_env, luigi_cmd, run
+from tests.conftest import REPO, base_env, free_port, luigi_cmd, run
 
 PRETRAIN = ["--module", "workflows", "RunPretrainPipeline"]
 
@@ -100,3 +102,49 @@ def test_killed_training_resumes_from_checkpoint(trained_store, tmp_path):
     assert got["resumed_from_step"] > 0
     assert got["loss_last"] == pytest.approx(want["loss_last"], rel=1e-3)
     assert got["val_loss"] == pytest.approx(want["val_loss"], rel=1e-3)
+
+
+def upstream_only(trained_store: str, store: str) -> None:
+    """Copy every committed stage but pretrain_moe into `store`."""
+    src = ArtifactStore(trained_store)
+    for stage in src.stages():
+        if stage != "pretrain_moe":
+            shutil.copytree(src.path(stage), os.path.join(store, stage))
+
+
+def two_node_args(tmp_path: Path, ranks_per_node: int, train: dict) -> list[str]:
+    """PretrainMoe options for a job on two 'hosts' of this machine (127.0.0.1, 127.0.0.2: both
+    loopback), each started by the task's `local` starter: two torchrun launchers."""
+    hostfile = tmp_path / "hosts"
+    hostfile.write_text(f"127.0.0.1 slots={ranks_per_node}\n127.0.0.2 slots={ranks_per_node}\n")
+    return ["--PretrainMoe-hosts", str(hostfile), "--PretrainMoe-node-start", "local",
+            "--PretrainMoe-gpus", str(ranks_per_node), "--PretrainMoe-rdzv-port",
+            str(free_port()), "--PretrainMoe-train", json.dumps(train)]
+
+
+def test_two_nodes_of_two_ranks_commit_one_artifact(trained_store, tmp_path):
+    store = str(tmp_path / "store")
+    upstream_only(trained_store, store)
+    r = run(luigi_cmd(*PRETRAIN, "--store", store,
+                      *two_node_args(tmp_path, 2, {"steps": 4, "log_every": 1})), timeout=600)
+    s = ArtifactStore(store)
+    [m] = s.committed("pretrain_moe")
+    assert m["params"]["hosts"].endswith("hosts") and m["params"]["gpus"] == 2
+    met = m["outputs"]["metrics"]
+    assert met["world_size"] == 4 and met["steps"] == 4, met
+    assert {"config.json", "model.safetensors", "metrics.jsonl"} <= {
+        f["name"] for f in m["outputs"]["files"]}
+    # 4 ranks = both launchers joined the rendezvous; rank 0's step lines reached the task
+    assert "step 4 loss" in r.stderr and "pretrain_moe steps 4/4" in r.stderr
+
+
+def test_failing_multi_node_job_fails_the_task_with_the_ranks_error(trained_store, tmp_path):
+    store = str(tmp_path / "store")
+    upstream_only(trained_store, store)
+    r = run(luigi_cmd(*PRETRAIN, "--store", store, "--scheduler-retry-count", "0",
+                      "--PretrainMoe-model-overrides", json.dumps({"vocab_size": 16}),
+                      "--PretrainMoe-max-restarts", "0",
+                      *two_node_args(tmp_path, 1, {"steps": 2})), timeout=600, check=False)
+    assert r.returncode != 0
+    assert "JobFailed" in r.stderr and ">= vocab_size 16" in r.stderr, r.stderr[-4000:]
+    assert ArtifactStore(store).committed("pretrain_moe") == []

@@ -11,16 +11,14 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 import deeprecipe
 from deeprecipe.pipeline.lazy import lazy_module
-from deeprecipe.stages import train_config
+from deeprecipe.stages import launch, train_config   # neither imports torch
 
 from .base import LOCAL_CACHE, StageTask, local_copy, local_dir
 from .pretrain import TokenizePack, TokenizerTrain
@@ -37,25 +35,29 @@ hf_import = lazy_module("deeprecipe.stages.hf_import")
 STEP_LINE = re.compile(r"\bstep (\d+) (loss .*)$")
 
 
-def run_training(cmd: list[str], env: dict, bar) -> str:
-    """Run the training process; pass its log through to this process's stderr and turn its
-    phase and step lines into progress (terminal and luigid). Returns its stdout."""
+def run_training(commands: list[str] | dict[str, list[str]], env: dict, bar) -> str:
+    """Run the training job (one command, or one launcher per host: `stages.launch.run_job`);
+    pass its log through to this process's stderr (prefixed by the host when there are
+    several) and turn its phase and step lines into progress (terminal and luigid). Returns
+    the first command's stdout; a failed job raises `launch.JobFailed` with the failing rank's
+    report."""
+    if not isinstance(commands, dict):
+        commands = {"localhost": commands}
+    several = len(commands) > 1
     bar.update_to(0, "starting the training process (imports torch and DeepSpeed)")
-    with tempfile.TemporaryFile("w+") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.PIPE, text=True, env=env)
-        for line in proc.stderr:
-            sys.stderr.write(line)
-            m = STEP_LINE.search(line.rstrip())
-            if m:
-                bar.update_to(int(m.group(1)), m.group(2))
-            elif "engine" in line or "training steps" in line or "resumed from" in line:
-                bar.update_to(bar.n, line.rstrip().split(" ", 2)[-1])
-        rc = proc.wait()
+
+    def on_line(host: str, line: str) -> None:
+        sys.stderr.write(f"[{host}] {line}" if several else line)
+        m = STEP_LINE.search(line.rstrip())
+        if m:
+            bar.update_to(int(m.group(1)), m.group(2))
+        elif "engine" in line or "training steps" in line or "resumed from" in line:
+            bar.update_to(bar.n, line.rstrip().split(" ", 2)[-1])
+
+    try:
+        return launch.run_job(commands, on_line, env=env)
+    finally:
         bar.close()
-        if rc:
-            raise subprocess.CalledProcessError(rc, cmd)
-        out.seek(0)
-        return out.read()
 
 
 DIST_VARS = ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE")
@@ -73,17 +75,45 @@ def put_hf_export(ctx, model, tok_json: Path, scratch: Path) -> None:
 
 class PretrainMoe(StageTask):
     """DeepSeekMoE pretraining (aux-loss-free routing, DeepSpeed ZeRO, bf16 on GPU)."""
-    code_version = "2"  # 2: hf/ (transformers export)
+    code_version = "3"  # 2: hf/ (transformers export); 3: multi-host launch, elastic restarts
     source_objects = (pretrain, train_config, training_io, moe_model, hf_export, report)
     config_cls = train_config.PretrainConfig
 
     @property
     def resources(self):
-        gpus = self.config.gpus
-        return {"gpu": gpus} if gpus else {}
+        # GPUs of this machine; a job on `hosts` uses theirs (the allocation's or the hostfile's)
+        c = self.config
+        return {"gpu": c.gpus} if c.gpus and not c.hosts else {}
 
     def upstream(self):
         return {"tokens": self.clone(TokenizePack), "tokenizer": self.clone(TokenizerTrain)}
+
+    def job_commands(self, args: list[str], env: dict,
+                     run_id: str) -> tuple[dict[str, list[str]], int]:
+        """(host -> the command that starts its launcher, world size). One process for
+        gpus <= 1 on this machine; else torchrun on every host (`stages.launch`), joined by a
+        c10d rendezvous on the first host, restarting its ranks up to max_restarts times."""
+        c = self.config
+        module = "deeprecipe.stages.pretrain"
+        if not c.hosts and c.gpus <= 1:
+            return {"localhost": [sys.executable, "-m", module, *args]}, 1
+        hosts = launch.resolve_hosts(c.hosts, max(1, c.gpus))
+        port = c.rdzv_port or (launch.free_port() if not c.hosts else 0)
+        if not port:
+            raise ValueError("pretrain_moe: rdzv_port 0 (a free port) only works on one host; "
+                             "give --PretrainMoe-rdzv-port for a multi-host job")
+        rdzv = launch.Rendezvous(hosts=tuple(hosts), ranks_per_host=max(1, c.gpus), port=port,
+                                 run_id=run_id, max_restarts=c.max_restarts)
+        starter = c.node_start or launch.default_starter(c.hosts)
+        if starter not in launch.NODE_STARTERS:
+            raise ValueError(f"pretrain_moe: node_start={starter!r}; choose one of "
+                             f"{sorted(launch.NODE_STARTERS)}")
+        start = launch.NODE_STARTERS[starter]
+        passed = {k: v for k, v in env.items() if k == "PYTHONPATH" or k.startswith(
+            launch.PASSED_ENV_PREFIXES)}
+        commands = {host: start(host, launch.torchrun_argv(rdzv, host, module, args, passed))
+                    for host in hosts}
+        return commands, len(hosts) * rdzv.ranks_per_host
 
     def model_overrides_for(self, ctx) -> dict:
         vocab = ctx.input("tokenizer").manifest["outputs"]["metrics"]["vocab_size"]
@@ -98,19 +128,31 @@ class PretrainMoe(StageTask):
         args = ["--model", c.model, "--model-overrides", json.dumps(overrides),
                 "--train", json.dumps(self.stage_params["train"]), "--tokens", *shards,
                 "--out", str(train_dir)]
-        if c.gpus > 1:
-            cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                   f"--nproc_per_node={c.gpus}", "-m", "deeprecipe.stages.pretrain", *args]
-        else:
-            cmd = [sys.executable, "-m", "deeprecipe.stages.pretrain", *args]
-        self.set_status_message(f"pretrain_moe: {' '.join(cmd[:6])} …")
         env = {k: v for k, v in os.environ.items() if k not in DIST_VARS}  # the run picks its own
         # the child imports this very deeprecipe (the folder holding the package), whatever cwd
         env["PYTHONPATH"] = os.pathsep.join([str(Path(deeprecipe.__file__).resolve().parents[1]),
                                              env.get("PYTHONPATH", "")])
-        stdout = run_training(cmd, env, ctx.progress(total=c.train.steps,
-                                                     desc=f"{self.stage} steps"))
-        run_summary = json.loads(stdout.strip().splitlines()[-1])  # rank 0's final metrics
+        summary_path = train_dir / pretrain.SUMMARY_FILE
+        summary_path.unlink(missing_ok=True)
+        commands, world = self.job_commands(args, env, f"{ctx.stage}-{ctx.version}")
+        self.set_status_message(f"pretrain_moe: {world} rank(s) on {len(commands)} host(s)")
+        steps = c.train.steps
+        for attempt in range(c.max_restarts + 1):
+            try:
+                run_training(commands, env, ctx.progress(total=steps, desc=f"{self.stage} steps"))
+                break
+            except launch.JobFailed as e:
+                # torchrun restarted its ranks max_restarts times already: the job gave up.
+                # The single process (no torchrun) is re-run here instead.
+                if world > 1 or attempt == c.max_restarts:
+                    raise
+                sys.stderr.write(f"pretrain_moe: training failed ({e}); restart {attempt + 1} "
+                                 f"of {c.max_restarts} from the newest checkpoint\n")
+        run_summary = json.loads(summary_path.read_text())  # rank 0's final metrics
+        if run_summary["world_size"] != world or run_summary["step"] != steps:
+            raise RuntimeError(f"pretrain_moe: the job ended at step {run_summary['step']} with "
+                               f"{run_summary['world_size']} ranks; expected {steps} steps on "
+                               f"{world}")
 
         rows = [json.loads(line) for line in (train_dir / "metrics.jsonl").read_text().splitlines() if line]
         final = sorted(training_io.checkpoint_dirs(train_dir))[-1]
