@@ -23,12 +23,11 @@ from typing import Any, ClassVar, Iterable
 
 import luigi
 import luigi.util
-import typing
-from collections.abc import Mapping
 
 from . import config as cfg
 from . import manifest as mf
 from .artifact import Artifact
+from .options import config_option
 from .luigi_config import install_defaults
 from .progress import Progress
 from .store import (AlreadyCommitted, ArtifactStore, Lease,
@@ -101,32 +100,6 @@ def _permanent_path(task_id: str) -> str:
     import tempfile
     return os.path.join(tempfile.gettempdir(), f"deeprecipe-permanent-{_INVOCATION}",
                         hashlib.sha256(task_id.encode()).hexdigest()[:32])
-
-
-def config_option(config_cls: type, name: str) -> luigi.Parameter:
-    """The Luigi option of one config field: default None (= the profile's value); a nested
-    config or a dict takes JSON and is merged field by field into the profile's."""
-    f = {f.name: f for f in dataclasses.fields(config_cls)}[name]
-    tp = cfg.strip_optional(cfg.field_types(config_cls)[name])
-    origin = typing.get_origin(tp) or tp
-    help_text = f.metadata.get("help", "")
-    if cfg.is_config(tp):
-        kind = luigi.OptionalDictParameter
-        help_text += " (JSON: the fields given replace the profile's, the rest stay)"
-    elif origin in (dict, Mapping):
-        kind = luigi.OptionalDictParameter
-    elif origin in (list, tuple):
-        kind = luigi.OptionalListParameter
-    elif origin is bool:  # --Task-field true|false: a profile's True can be turned off
-        return luigi.OptionalBoolParameter(default=None, description=help_text,
-                                           parsing=luigi.BoolParameter.EXPLICIT_PARSING)
-    elif origin is int:
-        kind = luigi.OptionalIntParameter
-    elif origin is float:
-        kind = luigi.OptionalFloatParameter
-    else:
-        kind = luigi.OptionalParameter
-    return kind(default=None, description=help_text)
 
 
 class PipelineTask(luigi.Task):

@@ -200,3 +200,10 @@ def test_qa_sentences_keep_order_length_and_stop_reading_at_n():
                                              "Another sentence of the right length ends with a period."]
     assert nr.qa_sentences(texts, 5, 6) == []  # both are longer than 6 words
     assert nr.qa_sentences(lazy(), 2, 30)[-1].startswith("Another") and len(read) == 2
+
+
+def test_empty_tasks_and_levels_mean_all():
+    """The config's documented meaning: empty lists generate every task and level."""
+    everything = rd.generate_problems(1, seed=3, tasks=[], levels=[])
+    assert {(r["task"], r["level"]) for r in everything} == {
+        (t, lv) for t in rd.GENERATORS for lv in rd.LEVELS}

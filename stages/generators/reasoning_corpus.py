@@ -102,6 +102,7 @@ def extra_train_problems(n_per_task_level: int, seed: int, tasks: Sequence[str],
     rows: list[dict] = []
     stats: Counter = Counter()
     seen = set(exclude_ids)
+    tasks, levels = tasks or tuple(rd.GENERATORS), levels or rd.LEVELS  # empty: all
     for task in tasks:
         for level in levels:
             rng = random.Random(f"corpus:{seed}:{task}:{level}")

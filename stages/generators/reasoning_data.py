@@ -468,9 +468,11 @@ def generate_problems(n_per_task_level: int, seed: int = 0,
     """n_per_task_level distinct problems for each (task, level), deterministic in seed.
 
     Each (task, level) draws from its own RNG (seeded by the string f"{seed}:{task}:{level}"),
-    so adding a task does not change the others. Duplicates (same id) are redrawn; if the space
+    so adding a task does not change the others; empty ``tasks`` / ``levels`` mean all.
+    Duplicates (same id) are redrawn; if the space
     of a (task, level) is too small to give n distinct problems, a ValueError says so.
     """
+    tasks, levels = tasks or tuple(GENERATORS), levels or LEVELS  # empty: all
     unknown = [t for t in tasks if t not in GENERATORS]
     if unknown:
         raise ValueError(f"generate_problems: unknown tasks {unknown}; known: {sorted(GENERATORS)}")
