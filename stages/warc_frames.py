@@ -158,16 +158,9 @@ def gzip_frames(fileobj: BinaryIO, max_block: int, source_name: str) -> Iterator
         magic = fileobj.read(3)
         if not magic.strip(b"\x00\r\n \t"):
             return
-        if magic != b"\x1f\x8b\x08":
-            if not fileobj.read(1 << 16).strip(b"\x00\r\n \t") and not magic.strip(b"\x00\r\n \t"):
-                return
-            yield Frame(pos, problem="bad_framing")
-            nxt = _next_member(fileobj, pos + 1)
-            if nxt is None:
-                return
-            pos = nxt
-            continue
-        data, total, tail, clen, state = _read_member(fileobj, pos, keep)
+        state = "corrupt"  # not a gzip member here: resume at the next one
+        if magic == b"\x1f\x8b\x08":
+            data, total, tail, clen, state = _read_member(fileobj, pos, keep)
         if state == "truncated":
             yield Frame(pos, problem="truncated")
             return
