@@ -131,10 +131,6 @@ def plain(value: Any) -> Any:
     return value
 
 
-def field_help(config_cls: type) -> dict[str, str]:
-    return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(config_cls)}
-
-
 def display_empty(config_cls: type) -> dict[str, str]:
     """Fields whose empty value means something ('auto', 'all'), for display."""
     return {f.name: f.metadata["display_empty"] for f in dataclasses.fields(config_cls)
